@@ -1,0 +1,44 @@
+"""One exception hierarchy for user mistakes.
+
+Every error a user can cause (a wrong name, a bad config value, an unreadable file) is a
+:class:`BiocreditError`. The CLI prints it as one paragraph and exits with code 2; anything else
+is an internal bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class BiocreditError(Exception):
+    """A user mistake: what was received, what was expected, how to fix it."""
+
+
+class ConfigError(BiocreditError, ValueError):
+    """A configuration key, type or value that cannot be used."""
+
+
+class UnknownNameError(BiocreditError, KeyError):
+    """A name (learner, algorithm, environment, activation ...) that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class RunDirError(BiocreditError, FileNotFoundError):
+    """A run folder or checkpoint that is missing or unreadable."""
+
+
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The valid choice closest to ``name``, or ``None`` when nothing is close."""
+    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str]) -> UnknownNameError:
+    """Build the error for an unknown ``kind`` called ``name``, suggesting the closest choice."""
+    choices = sorted(choices)
+    suggestion = closest(name, choices)
+    hint = f" Did you mean '{suggestion}'?" if suggestion else ""
+    return UnknownNameError(f"Unknown {kind} '{name}'.{hint} Valid choices: {', '.join(choices)}.")

@@ -1,0 +1,70 @@
+"""Pointwise activations together with the derivative a local rule needs.
+
+Every error-driven learner multiplies a feedback signal by ``f'(a_l)``, the slope of the
+unit's own activation at its own pre-activation: a quantity local to the post-synaptic neuron.
+The derivative takes both the pre-activation ``a`` and the output ``h = f(a)`` so each function
+uses whichever is cheaper (``tanh' = 1 - h^2``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from biocredit.errors import unknown_name
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation ``h = f(a)`` and its derivative ``f'(a)``."""
+
+    name: str
+    fn: Callable[[Tensor], Tensor]
+    derivative: Callable[[Tensor, Tensor], Tensor]  # (a, h) -> f'(a)
+
+
+def _leaky_relu_derivative(a: Tensor, h: Tensor) -> Tensor:
+    return torch.where(a > 0, 1.0, 0.01).to(a.dtype)
+
+
+def _elu_derivative(a: Tensor, h: Tensor) -> Tensor:
+    return torch.where(a > 0, torch.ones_like(a), h + 1.0)
+
+
+def _silu_derivative(a: Tensor, h: Tensor) -> Tensor:
+    s = torch.sigmoid(a)
+    return s * (1.0 + a * (1.0 - s))
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "tanh": Activation("tanh", torch.tanh, lambda a, h: 1.0 - h * h),
+    "relu": Activation("relu", torch.relu, lambda a, h: (a > 0).to(a.dtype)),
+    "leaky_relu": Activation(
+        "leaky_relu", torch.nn.functional.leaky_relu, _leaky_relu_derivative
+    ),
+    "elu": Activation("elu", torch.nn.functional.elu, _elu_derivative),
+    "silu": Activation("silu", torch.nn.functional.silu, _silu_derivative),
+    "sigmoid": Activation("sigmoid", torch.sigmoid, lambda a, h: h * (1.0 - h)),
+    "identity": Activation("identity", lambda a: a, lambda a, h: torch.ones_like(a)),
+}
+
+# torch.nn classes SB3 users pass as ``activation_fn``, by the name biocredit uses for them.
+TORCH_ACTIVATION_NAMES: dict[type[torch.nn.Module], str] = {
+    torch.nn.Tanh: "tanh",
+    torch.nn.ReLU: "relu",
+    torch.nn.LeakyReLU: "leaky_relu",
+    torch.nn.ELU: "elu",
+    torch.nn.SiLU: "silu",
+    torch.nn.Sigmoid: "sigmoid",
+    torch.nn.Identity: "identity",
+}
+
+
+def get_activation(name: str) -> Activation:
+    """Look up an activation by name; unknown names raise with the valid choices."""
+    if name not in ACTIVATIONS:
+        raise unknown_name("activation", name, ACTIVATIONS)
+    return ACTIVATIONS[name]

@@ -1,0 +1,40 @@
+"""Backpropagation (Rumelhart, Hinton & Williams 1986), the reference learner.
+
+The same chain rule as feedback alignment with the forward weights as feedback:
+
+    delta_L = e,  delta_l = (delta_{l+1} W_{l+1}) * f'(a_l),  dW_l = delta_l^T h_{l-1}
+
+It runs through the same autograd boundary as every other learner, so comparisons measure the
+credit-assignment rule and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from biocredit.learners.base import ForwardCache, Learner
+from biocredit.learners.fa import backward_chain
+from biocredit.learners.plausibility import Plausibility
+from biocredit.learners.registry import register
+
+
+@register
+class Backprop(Learner):
+    """Exact gradients: the error returns through the transpose of the forward weights."""
+
+    name = "bp"
+    family = "reference backprop"
+    signal = "error"
+    paper = "Rumelhart, Hinton & Williams 1986, Nature 323:533"
+    plausibility = Plausibility(architecture_agnostic=True, control=True)
+
+    def assign_credit(
+        self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        assert self.activation is not None
+        weights = [layer.weight for layer in layers]
+        return backward_chain(
+            layers, cache, error, weights, self.activation.derivative, input_grad
+        )

@@ -1,0 +1,44 @@
+"""Learner registry: ``make_learner("dfa", **kwargs)`` and ``list_learners()``."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from biocredit.errors import ConfigError, unknown_name
+from biocredit.learners.base import Learner
+
+_REGISTRY: dict[str, type[Learner]] = {}
+
+L = TypeVar("L", bound=type[Learner])
+
+
+def register(cls: L) -> L:
+    """Class decorator adding a learner to the registry under ``cls.name``."""
+    if cls.name in _REGISTRY:
+        raise RuntimeError(f"Learner name '{cls.name}' is registered twice.")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def list_learners() -> list[str]:
+    """Names of all registered learners, sorted."""
+    return sorted(_REGISTRY)
+
+
+def learner_class(name: str) -> type[Learner]:
+    """The class registered as ``name``; unknown names raise with the closest valid one."""
+    if name not in _REGISTRY:
+        raise unknown_name("learner", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
+def make_learner(name: str, **kwargs: Any) -> Learner:
+    """Create a learner by name; bad keyword arguments raise a :class:`ConfigError`."""
+    cls = learner_class(name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(
+            f"Learner '{name}' does not accept these options: {exc}. "
+            f"See `biocredit learners` and the {cls.__name__} docstring for its options."
+        ) from None

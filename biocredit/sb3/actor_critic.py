@@ -1,0 +1,139 @@
+"""On-policy actor-critic policy (PPO, A2C) whose networks are trained by a biocredit learner.
+
+The policy network maps the observation all the way to the action-distribution parameters
+(logits or Gaussian mean) and the value network all the way to the value: SB3's ``action_net``
+and ``value_net`` heads are the output layers of these local networks, so no layer is trained by
+backprop behind the learner's back. A state-independent Gaussian ``log_std`` stays a free
+parameter at the output; its gradient is the local quantity ``dL/dlog_std``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.type_aliases import Schedule
+from torch import Tensor, nn
+
+from biocredit.errors import ConfigError
+from biocredit.learners.network import LocalNetwork
+from biocredit.sb3.common import action_param_dim, activation_name, build_network, hidden_sizes
+
+
+class BioActorCriticNetworks(nn.Module):
+    """SB3's ``mlp_extractor`` slot, holding the full policy and value networks.
+
+    Its "latents" are already the final outputs: ``latent_pi`` are the distribution parameters
+    and ``latent_vf`` the value, so the policy sets ``action_net`` and ``value_net`` to identity.
+    """
+
+    def __init__(self, policy_net: LocalNetwork, value_net: LocalNetwork) -> None:
+        super().__init__()
+        self.policy_net = policy_net
+        self.value_net = value_net
+        self.latent_dim_pi = policy_net.spec.out_features
+        self.latent_dim_vf = value_net.spec.out_features
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        return self.policy_net(features), self.value_net(features)
+
+    def forward_actor(self, features: Tensor) -> Tensor:
+        return self.policy_net(features)
+
+    def forward_critic(self, features: Tensor) -> Tensor:
+        return self.value_net(features)
+
+
+class BioActorCriticPolicy(ActorCriticPolicy):
+    """SB3 ``ActorCriticPolicy`` whose policy and value networks learn by ``learner``.
+
+    Use as ``PPO(BioActorCriticPolicy, env, policy_kwargs=dict(learner="dfa", net_arch=[64, 64]))``.
+
+    :param learner: learner name for both networks (``bp``, ``fa``, ``dfa`` ...)
+    :param learner_kwargs: options for that learner
+    :param critic_learner: a different learner for the value network (default: ``learner``)
+    :param critic_learner_kwargs: options for the critic's learner (default: ``learner_kwargs``)
+
+    The other arguments are SB3's; ``net_arch`` is a list (both networks) or
+    ``dict(pi=[...], vf=[...])``; ``activation_fn`` must have a known derivative (tanh, relu ...).
+    gSDE and feature extractors with parameters are refused: they would be trained by backprop.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        *args: Any,
+        learner: str = "bp",
+        learner_kwargs: dict[str, Any] | None = None,
+        critic_learner: str | None = None,
+        critic_learner_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("use_sde"):
+            raise ConfigError(
+                "use_sde=True is not supported by BioActorCriticPolicy: gSDE draws its noise from "
+                "hidden features outside the learner. Set use_sde=False."
+            )
+        extractor = kwargs.get("features_extractor_class", FlattenExtractor)
+        if extractor is not FlattenExtractor:
+            raise ConfigError(
+                f"features_extractor_class={extractor.__name__} would be trained by backprop. "
+                "BioActorCriticPolicy needs the default FlattenExtractor."
+            )
+        self.learner = learner
+        self.learner_kwargs = dict(learner_kwargs or {})
+        self.critic_learner = critic_learner or learner
+        self.critic_learner_kwargs = dict(
+            self.learner_kwargs if critic_learner_kwargs is None else critic_learner_kwargs
+        )
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        activation = activation_name(self.activation_fn)
+        self.mlp_extractor = BioActorCriticNetworks(
+            policy_net=build_network(
+                self.features_dim,
+                hidden_sizes(self.net_arch, "pi"),
+                action_param_dim(self.action_space),
+                activation,
+                self.learner,
+                self.learner_kwargs,
+            ),
+            value_net=build_network(
+                self.features_dim,
+                hidden_sizes(self.net_arch, "vf"),
+                1,
+                activation,
+                self.critic_learner,
+                self.critic_learner_kwargs,
+            ),
+        )
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        # SB3 builds linear heads on top of the extractor and initialises everything; the heads
+        # are replaced by identity (the networks already end in them), the output layers get
+        # SB3's head gains, and the optimizer is rebuilt over the remaining parameters.
+        super()._build(lr_schedule)
+        self.action_net = nn.Identity()
+        self.value_net = nn.Identity()
+        if self.ortho_init:
+            self.mlp_extractor.policy_net.init_orthogonal(np.sqrt(2), 0.01)
+            self.mlp_extractor.value_net.init_orthogonal(np.sqrt(2), 1.0)
+        self.optimizer = self.optimizer_class(
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            learner=self.learner,
+            learner_kwargs=self.learner_kwargs,
+            critic_learner=self.critic_learner,
+            critic_learner_kwargs=self.critic_learner_kwargs,
+        )
+        return data

@@ -1,0 +1,75 @@
+"""Pieces shared by every biocredit SB3 policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from torch import nn
+
+from biocredit.errors import ConfigError
+from biocredit.learners.activations import TORCH_ACTIVATION_NAMES, get_activation
+from biocredit.learners.network import LocalNetwork
+from biocredit.learners.spec import NetworkSpec
+
+
+def activation_name(activation_fn: type[nn.Module] | str) -> str:
+    """Map SB3's ``activation_fn`` (a torch class) or a name to a biocredit activation name."""
+    if isinstance(activation_fn, str):
+        return get_activation(activation_fn).name
+    if activation_fn not in TORCH_ACTIVATION_NAMES:
+        valid = ", ".join(cls.__name__ for cls in TORCH_ACTIVATION_NAMES)
+        raise ConfigError(
+            f"activation_fn={activation_fn!r} has no local derivative in biocredit. "
+            f"Use one of: {valid} (or their names, e.g. 'tanh')."
+        )
+    return TORCH_ACTIVATION_NAMES[activation_fn]
+
+
+def action_param_dim(action_space: spaces.Space) -> int:
+    """Number of network outputs that parameterise the action distribution."""
+    if isinstance(action_space, spaces.Discrete):
+        return int(action_space.n)
+    if isinstance(action_space, spaces.MultiDiscrete):
+        return int(np.sum(action_space.nvec))
+    if isinstance(action_space, spaces.MultiBinary):
+        return int(np.prod(action_space.shape))
+    if isinstance(action_space, spaces.Box):
+        return int(np.prod(action_space.shape))
+    raise ConfigError(
+        f"Action space {action_space} is not supported. "
+        "Expected Discrete, MultiDiscrete, MultiBinary or Box."
+    )
+
+
+def hidden_sizes(net_arch: Any, role: str) -> tuple[int, ...]:
+    """Hidden sizes for ``role`` (``"pi"``, ``"vf"``, ``"qf"``) from SB3's ``net_arch``.
+
+    A list applies to every network, a dict gives one list per role, as in SB3 2.x.
+    """
+    if net_arch is None:
+        return (64, 64)
+    if isinstance(net_arch, dict):
+        if role not in net_arch:
+            raise ConfigError(
+                f"net_arch={net_arch!r} has no '{role}' entry. "
+                f"Give a list for all networks or a dict with the key '{role}'."
+            )
+        net_arch = net_arch[role]
+    if not isinstance(net_arch, (list, tuple)):
+        raise ConfigError(f"net_arch must be a list of layer sizes or a dict, got {net_arch!r}.")
+    return tuple(net_arch)
+
+
+def build_network(
+    in_features: int,
+    hidden: tuple[int, ...],
+    out_features: int,
+    activation: str,
+    learner: str,
+    learner_kwargs: dict[str, Any] | None,
+) -> LocalNetwork:
+    """A :class:`LocalNetwork` whose whole path, output layer included, is trained by ``learner``."""
+    spec = NetworkSpec(in_features, hidden, out_features, activation)
+    return LocalNetwork(spec, learner, **(learner_kwargs or {}))
