@@ -1,0 +1,151 @@
+"""The ``biocredit`` command: train, eval, learners, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from biocredit.errors import BiocreditError
+
+DEFAULT_RUN = "PPO on CartPole-v1 for 100k steps, every network trained by DFA"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="biocredit",
+        description="Reinforcement learning with biologically plausible credit assignment.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train", help="train an agent into a run folder",
+        description=f"Train an agent. With no options: {DEFAULT_RUN}.",
+    )
+    train.add_argument("--algo", help="SB3 algorithm: ppo or a2c (default ppo)")
+    train.add_argument("--learner", help="credit-assignment scheme, see `biocredit learners`")
+    train.add_argument("--env", help="Gymnasium env id (default CartPole-v1)")
+    train.add_argument("--steps", type=int, help="env steps to train for")
+    train.add_argument("--seed", type=int, help="seed for everything (default 0)")
+    train.add_argument("--n-envs", type=int, dest="n_envs", help="parallel envs")
+    train.add_argument("--threads", type=int, help="torch threads (default 1)")
+    train.add_argument("--out", help="run folder (default runs/<env>/<algo>-<learner>/seed<seed>)")
+    train.add_argument("--config", help="YAML config file")
+    train.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        help="override any config key, e.g. --set algo_kwargs.n_steps=64 (repeatable)",
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    evaluate = sub.add_parser("eval", help="evaluate a trained run")
+    evaluate.add_argument("run_dir", help="run folder written by `biocredit train`")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--seed", type=int, help="env seed (default: run seed + 1000)")
+    evaluate.add_argument("--stochastic", action="store_true", help="sample actions")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+
+    learners = sub.add_parser("learners", help="list learners and their plausibility properties")
+    learners.add_argument("--json", action="store_true", help="print JSON")
+
+    bench = sub.add_parser("bench", help="run a benchmark matrix with the bp baseline")
+    bench.add_argument("spec", help="benchmark spec YAML (see experiments/benchmarks/)")
+    bench.add_argument("--workers", type=int, default=1, help="parallel processes")
+    bench.add_argument("--out", help="results folder (default from the spec)")
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from biocredit.training.resolve import resolve_config
+    from biocredit.training.sb3_runner import train
+
+    flags = {key: getattr(args, key) for key in
+             ("algo", "learner", "env", "steps", "seed", "n_envs", "threads", "out")}
+    config = resolve_config(args.config, flags, args.overrides)
+    summary = train(config, console=console, progress=not args.no_progress)
+    table = Table(title=f"biocredit run: {summary['run_dir']}")
+    table.add_column("key")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        if key != "run_dir":
+            table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    from biocredit.training.evaluation import evaluate_run
+
+    result = evaluate_run(args.run_dir, args.episodes, args.seed, not args.stochastic)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        console.print(
+            f"{result['env']} {result['algo']}+{result['learner']}: return "
+            f"{result['return_mean']:.1f} +/- {result['return_std']:.1f} over "
+            f"{result['episodes']} episodes (mean length {result['length_mean']:.0f})"
+        )
+    return 0
+
+
+def _cmd_learners(args: argparse.Namespace, console: Console) -> int:
+    from biocredit.learners import CRITERIA, learner_class, list_learners
+    from biocredit.learners.plausibility import Plausibility
+
+    rows: list[dict[str, Any]] = []
+    for name in list_learners():
+        cls = learner_class(name)
+        rows.append({"name": name, "family": cls.family, "signal": cls.signal,
+                     "paper": cls.paper, **cls.plausibility.as_dict()})
+    if args.json:
+        print(json.dumps({"criteria": CRITERIA, "learners": rows}, indent=2))
+        return 0
+    short = Plausibility.short_names()
+    table = Table(title="biocredit learners (yes = addresses the problem)")
+    for column in ("name", "family", "signal", *short.values()):
+        table.add_column(column)
+    for row in rows:
+        marks = ["yes" if row[key] else "-" for key in short]
+        table.add_row(row["name"], row["family"], row["signal"], *marks)
+    console.print(table)
+    for text in CRITERIA.values():
+        console.print(f"  {text}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
+    from biocredit.training.bench import run_benchmark
+
+    table_path = run_benchmark(args.spec, workers=args.workers, out=args.out, console=console)
+    console.print(table_path.read_text())
+    console.print(f"table: {table_path}")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "learners": _cmd_learners,
+            "bench": _cmd_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``biocredit`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    console = Console()
+    if args.command is None:
+        _parser().print_help()
+        return 0
+    if args.command == "train" and args.steps is not None and args.steps < 1:
+        print(f"biocredit: error: --steps must be >= 1, got {args.steps}.", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](args, console)
+    except BiocreditError as exc:
+        print(f"biocredit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

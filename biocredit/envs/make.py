@@ -1,0 +1,30 @@
+"""Environment construction with clear errors for unknown ids and missing extras."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecEnv
+
+from biocredit.errors import ConfigError, unknown_name
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise an :class:`~biocredit.errors.UnknownNameError` if ``env_id`` is not registered."""
+    if env_id not in gym.registry:
+        raise unknown_name("environment", env_id, gym.registry.keys())
+
+
+def make_sb3_vec_env(
+    env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None
+) -> VecEnv:
+    """``n_envs`` copies of ``env_id`` in a DummyVecEnv, each with a Monitor, seeded ``seed + i``."""
+    check_env_id(env_id)
+    try:
+        return make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs or {})
+    except TypeError as exc:
+        raise ConfigError(f"env_kwargs {env_kwargs!r} do not fit '{env_id}': {exc}.") from None
+    except gym.error.DependencyNotInstalled as exc:
+        raise ConfigError(f"'{env_id}' needs an extra package: {exc}") from None

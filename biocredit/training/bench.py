@@ -1,0 +1,194 @@
+"""Benchmark matrices: algo x learner x env x seeds, always with the bp baseline alongside.
+
+A spec (``experiments/benchmarks/*.yaml``)::
+
+    name: core
+    algo: ppo
+    learners: [bp, fa, dfa]       # bp is added if missing
+    seeds: [0, 1, 2, 3, 4]
+    envs:
+      CartPole-v1: {threshold: 475}
+      InvertedPendulum-v5: {threshold: 950, steps: 100000}
+    set: {}                        # RunConfig keys applied to every run
+
+Runs are interleaved seed by seed so every learner meets the same machine load; results land in
+``<out>/table.md`` (ratios to bp), ``<out>/curves.png`` and ``<out>/results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shlex
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from biocredit.errors import ConfigError, closest
+from biocredit.training.config import RunConfig, merge, read_yaml
+from biocredit.training.plots import plot_curves, steps_to_threshold
+from biocredit.training.resolve import resolve_config
+from biocredit.training.sb3_runner import train, validate
+
+BASELINE = "bp"
+
+
+@dataclass
+class BenchSpec:
+    """A validated benchmark spec."""
+
+    name: str
+    algo: str = "ppo"
+    learners: list[str] = field(default_factory=lambda: [BASELINE, "fa", "dfa"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    envs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    set: dict[str, Any] = field(default_factory=dict)
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.envs:
+            raise ConfigError("A benchmark spec needs at least one entry under 'envs'.")
+        for env, options in self.envs.items():
+            for key in options:
+                if key not in ("threshold", "steps"):
+                    hint = closest(key, ("threshold", "steps"))
+                    raise ConfigError(
+                        f"Unknown option '{key}' for env '{env}' in the benchmark spec."
+                        f"{f' Did you mean {hint!r}?' if hint else ''} Valid: threshold, steps."
+                    )
+        if BASELINE not in self.learners:
+            self.learners.insert(0, BASELINE)
+
+
+def load_spec(path: str | Path) -> BenchSpec:
+    data = read_yaml(path)
+    valid = list(BenchSpec.__dataclass_fields__)
+    for key in data:
+        if key not in valid:
+            hint = closest(key, valid)
+            raise ConfigError(
+                f"Unknown key '{key}' in benchmark spec '{path}'."
+                f"{f' Did you mean {hint!r}?' if hint else ''} Valid keys: {', '.join(valid)}."
+            )
+    data = {key: ({} if value is None and key in ("envs", "set") else value)
+            for key, value in data.items()}
+    data["envs"] = {env: dict(options or {}) for env, options in data.get("envs", {}).items()}
+    data.setdefault("name", Path(path).stem)
+    return BenchSpec(**data)
+
+
+def plan_runs(spec: BenchSpec, out: Path) -> list[RunConfig]:
+    """Every run of the matrix, seed-major so learners are interleaved; all validated upfront."""
+    configs = []
+    for seed in spec.seeds:
+        for env, options in spec.envs.items():
+            for learner in spec.learners:
+                flags = {"algo": spec.algo, "env": env, "learner": learner, "seed": seed,
+                         "steps": options.get("steps"),
+                         "out": str(out / "runs" / env / learner / f"seed{seed}")}
+                config = resolve_config(flags=merge(spec.set, flags))
+                validate(config)
+                configs.append(config)
+    return configs
+
+
+def _run_one(config: RunConfig) -> dict[str, Any]:
+    return train(config, progress=False)
+
+
+def run_benchmark(
+    spec_path: str | Path, workers: int = 1, out: str | None = None,
+    console: Console | None = None,
+) -> Path:
+    """Run the spec's matrix with ``workers`` processes; return the path of the table."""
+    console = console or Console()
+    spec = load_spec(spec_path)
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}.")
+    out_dir = Path(out or spec.out or Path("experiments") / "results" / spec.name)
+    if (out_dir / "runs").exists():
+        raise ConfigError(
+            f"'{out_dir / 'runs'}' already exists. Every figure must come from one invocation: "
+            "delete it or pass another --out."
+        )
+    configs = plan_runs(spec, out_dir)
+    console.print(f"benchmark '{spec.name}': {len(configs)} runs on {workers} worker(s)")
+    start = time.perf_counter()
+    summaries = []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for summary in pool.map(_run_one, configs):
+            summaries.append(summary)
+            console.print(
+                f"  [{len(summaries)}/{len(configs)}] {summary['env']} {summary['learner']} "
+                f"seed {summary['seed']}: return {summary['final_return_mean']:.1f}, "
+                f"{summary['wall_time_s']:.1f} s"
+            )
+    elapsed = time.perf_counter() - start
+    command = "biocredit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    (out_dir / "results.json").write_text(json.dumps(summaries, indent=2) + "\n")
+    table = render_table(spec, summaries, command, workers, elapsed)
+    (out_dir / "table.md").write_text(table)
+    groups = {env: {learner: [Path(s["run_dir"]) for s in summaries
+                              if s["env"] == env and s["learner"] == learner]
+                    for learner in spec.learners} for env in spec.envs}
+    plot_curves(groups, out_dir / "curves.png")
+    return out_dir / "table.md"
+
+
+def render_table(
+    spec: BenchSpec, summaries: list[dict[str, Any]], command: str, workers: int, elapsed: float
+) -> str:
+    """Markdown table: per env and learner, final return, solved seeds, steps to threshold,
+    wall time, and ratios to the bp baseline of the same invocation."""
+    lines = [
+        f"# Benchmark `{spec.name}`: {spec.algo.upper()} x {{{', '.join(spec.learners)}}}",
+        "",
+        f"Command: `{command}` ({workers} worker(s), {elapsed / 60:.1f} min in all). "
+        f"Seeds {spec.seeds}; each learner ran in the same invocation as the bp baseline.",
+        "Final return: deterministic policy, mean over the run's evaluation episodes, then mean "
+        "+/- std over seeds. Steps to threshold: first log row whose training return (SB3's "
+        "100-episode mean) reaches it; median over the seeds that reached it. Ratios: learner / bp.",
+        "",
+        "| env | learner | final return | seeds >= threshold | steps to threshold | wall time (s) "
+        "| steps/s | return / bp | wall time / bp |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for env, options in spec.envs.items():
+        threshold = options.get("threshold")
+        stats = {}
+        for learner in spec.learners:
+            runs = [s for s in summaries if s["env"] == env and s["learner"] == learner]
+            finals = np.array([s["final_return_mean"] for s in runs])
+            walls = np.array([s["wall_time_s"] for s in runs])
+            stats[learner] = (runs, finals, walls)
+        base_return = stats[BASELINE][1].mean()
+        base_wall = stats[BASELINE][2].mean()
+        for learner, (runs, finals, walls) in stats.items():
+            solved, to_threshold = "-", "-"
+            if threshold is not None:
+                solved = f"{int((finals >= threshold).sum())}/{len(runs)}"
+                hits = [steps_to_threshold(Path(s["run_dir"]), threshold) for s in runs]
+                hits = [h for h in hits if h is not None]
+                if hits:
+                    to_threshold = f"{np.median(hits):,.0f} ({len(hits)}/{len(runs)})"
+            ratio = f"{finals.mean() / base_return:.2f}" if base_return else "-"
+            lines.append(
+                f"| {env} | {learner} | {finals.mean():.1f} +/- {finals.std():.1f} | {solved} "
+                f"| {to_threshold} | {walls.mean():.1f} "
+                f"| {np.mean([s['steps_per_s'] for s in runs]):.0f} | {ratio} "
+                f"| {walls.mean() / base_wall:.2f} |"
+            )
+    per_seed = ["", "Per seed (final return):", ""]
+    for env in spec.envs:
+        for learner in spec.learners:
+            values = [f"{s['final_return_mean']:.0f}" for s in summaries
+                      if s["env"] == env and s["learner"] == learner]
+            per_seed.append(f"- {env} {learner}: {', '.join(values)}")
+    return "\n".join(lines + per_seed) + "\n"

@@ -1,0 +1,81 @@
+"""SB3 callbacks for biocredit runs: a rich progress bar and periodic checkpoints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from stable_baselines3.common.callbacks import BaseCallback
+
+
+def recent_return(ep_info_buffer: object) -> float | None:
+    """Mean return of the episodes in SB3's ``ep_info_buffer`` (the last 100), if any."""
+    returns = [info["r"] for info in ep_info_buffer]  # type: ignore[attr-defined]
+    return float(np.mean(returns)) if returns else None
+
+
+class RichProgressCallback(BaseCallback):
+    """Progress bar with steps/s and the recent mean episode return, refreshed every rollout."""
+
+    def __init__(self, total_steps: int, description: str, console: Console | None = None) -> None:
+        super().__init__()
+        self.total_steps = total_steps
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[speed]:>6.0f} steps/s"),
+            TextColumn("return {task.fields[ret]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = self.progress.add_task(description, total=total_steps, speed=0.0, ret="-")
+        self.start = 0.0
+
+    def _on_training_start(self) -> None:
+        self.start = time.perf_counter()
+        self.progress.start()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        ret = recent_return(self.model.ep_info_buffer)
+        self.progress.update(
+            self.task,
+            completed=self.num_timesteps,
+            speed=self.num_timesteps / elapsed,
+            ret="-" if ret is None else f"{ret:.1f}",
+        )
+
+    def _on_training_end(self) -> None:
+        self._on_rollout_end()
+        self.progress.stop()
+
+
+class PeriodicCheckpoint(BaseCallback):
+    """Call ``save(directory)`` every ``every`` env steps (the latest checkpoint is kept)."""
+
+    def __init__(self, every: int, directory: Path, save: Callable[[Path], None]) -> None:
+        super().__init__()
+        self.every, self.directory, self.save = every, directory, save
+        self.next_at = every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.next_at:
+            self.save(self.directory)
+            self.next_at += self.every
+        return True

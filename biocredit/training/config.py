@@ -1,0 +1,168 @@
+"""Run configuration: YAML layers validated into a dataclass.
+
+A run's config is resolved from, lowest priority first: the defaults below, the per-env
+hyperparameters in ``experiments/hyperparams/<algo>.yaml`` (RL-Zoo style), a ``--config`` file,
+command-line flags, and ``--set key=value`` overrides. The resolved config is written into the
+run folder. Unknown keys, wrong types and out-of-range values raise :class:`ConfigError` naming
+the key and the closest valid one.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from biocredit.errors import ConfigError, closest
+
+ALGOS = ("ppo", "a2c")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run.
+
+    ``algo_kwargs`` go to the SB3 algorithm (``n_steps``, ``batch_size``, ``learning_rate`` ...;
+    ``"lin_1e-3"`` means a linear schedule from 1e-3 to 0, as in the RL Zoo); ``policy_kwargs``
+    to the policy (``net_arch``, ``activation_fn`` by name, ``ortho_init``, ``log_std_init``).
+    """
+
+    env: str = "CartPole-v1"
+    algo: str = "ppo"
+    learner: str = "dfa"
+    learner_kwargs: dict[str, Any] = field(default_factory=dict)
+    critic_learner: str | None = None
+    critic_learner_kwargs: dict[str, Any] | None = None
+    steps: int = 100_000
+    seed: int = 0
+    n_envs: int = 1
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    eval_episodes: int = 10
+    checkpoint_freq: int = 0
+    threads: int = 1
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        positive = {"steps": self.steps, "n_envs": self.n_envs, "eval_episodes": self.eval_episodes,
+                    "threads": self.threads}
+        for key, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"'{key}' must be >= 1, got {value}.")
+        if self.seed < 0:
+            raise ConfigError(f"'seed' must be >= 0, got {self.seed}.")
+        if self.checkpoint_freq < 0:
+            raise ConfigError(
+                f"'checkpoint_freq' must be >= 0 (0 = only at the end), got {self.checkpoint_freq}."
+            )
+        if self.algo not in ALGOS:
+            hint = closest(self.algo, ALGOS)
+            raise ConfigError(
+                f"Unknown algo '{self.algo}'.{f' Did you mean {hint!r}?' if hint else ''} "
+                f"Valid choices: {', '.join(ALGOS)}."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or hint)
+
+
+def _type_name(hint: Any) -> str:
+    if get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in get_args(hint))
+    if hint is type(None):
+        return "null"
+    return getattr(get_origin(hint) or hint, "__name__", str(hint))
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a plain dict into a :class:`RunConfig`; errors name ``source`` and the key."""
+    hints = get_type_hints(RunConfig)
+    valid = [f.name for f in fields(RunConfig)]
+    for key, value in data.items():
+        if key not in valid:
+            hint = closest(key, valid)
+            raise ConfigError(
+                f"Unknown key '{key}' in {source}.{f' Did you mean {hint!r}?' if hint else ''} "
+                f"Valid keys: {', '.join(valid)}."
+            )
+        if not _type_ok(value, hints[key]):
+            raise ConfigError(
+                f"Key '{key}' in {source} must be {_type_name(hints[key])}, "
+                f"got {type(value).__name__} {value!r}."
+            )
+    return RunConfig(**data)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing, unreadable or non-mapping file is a :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file '{path}': {exc.strerror}.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file '{path}' is not valid YAML: {exc}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"Config file '{path}' must hold a mapping of keys to values, got {type(data).__name__}."
+        )
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"algo_kwargs.n_steps=64"`` -> ``(["algo_kwargs", "n_steps"], 64)``; values are YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(
+            f"--set expects key=value (e.g. --set algo_kwargs.n_steps=64), got {text!r}."
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``data[path[0]][path[1]]... = value``, creating nested mappings as needed."""
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"Cannot set '{'.'.join(path)}': '{part}' is not a mapping.")
+        node = child
+    node[path[-1]] = value
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive merge: mappings merge key by key, anything else in ``update`` replaces."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out

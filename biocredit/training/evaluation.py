@@ -1,0 +1,60 @@
+"""Evaluate a finished run from its folder: rebuild the policy, load the safe checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from biocredit.envs import make_sb3_vec_env
+from biocredit.errors import ConfigError
+from biocredit.sb3 import BioActorCriticPolicy
+from biocredit.training.checkpoint import load_checkpoint
+from biocredit.training.run_dir import CHECKPOINT_DIR, read_run_config
+from biocredit.training.sb3_runner import EVAL_SEED_OFFSET, policy_kwargs
+
+
+def load_run_policy(run_dir: Path) -> tuple[BioActorCriticPolicy, dict[str, Any]]:
+    """The trained policy of ``run_dir`` (in eval mode) and its checkpoint metadata."""
+    config = read_run_config(run_dir)
+    env = make_sb3_vec_env(config.env, 1, config.seed, config.env_kwargs)
+    policy = BioActorCriticPolicy(
+        env.observation_space, env.action_space, lambda _: 0.0, **policy_kwargs(config)
+    )
+    env.close()
+    meta = load_checkpoint(policy, Path(run_dir) / CHECKPOINT_DIR)
+    return policy.eval(), meta
+
+
+def evaluate_run(
+    run_dir: Path, episodes: int = 10, seed: int | None = None, deterministic: bool = True
+) -> dict[str, Any]:
+    """Mean and std of the return of the run's policy over ``episodes`` fresh episodes."""
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {episodes}.")
+    config = read_run_config(run_dir)
+    policy, meta = load_run_policy(run_dir)
+    seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
+    env = make_sb3_vec_env(config.env, 1, seed, config.env_kwargs)
+    with torch.no_grad():
+        returns, lengths = evaluate_policy(
+            policy, env, n_eval_episodes=episodes, deterministic=deterministic,
+            return_episode_rewards=True,
+        )
+    env.close()
+    return {
+        "run_dir": str(run_dir),
+        "env": config.env,
+        "algo": config.algo,
+        "learner": config.learner,
+        "seed": seed,
+        "trained_steps": meta.get("num_timesteps"),
+        "episodes": episodes,
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+        "length_mean": float(np.mean(lengths)),
+        "returns": [float(r) for r in returns],
+    }

@@ -1,0 +1,71 @@
+"""Per-environment hyperparameters in RL-Zoo format (``experiments/hyperparams/<algo>.yaml``).
+
+An entry is keyed by env id and uses the Zoo's keys: ``n_envs``, ``n_timesteps``,
+``policy_kwargs`` (a mapping) and the algorithm's own arguments (``n_steps``, ``batch_size``,
+``learning_rate: lin_1e-3`` ...). They are translated to :class:`RunConfig` keys here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from biocredit.errors import ConfigError
+from biocredit.training.config import read_yaml
+
+_PACKAGED = Path(__file__).resolve().parents[1] / "hyperparams"  # inside an installed wheel
+_SOURCE = Path(__file__).resolve().parents[2] / "experiments" / "hyperparams"  # in a checkout
+
+
+def hyperparams_dir() -> Path:
+    """Where the Zoo-style hyperparameter files live for this installation."""
+    return _PACKAGED if _PACKAGED.is_dir() else _SOURCE
+
+
+def zoo_entry(algo: str, env_id: str) -> dict[str, Any]:
+    """The tuned hyperparameters for ``(algo, env_id)`` as RunConfig keys; ``{}`` if none."""
+    path = hyperparams_dir() / f"{algo}.yaml"
+    if not path.is_file():
+        return {}
+    entry = read_yaml(path).get(env_id)
+    if entry is None:
+        return {}
+    entry = dict(entry)
+    entry.pop("policy", None)  # always biocredit's policy for the algorithm
+    config: dict[str, Any] = {}
+    for zoo_key, key in (("n_envs", "n_envs"), ("n_timesteps", "steps")):
+        if zoo_key in entry:
+            config[key] = int(entry.pop(zoo_key))
+    if "policy_kwargs" in entry:
+        config["policy_kwargs"] = entry.pop("policy_kwargs")
+    config["algo_kwargs"] = entry
+    return config
+
+
+def schedule(value: Any, key: str) -> float | Callable[[float], float]:
+    """A constant, or ``"lin_<x>"``: SB3's progress-remaining schedule from ``x`` down to 0."""
+    if isinstance(value, str) and value.startswith("lin_"):
+        try:
+            start = float(value[4:])
+        except ValueError:
+            raise ConfigError(
+                f"'{key}: {value}' is not a schedule. Use a number or lin_<start>, e.g. lin_1e-3."
+            ) from None
+        return LinearSchedule(start)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"'{key}' must be a number or lin_<start>, got {value!r}.")
+
+
+class LinearSchedule:
+    """``progress_remaining * start``, the RL Zoo's ``lin_`` schedule (a class, so it pickles)."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+
+    def __call__(self, progress_remaining: float) -> float:
+        return progress_remaining * self.start
+
+    def __repr__(self) -> str:
+        return f"lin_{self.start:g}"

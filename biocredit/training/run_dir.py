@@ -1,0 +1,69 @@
+"""Run folders: where a run's config, logs, checkpoint and summary live.
+
+    <run>/config.yaml        fully resolved config
+    <run>/progress.csv       SB3 logger rows (rollout/ep_rew_mean, train/..., time/...)
+    <run>/events.out.tfevents.*   TensorBoard
+    <run>/checkpoint/        model.safetensors + checkpoint.json
+    <run>/summary.json       env, algo, learner, seed, steps, wall time, final return
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from biocredit.errors import ConfigError, RunDirError
+from biocredit.training.config import RunConfig, config_from_dict, read_yaml
+
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+PROGRESS_FILE = "progress.csv"
+CHECKPOINT_DIR = "checkpoint"
+
+
+def default_run_dir(config: RunConfig, root: Path = Path("runs")) -> Path:
+    """``runs/<env>/<algo>-<learner>/seed<seed>``, suffixed ``-2``, ``-3`` ... if taken."""
+    base = root / config.env / f"{config.algo}-{config.learner}" / f"seed{config.seed}"
+    candidate, n = base, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def create_run_dir(config: RunConfig) -> Path:
+    """Make the run folder (``config.out`` or the default) and write the resolved config."""
+    run_dir = Path(config.out) if config.out else default_run_dir(config)
+    if (run_dir / CONFIG_FILE).exists():
+        raise ConfigError(
+            f"'{run_dir}' already holds a run. Choose another --out, or delete that folder."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.out = str(run_dir)
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return run_dir
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The resolved config of an existing run."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise RunDirError(
+            f"'{run_dir}' is not a biocredit run folder: it has no {CONFIG_FILE}. "
+            "Pass the folder `biocredit train` printed (e.g. runs/CartPole-v1/ppo-dfa/seed0)."
+        )
+    return config_from_dict(read_yaml(path), source=str(path))
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / SUMMARY_FILE
+    if not path.is_file():
+        raise RunDirError(f"'{run_dir}' has no {SUMMARY_FILE}: the run did not finish.")
+    return json.loads(path.read_text())
