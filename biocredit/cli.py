@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = sub.add_parser(
-        "train", help="train an agent into a run folder",
+        "train",
+        help="train an agent into a run folder",
         description=f"Train an agent. With no options: {DEFAULT_RUN}.",
     )
     train.add_argument("--algo", help="SB3 algorithm: ppo or a2c (default ppo)")
@@ -37,7 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (default runs/<env>/<algo>-<learner>/seed<seed>)")
     train.add_argument("--config", help="YAML config file")
     train.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
         help="override any config key, e.g. --set algo_kwargs.n_steps=64 (repeatable)",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -63,8 +68,10 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from biocredit.training.resolve import resolve_config
     from biocredit.training.sb3_runner import train
 
-    flags = {key: getattr(args, key) for key in
-             ("algo", "learner", "env", "steps", "seed", "n_envs", "threads", "out")}
+    flags = {
+        key: getattr(args, key)
+        for key in ("algo", "learner", "env", "steps", "seed", "n_envs", "threads", "out")
+    }
     config = resolve_config(args.config, flags, args.overrides)
     summary = train(config, console=console, progress=not args.no_progress)
     table = Table(title=f"biocredit run: {summary['run_dir']}")
@@ -99,8 +106,15 @@ def _cmd_learners(args: argparse.Namespace, console: Console) -> int:
     rows: list[dict[str, Any]] = []
     for name in list_learners():
         cls = learner_class(name)
-        rows.append({"name": name, "family": cls.family, "signal": cls.signal,
-                     "paper": cls.paper, **cls.plausibility.as_dict()})
+        rows.append(
+            {
+                "name": name,
+                "family": cls.family,
+                "signal": cls.signal,
+                "paper": cls.paper,
+                **cls.plausibility.as_dict(),
+            }
+        )
     if args.json:
         print(json.dumps({"criteria": CRITERIA, "learners": rows}, indent=2))
         return 0
@@ -126,8 +140,7 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "learners": _cmd_learners,
-            "bench": _cmd_bench}
+COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "learners": _cmd_learners, "bench": _cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

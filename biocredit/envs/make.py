@@ -20,7 +20,7 @@ def check_env_id(env_id: str) -> None:
 def make_sb3_vec_env(
     env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None
 ) -> VecEnv:
-    """``n_envs`` copies of ``env_id`` in a DummyVecEnv, each with a Monitor, seeded ``seed + i``."""
+    """``n_envs`` copies of ``env_id`` in a DummyVecEnv with Monitors, seeded ``seed + i``."""
     check_env_id(env_id)
     try:
         return make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs or {})

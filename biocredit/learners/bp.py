@@ -35,6 +35,4 @@ class Backprop(Learner):
     ) -> tuple[Tensor | None, list[Tensor]]:
         assert self.activation is not None
         weights = [layer.weight for layer in layers]
-        return backward_chain(
-            layers, cache, error, weights, self.activation.derivative, input_grad
-        )
+        return backward_chain(layers, cache, error, weights, self.activation.derivative, input_grad)

@@ -27,7 +27,7 @@ from biocredit.learners.spec import NetworkSpec
 
 
 def dfa_delta(error: Tensor, feedback: Tensor, fprime: Tensor) -> Tensor:
-    """Local error of hidden layer ``l``: ``delta_l = (e D_l) * f'(a_l)``, ``D_l`` is ``n_out x n_l``."""
+    """Local error of hidden layer ``l``: ``delta_l = (e D_l) * f'(a_l)`` (``D_l``: n_out x n_l)."""
     return error.mm(feedback).mul_(fprime)
 
 
@@ -78,7 +78,8 @@ class DirectFeedbackAlignment(Learner):
         grads = list(linear_grads(error, cache.inputs[-1]))
         for l in range(len(layers) - 1, 0, -1):
             a, h = cache.pre_activations[l - 1], cache.inputs[l]
-            grads[:0] = linear_grads(dfa_delta(error, feedback[l], derivative(a, h)), cache.inputs[l - 1])
+            delta = dfa_delta(error, feedback[l], derivative(a, h))
+            grads[:0] = linear_grads(delta, cache.inputs[l - 1])
         grad_x = error.mm(feedback[0]) if input_grad else None
         return grad_x, grads
 

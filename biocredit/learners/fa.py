@@ -12,6 +12,7 @@ weight (no weight transport). The forward weights come to align with ``B``:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
@@ -80,9 +81,7 @@ class FeedbackAlignment(Learner):
     family = "feedback alignment"
     signal = "error"
     paper = "Lillicrap et al. 2016, Nat. Commun. 7:13276"
-    plausibility = Plausibility(
-        p2_weight_transport=True, architecture_agnostic=True, control=True
-    )
+    plausibility = Plausibility(p2_weight_transport=True, architecture_agnostic=True, control=True)
 
     def __init__(self, init: str = "uniform", scale: float = 1.0, seed: int | None = None) -> None:
         super().__init__(seed)
@@ -90,7 +89,7 @@ class FeedbackAlignment(Learner):
         self.init, self.scale = init, scale
 
     def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
-        for l, (n_in, n_out) in enumerate(zip(spec.sizes[:-1], spec.sizes[1:])):
+        for l, (n_in, n_out) in enumerate(pairwise(spec.sizes)):
             matrix = random_feedback((n_out, n_in), n_in, self.init, self.scale, generator)
             self.register_buffer(f"feedback_{l}", matrix)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -29,9 +30,7 @@ class LocalNetwork(nn.Module):
     ) -> None:
         super().__init__()
         self.spec = spec
-        self.layers = nn.ModuleList(
-            nn.Linear(n_in, n_out) for n_in, n_out in zip(spec.sizes[:-1], spec.sizes[1:])
-        )
+        self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in pairwise(spec.sizes))
         if isinstance(learner, str):
             learner = make_learner(learner, **learner_kwargs)
         elif learner_kwargs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 CRITERIA: dict[str, str] = {
-    "p1_global_feedback": "P1: no global feedback pathway (error does not traverse the forward path)",
+    "p1_global_feedback": "P1: no global feedback pathway (error skips the layer-by-layer path)",
     "p2_weight_transport": "P2: no weight transport (feedback does not reuse W^T)",
     "p3_short_term_plasticity": "P3: short-term plasticity / fast dynamics take part in learning",
     "p4_constraints": "P4: respects biological constraints and sensitivity (bounded, robust)",

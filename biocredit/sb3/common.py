@@ -70,6 +70,6 @@ def build_network(
     learner: str,
     learner_kwargs: dict[str, Any] | None,
 ) -> LocalNetwork:
-    """A :class:`LocalNetwork` whose whole path, output layer included, is trained by ``learner``."""
+    """A :class:`LocalNetwork` trained end to end, output layer included, by ``learner``."""
     spec = NetworkSpec(in_features, hidden, out_features, activation)
     return LocalNetwork(spec, learner, **(learner_kwargs or {}))

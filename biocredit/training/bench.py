@@ -76,8 +76,10 @@ def load_spec(path: str | Path) -> BenchSpec:
                 f"Unknown key '{key}' in benchmark spec '{path}'."
                 f"{f' Did you mean {hint!r}?' if hint else ''} Valid keys: {', '.join(valid)}."
             )
-    data = {key: ({} if value is None and key in ("envs", "set") else value)
-            for key, value in data.items()}
+    data = {
+        key: ({} if value is None and key in ("envs", "set") else value)
+        for key, value in data.items()
+    }
     data["envs"] = {env: dict(options or {}) for env, options in data.get("envs", {}).items()}
     data.setdefault("name", Path(path).stem)
     return BenchSpec(**data)
@@ -89,9 +91,14 @@ def plan_runs(spec: BenchSpec, out: Path) -> list[RunConfig]:
     for seed in spec.seeds:
         for env, options in spec.envs.items():
             for learner in spec.learners:
-                flags = {"algo": spec.algo, "env": env, "learner": learner, "seed": seed,
-                         "steps": options.get("steps"),
-                         "out": str(out / "runs" / env / learner / f"seed{seed}")}
+                flags = {
+                    "algo": spec.algo,
+                    "env": env,
+                    "learner": learner,
+                    "seed": seed,
+                    "steps": options.get("steps"),
+                    "out": str(out / "runs" / env / learner / f"seed{seed}"),
+                }
                 config = resolve_config(flags=merge(spec.set, flags))
                 validate(config)
                 configs.append(config)
@@ -103,7 +110,9 @@ def _run_one(config: RunConfig) -> dict[str, Any]:
 
 
 def run_benchmark(
-    spec_path: str | Path, workers: int = 1, out: str | None = None,
+    spec_path: str | Path,
+    workers: int = 1,
+    out: str | None = None,
     console: Console | None = None,
 ) -> Path:
     """Run the spec's matrix with ``workers`` processes; return the path of the table."""
@@ -135,9 +144,15 @@ def run_benchmark(
     (out_dir / "results.json").write_text(json.dumps(summaries, indent=2) + "\n")
     table = render_table(spec, summaries, command, workers, elapsed)
     (out_dir / "table.md").write_text(table)
-    groups = {env: {learner: [Path(s["run_dir"]) for s in summaries
-                              if s["env"] == env and s["learner"] == learner]
-                    for learner in spec.learners} for env in spec.envs}
+    groups = {
+        env: {
+            learner: [
+                Path(s["run_dir"]) for s in summaries if s["env"] == env and s["learner"] == learner
+            ]
+            for learner in spec.learners
+        }
+        for env in spec.envs
+    }
     plot_curves(groups, out_dir / "curves.png")
     return out_dir / "table.md"
 
@@ -154,7 +169,8 @@ def render_table(
         f"Seeds {spec.seeds}; each learner ran in the same invocation as the bp baseline.",
         "Final return: deterministic policy, mean over the run's evaluation episodes, then mean "
         "+/- std over seeds. Steps to threshold: first log row whose training return (SB3's "
-        "100-episode mean) reaches it; median over the seeds that reached it. Ratios: learner / bp.",
+        "100-episode mean) reaches it; median over the seeds that reached it. "
+        "Ratios: learner / bp.",
         "",
         "| env | learner | final return | seeds >= threshold | steps to threshold | wall time (s) "
         "| steps/s | return / bp | wall time / bp |",
@@ -188,7 +204,10 @@ def render_table(
     per_seed = ["", "Per seed (final return):", ""]
     for env in spec.envs:
         for learner in spec.learners:
-            values = [f"{s['final_return_mean']:.0f}" for s in summaries
-                      if s["env"] == env and s["learner"] == learner]
+            values = [
+                f"{s['final_return_mean']:.0f}"
+                for s in summaries
+                if s["env"] == env and s["learner"] == learner
+            ]
             per_seed.append(f"- {env} {learner}: {', '.join(values)}")
     return "\n".join(lines + per_seed) + "\n"

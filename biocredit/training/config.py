@@ -48,8 +48,12 @@ class RunConfig:
     out: str | None = None
 
     def __post_init__(self) -> None:
-        positive = {"steps": self.steps, "n_envs": self.n_envs, "eval_episodes": self.eval_episodes,
-                    "threads": self.threads}
+        positive = {
+            "steps": self.steps,
+            "n_envs": self.n_envs,
+            "eval_episodes": self.eval_episodes,
+            "threads": self.threads,
+        }
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"'{key}' must be >= 1, got {value}.")
@@ -125,7 +129,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(
-            f"Config file '{path}' must hold a mapping of keys to values, got {type(data).__name__}."
+            f"Config file '{path}' must hold a mapping of keys to values, "
+            f"got {type(data).__name__}."
         )
     return data
 
@@ -135,7 +140,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(
-            f"--set expects key=value (e.g. --set algo_kwargs.n_steps=64), got {text!r}."
+            f"--set expects key=value, e.g. --set algo_kwargs.n_steps=64; got {text!r}."
         )
     try:
         value = yaml.safe_load(raw) if raw.strip() else None

@@ -41,7 +41,10 @@ def evaluate_run(
     env = make_sb3_vec_env(config.env, 1, seed, config.env_kwargs)
     with torch.no_grad():
         returns, lengths = evaluate_policy(
-            policy, env, n_eval_episodes=episodes, deterministic=deterministic,
+            policy,
+            env,
+            n_eval_episodes=episodes,
+            deterministic=deterministic,
             return_episode_rewards=True,
         )
     env.close()

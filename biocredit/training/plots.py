@@ -43,7 +43,7 @@ def plot_curves(
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
-    for ax, (panel, lines) in zip(axes[0], groups.items()):
+    for ax, (panel, lines) in zip(axes[0], groups.items(), strict=True):
         for label, run_dirs in lines.items():
             curves = [read_curve(run_dir) for run_dir in run_dirs]
             curves = [(s, r) for s, r in curves if s.size]

@@ -1,10 +1,10 @@
 """Run folders: where a run's config, logs, checkpoint and summary live.
 
-    <run>/config.yaml        fully resolved config
-    <run>/progress.csv       SB3 logger rows (rollout/ep_rew_mean, train/..., time/...)
-    <run>/events.out.tfevents.*   TensorBoard
-    <run>/checkpoint/        model.safetensors + checkpoint.json
-    <run>/summary.json       env, algo, learner, seed, steps, wall time, final return
+<run>/config.yaml        fully resolved config
+<run>/progress.csv       SB3 logger rows (rollout/ep_rew_mean, train/..., time/...)
+<run>/events.out.tfevents.*   TensorBoard
+<run>/checkpoint/        model.safetensors + checkpoint.json
+<run>/summary.json       env, algo, learner, seed, steps, wall time, final return
 """
 
 from __future__ import annotations

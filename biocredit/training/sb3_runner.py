@@ -31,8 +31,18 @@ from biocredit.training.run_dir import CHECKPOINT_DIR, create_run_dir, write_sum
 ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 # Arguments biocredit sets itself; the rest of the algorithm's signature is open to algo_kwargs.
-RESERVED_ALGO_KEYS = {"self", "policy", "env", "seed", "device", "policy_kwargs", "verbose",
-                      "tensorboard_log", "_init_setup_model", "stats_window_size"}
+RESERVED_ALGO_KEYS = {
+    "self",
+    "policy",
+    "env",
+    "seed",
+    "device",
+    "policy_kwargs",
+    "verbose",
+    "tensorboard_log",
+    "_init_setup_model",
+    "stats_window_size",
+}
 POLICY_KEYS = ("net_arch", "activation_fn", "ortho_init", "log_std_init", "optimizer_kwargs")
 EVAL_SEED_OFFSET = 1000  # evaluation envs are seeded seed + 1000, apart from training envs
 
@@ -110,8 +120,12 @@ def train(
     model.set_logger(configure(str(run_dir), ["csv", "tensorboard"]))
 
     def save(directory: Path) -> None:
-        meta = {"env": config.env, "algo": config.algo, "learner": config.learner,
-                "num_timesteps": model.num_timesteps}
+        meta = {
+            "env": config.env,
+            "algo": config.algo,
+            "learner": config.learner,
+            "num_timesteps": model.num_timesteps,
+        }
         save_checkpoint(model.policy, directory, meta)
 
     callbacks: list[BaseCallback] = []

@@ -1,0 +1,123 @@
+"""The `biocredit` command as a user runs it: a subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from biocredit.learners import list_learners
+
+TINY = ["--steps", "512", "--set", "algo_kwargs.n_epochs=2", "--set", "eval_episodes=2"]
+
+
+def biocredit(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "biocredit.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=240,
+    )
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = biocredit(
+        "train", "--learner", "fa", "--seed", "3", "--out", str(out), "--no-progress", *TINY
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_train_writes_the_run_folder(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "progress.csv", "summary.json", "checkpoint"} <= names
+    assert any(name.startswith("events.out.tfevents") for name in names)
+    assert {p.name for p in (run_dir / "checkpoint").iterdir()} == {
+        "model.safetensors",
+        "checkpoint.json",
+    }
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in (
+        "env",
+        "algo",
+        "learner",
+        "seed",
+        "steps",
+        "wall_time_s",
+        "steps_per_s",
+        "final_return_mean",
+        "final_return_std",
+    ):
+        assert key in summary
+    assert (summary["learner"], summary["seed"], summary["steps"]) == ("fa", 3, 512)
+
+
+def test_tensorboard_events_are_readable(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert "rollout/ep_rew_mean" in events.Tags()["scalars"]
+
+
+def test_eval_reads_the_run_back(run_dir):
+    result = biocredit("eval", str(run_dir), "--episodes", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["learner"] == "fa" and report["episodes"] == 3
+    assert len(report["returns"]) == 3
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert report["trained_steps"] == summary["steps"]
+
+
+def test_eval_is_deterministic_and_matches_training_eval(run_dir):
+    """The safetensors checkpoint restores the policy exactly: same seed, same returns."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    result = biocredit("eval", str(run_dir), "--episodes", "2", "--json")
+    assert json.loads(result.stdout)["return_mean"] == summary["final_return_mean"]
+
+
+def test_learners_json_lists_every_learner():
+    result = biocredit("learners", "--json")
+    assert result.returncode == 0
+    listed = json.loads(result.stdout)
+    assert [row["name"] for row in listed["learners"]] == list_learners()
+    assert all("p2_weight_transport" in row for row in listed["learners"])
+
+
+def test_learners_table():
+    result = biocredit("learners")
+    assert result.returncode == 0 and "dfa" in result.stdout and "P2" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--learner", "dfaa"], "Unknown learner 'dfaa'. Did you mean 'dfa'?"),
+        (["train", "--algo", "ppp"], "Unknown algo 'ppp'. Did you mean 'ppo'?"),
+        (["train", "--env", "CartPol-v1"], "Did you mean 'CartPole-v1'?"),
+        (["train", "--set", "stpes=10"], "Unknown key 'stpes'"),
+        (["train", "--set", "algo_kwargs.n_step=10"], "Did you mean 'n_steps'?"),
+        (["train", "--steps", "0"], "--steps must be >= 1"),
+        (["train", "--steps", "-5"], "--steps must be >= 1"),
+        (["train", "--config", "/nonexistent/run.yaml"], "Cannot read config file"),
+        (["eval", "/nonexistent/run"], "not a biocredit run folder"),
+        (["eval", "."], "not a biocredit run folder"),
+    ],
+)
+def test_bad_input_gets_one_clear_message(args, message, tmp_path):
+    result = (
+        biocredit(*args, "--out", str(tmp_path / "x")) if args[0] == "train" else biocredit(*args)
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()  # nothing is written for a rejected run
+
+
+def test_existing_run_folder_is_not_overwritten(run_dir):
+    result = biocredit("train", "--out", str(run_dir), "--no-progress", *TINY)
+    assert result.returncode == 2 and "already holds a run" in result.stderr

@@ -1,0 +1,169 @@
+"""Each update kernel against its analytic formula, and the known equivalences."""
+
+import pytest
+import torch
+
+from biocredit.learners import LocalNetwork, NetworkSpec
+from biocredit.learners.activations import ACTIVATIONS
+from biocredit.learners.dfa import dfa_delta
+from biocredit.learners.fa import fa_delta
+
+SPEC = NetworkSpec(5, (7, 6), 3, "tanh")
+
+
+def grads_of(net: LocalNetwork, x: torch.Tensor, target: torch.Tensor):
+    """Parameter gradients and input gradient for a squared error through ``net``."""
+    x = x.clone().requires_grad_(True)
+    net.zero_grad()
+    loss = 0.5 * (net(x) - target).pow(2).sum()
+    loss.backward()
+    return [p.grad.clone() for p in net.parameters_in_order()], x.grad.clone()
+
+
+def reference_mlp(net: LocalNetwork, x: torch.Tensor) -> torch.Tensor:
+    """The same network in plain torch, for autograd's gradients."""
+    h = x
+    for layer in net.layers[:-1]:
+        h = torch.tanh(layer(h))
+    return net.layers[-1](h)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+@pytest.fixture
+def batch():
+    torch.manual_seed(1)
+    return torch.randn(4, 5), torch.randn(4, 3)
+
+
+def test_bp_matches_autograd(batch):
+    x, target = batch
+    net = LocalNetwork(SPEC, "bp")
+    grads, grad_x = grads_of(net, x, target)
+    xr = x.clone().requires_grad_(True)
+    loss = 0.5 * (reference_mlp(net, xr) - target).pow(2).sum()
+    expected = torch.autograd.grad(loss, [*net.parameters_in_order(), xr])
+    for got, want in zip([*grads, grad_x], expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+
+
+def test_fa_with_transposed_weights_equals_bp(batch):
+    x, target = batch
+    bp = LocalNetwork(SPEC, "bp")
+    fa = LocalNetwork(SPEC, "fa")
+    fa.load_state_dict(bp.state_dict(), strict=False)
+    for l, layer in enumerate(fa.layers):
+        getattr(fa.learner, f"feedback_{l}").copy_(layer.weight)  # B_l = W_l, i.e. B^T = W^T
+    for got, want in zip(*[grads_of(net, x, target)[0] for net in (fa, bp)], strict=True):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
+def test_fa_with_random_feedback_differs_from_bp(batch):
+    x, target = batch
+    bp = LocalNetwork(SPEC, "bp")
+    fa = LocalNetwork(SPEC, "fa", seed=3)
+    fa.load_state_dict(bp.state_dict(), strict=False)
+    g_fa, g_bp = grads_of(fa, x, target)[0], grads_of(bp, x, target)[0]
+    torch.testing.assert_close(g_fa[-2:], g_bp[-2:])  # output layer: same local rule
+    assert not torch.allclose(g_fa[0], g_bp[0])  # first layer: random feedback path
+
+
+def test_dfa_hidden_update_by_hand(batch):
+    x, target = batch
+    net = LocalNetwork(SPEC, "dfa", seed=0)
+    grads, grad_x = grads_of(net, x, target)
+    W1, b1, W2, b2, W3, b3 = [p.detach() for p in net.parameters_in_order()]
+    D0, D1, D2 = (getattr(net.learner, f"feedback_{l}") for l in range(3))
+    h1 = torch.tanh(x @ W1.T + b1)
+    h2 = torch.tanh(h1 @ W2.T + b2)
+    e = (h2 @ W3.T + b3) - target  # dL/dy of the squared error
+    d2 = (e @ D2) * (1 - h2**2)  # (B e) * f'(a), written with row vectors
+    d1 = (e @ D1) * (1 - h1**2)
+    expected = [d1.T @ x, d1.sum(0), d2.T @ h1, d2.sum(0), e.T @ h2, e.sum(0)]
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+    torch.testing.assert_close(grad_x, e @ D0)
+
+
+def test_kernels_match_their_formulas():
+    torch.manual_seed(2)
+    delta, B, fprime, e, D = (
+        torch.randn(4, 3),
+        torch.randn(3, 6),
+        torch.rand(4, 6),
+        torch.randn(4, 2),
+        torch.randn(2, 6),
+    )
+    torch.testing.assert_close(fa_delta(delta, B, fprime), (delta @ B) * fprime)
+    torch.testing.assert_close(dfa_delta(e, D, fprime), (e @ D) * fprime)
+
+
+def _transport_garbage(net: LocalNetwork, x: torch.Tensor) -> LocalNetwork:
+    """A copy of ``net`` whose upper weights W_2, W_3 change in directions orthogonal to their
+    inputs on this batch: same forward pass, different transposes."""
+    twin = LocalNetwork(net.spec, net.learner.name)
+    twin.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        inputs = [x]
+        for layer in net.layers[:-1]:
+            inputs.append(torch.tanh(layer(inputs[-1])))
+        for l in (1, 2):
+            h = inputs[l]  # (batch, width), batch < width so a null direction exists
+            null = torch.linalg.svd(h, full_matrices=True).Vh[-1]  # h @ null = 0
+            twin.layers[l].weight.add_(5.0 * torch.randn(twin.layers[l].out_features, 1) * null)
+    return twin
+
+
+@pytest.mark.parametrize("learner", ["fa", "dfa"])
+def test_no_weight_transport(learner, batch):
+    x, target = batch
+    torch.manual_seed(5)
+    net = LocalNetwork(SPEC, learner, seed=0)
+    twin = _transport_garbage(net, x)
+    torch.testing.assert_close(net(x), twin(x))  # the forward pass is unchanged on the batch
+    g_net, g_twin = grads_of(net, x, target)[0], grads_of(twin, x, target)[0]
+    for got, want in zip(g_twin[:4], g_net[:4], strict=True):  # hidden layers
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+
+
+def test_bp_does_use_weight_transport(batch):
+    """The garbage-transpose probe can fail: backprop's hidden gradients do change."""
+    x, target = batch
+    net = LocalNetwork(SPEC, "bp")
+    twin = _transport_garbage(net, x)
+    torch.testing.assert_close(net(x), twin(x))
+    assert not torch.allclose(grads_of(net, x, target)[0][0], grads_of(twin, x, target)[0][0])
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_derivatives_match_autograd(name):
+    act = ACTIVATIONS[name]
+    a = torch.linspace(-3, 3, 61).requires_grad_(True)
+    h = act.fn(a)
+    (expected,) = torch.autograd.grad(h.sum(), a)
+    torch.testing.assert_close(act.derivative(a.detach(), h.detach()), expected)
+
+
+def test_gradients_accumulate_like_autograd(batch):
+    """Two backward passes add into .grad, as torch users expect."""
+    x, target = batch
+    net = LocalNetwork(SPEC, "dfa", seed=0)
+    once, _ = grads_of(net, x, target)
+    net.zero_grad()
+    for _ in range(2):
+        (0.5 * (net(x) - target).pow(2).sum()).backward()
+    for g1, g2 in zip(once, (p.grad for p in net.parameters_in_order()), strict=True):
+        torch.testing.assert_close(g2, 2 * g1)
+
+
+def test_no_grad_forward_matches_recorded_forward(batch):
+    x, _ = batch
+    net = LocalNetwork(SPEC, "fa")
+    with torch.no_grad():
+        plain = net(x)
+    torch.testing.assert_close(net(x).detach(), plain)
