@@ -192,8 +192,11 @@ def render_table(
                 solved = f"{int((finals >= threshold).sum())}/{len(runs)}"
                 hits = [steps_to_threshold(Path(s["run_dir"]), threshold) for s in runs]
                 hits = [h for h in hits if h is not None]
-                if hits:
-                    to_threshold = f"{np.median(hits):,.0f} ({len(hits)}/{len(runs)})"
+                to_threshold = (
+                    f"{np.median(hits):,.0f} ({len(hits)}/{len(runs)})"
+                    if hits
+                    else f"not reached (0/{len(runs)})"
+                )
             ratio = f"{finals.mean() / base_return:.2f}" if base_return else "-"
             lines.append(
                 f"| {env} | {learner} | {finals.mean():.1f} +/- {finals.std():.1f} | {solved} "
