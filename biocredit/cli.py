@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--algo", help="SB3 algorithm: ppo or a2c (default ppo)")
     train.add_argument("--learner", help="credit-assignment scheme, see `biocredit learners`")
+    train.add_argument("--agent", help="native online agent, see `biocredit agents`")
     train.add_argument("--env", help="Gymnasium env id (default CartPole-v1)")
     train.add_argument("--steps", type=int, help="env steps to train for")
     train.add_argument("--seed", type=int, help="seed for everything (default 0)")
@@ -54,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
 
+    agents = sub.add_parser("agents", help="list named native agents")
+    agents.add_argument("--json", action="store_true", help="print JSON")
+
     learners = sub.add_parser("learners", help="list learners and their plausibility properties")
     learners.add_argument("--json", action="store_true", help="print JSON")
 
@@ -65,15 +69,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from biocredit.training.online import train_online
     from biocredit.training.resolve import resolve_config
     from biocredit.training.sb3_runner import train
 
-    flags = {
-        key: getattr(args, key)
-        for key in ("algo", "learner", "env", "steps", "seed", "n_envs", "threads", "out")
-    }
-    config = resolve_config(args.config, flags, args.overrides)
-    summary = train(config, console=console, progress=not args.no_progress)
+    keys = ("algo", "learner", "agent", "env", "steps", "seed", "n_envs", "threads", "out")
+    config = resolve_config(args.config, {key: getattr(args, key) for key in keys}, args.overrides)
+    run = train_online if config.agent else train
+    summary = run(config, console=console, progress=not args.no_progress)
     table = Table(title=f"biocredit run: {summary['run_dir']}")
     table.add_column("key")
     table.add_column("value", justify="right")
@@ -96,6 +99,18 @@ def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
             f"{result['return_mean']:.1f} +/- {result['return_std']:.1f} over "
             f"{result['episodes']} episodes (mean length {result['length_mean']:.0f})"
         )
+    return 0
+
+
+def _cmd_agents(args: argparse.Namespace, console: Console) -> int:
+    from biocredit.agents import list_agents
+
+    agents = list_agents()
+    if args.json:
+        print(json.dumps(agents, indent=2))
+    else:
+        for name, description in agents.items():
+            console.print(f"[bold]{name}[/bold]: {description}")
     return 0
 
 
@@ -140,7 +155,13 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "learners": _cmd_learners, "bench": _cmd_bench}
+COMMANDS = {
+    "train": _cmd_train,
+    "eval": _cmd_eval,
+    "agents": _cmd_agents,
+    "learners": _cmd_learners,
+    "bench": _cmd_bench,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,12 +25,10 @@ def recent_return(ep_info_buffer: object) -> float | None:
     return float(np.mean(returns)) if returns else None
 
 
-class RichProgressCallback(BaseCallback):
-    """Progress bar with steps/s and the recent mean episode return, refreshed every rollout."""
+class RunProgress:
+    """A rich progress bar with steps/s and the recent mean episode return."""
 
     def __init__(self, total_steps: int, description: str, console: Console | None = None) -> None:
-        super().__init__()
-        self.total_steps = total_steps
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -42,28 +40,44 @@ class RichProgressCallback(BaseCallback):
             console=console,
         )
         self.task = self.progress.add_task(description, total=total_steps, speed=0.0, ret="-")
-        self.start = 0.0
+        self.start_time = 0.0
+
+    def start(self) -> None:
+        self.start_time = time.perf_counter()
+        self.progress.start()
+
+    def update(self, steps: int, recent: float | None) -> None:
+        elapsed = max(time.perf_counter() - self.start_time, 1e-9)
+        self.progress.update(
+            self.task,
+            completed=steps,
+            speed=steps / elapsed,
+            ret="-" if recent is None else f"{recent:.1f}",
+        )
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+class RichProgressCallback(BaseCallback):
+    """:class:`RunProgress` for SB3, refreshed after every rollout."""
+
+    def __init__(self, total_steps: int, description: str, console: Console | None = None) -> None:
+        super().__init__()
+        self.display = RunProgress(total_steps, description, console)
 
     def _on_training_start(self) -> None:
-        self.start = time.perf_counter()
-        self.progress.start()
+        self.display.start()
 
     def _on_step(self) -> bool:
         return True
 
     def _on_rollout_end(self) -> None:
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        ret = recent_return(self.model.ep_info_buffer)
-        self.progress.update(
-            self.task,
-            completed=self.num_timesteps,
-            speed=self.num_timesteps / elapsed,
-            ret="-" if ret is None else f"{ret:.1f}",
-        )
+        self.display.update(self.num_timesteps, recent_return(self.model.ep_info_buffer))
 
     def _on_training_end(self) -> None:
         self._on_rollout_end()
-        self.progress.stop()
+        self.display.stop()
 
 
 class PeriodicCheckpoint(BaseCallback):

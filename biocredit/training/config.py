@@ -18,7 +18,7 @@ import yaml
 
 from biocredit.errors import ConfigError, closest
 
-ALGOS = ("ppo", "a2c")
+ALGOS = ("ppo", "a2c", "online")  # "online": a native agent, see ``agent``
 
 
 @dataclass
@@ -28,11 +28,15 @@ class RunConfig:
     ``algo_kwargs`` go to the SB3 algorithm (``n_steps``, ``batch_size``, ``learning_rate`` ...;
     ``"lin_1e-3"`` means a linear schedule from 1e-3 to 0, as in the RL Zoo); ``policy_kwargs``
     to the policy (``net_arch``, ``activation_fn`` by name, ``ortho_init``, ``log_std_init``).
+    A native agent (``agent``, with ``algo: online``) takes ``agent_kwargs`` instead; there
+    ``learner``, if set, replaces every module's learner.
     """
 
     env: str = "CartPole-v1"
     algo: str = "ppo"
-    learner: str = "dfa"
+    learner: str | None = "dfa"
+    agent: str | None = None
+    agent_kwargs: dict[str, Any] = field(default_factory=dict)
     learner_kwargs: dict[str, Any] = field(default_factory=dict)
     critic_learner: str | None = None
     critic_learner_kwargs: dict[str, Any] | None = None
@@ -69,6 +73,13 @@ class RunConfig:
                 f"Unknown algo '{self.algo}'.{f' Did you mean {hint!r}?' if hint else ''} "
                 f"Valid choices: {', '.join(ALGOS)}."
             )
+        if (self.agent is None) != (self.algo != "online"):
+            raise ConfigError(
+                f"algo '{self.algo}' with agent {self.agent!r}: a native agent runs with algo "
+                "'online' (set by --agent), an SB3 algorithm (ppo, a2c) without an agent."
+            )
+        if self.agent is None and self.learner is None:
+            raise ConfigError("An SB3 run needs a learner, e.g. --learner dfa.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,8 +23,12 @@ def hyperparams_dir() -> Path:
     return _PACKAGED if _PACKAGED.is_dir() else _SOURCE
 
 
-def zoo_entry(algo: str, env_id: str) -> dict[str, Any]:
-    """The tuned hyperparameters for ``(algo, env_id)`` as RunConfig keys; ``{}`` if none."""
+def zoo_entry(algo: str, env_id: str, kwargs_key: str = "algo_kwargs") -> dict[str, Any]:
+    """The tuned hyperparameters for ``(algo, env_id)`` as RunConfig keys; ``{}`` if none.
+
+    ``algo`` names the file (an SB3 algorithm or a native agent); keys other than the Zoo's
+    go to ``kwargs_key`` (``algo_kwargs``, or ``agent_kwargs`` for agents).
+    """
     path = hyperparams_dir() / f"{algo}.yaml"
     if not path.is_file():
         return {}
@@ -39,7 +43,7 @@ def zoo_entry(algo: str, env_id: str) -> dict[str, Any]:
             config[key] = int(entry.pop(zoo_key))
     if "policy_kwargs" in entry:
         config["policy_kwargs"] = entry.pop("policy_kwargs")
-    config["algo_kwargs"] = entry
+    config[kwargs_key] = entry
     return config
 
 

@@ -30,6 +30,13 @@ def resolve_config(
     user = merge(user, {k: v for k, v in (flags or {}).items() if v is not None})
     for text in overrides or []:
         apply_override(user, *parse_override(text))
+    if user.get("agent") is not None:
+        user.setdefault("algo", "online")
+        user.setdefault("learner", None)  # each module keeps its own unless one is given
     chosen = config_from_dict(user, source="the command line")  # validates env/algo keys too
-    layered = merge(zoo_entry(chosen.algo, chosen.env), user)
+    if chosen.agent is not None:
+        tuned = zoo_entry(chosen.agent, chosen.env, kwargs_key="agent_kwargs")
+    else:
+        tuned = zoo_entry(chosen.algo, chosen.env)
+    layered = merge(tuned, user)
     return config_from_dict(layered, source="the resolved config")

@@ -1,0 +1,186 @@
+"""Three-factor neuromodulated Hebbian learning with eligibility traces.
+
+Fremaux & Gerstner 2016, "Neuromodulated spike-timing-dependent plasticity, and theory of
+three-factor learning rules" (Front. Neural Circuits 9:85); in its actor-critic form, the
+TD(lambda) actor-critic with eligibility traces (Sutton & Barto 2018, section 13.5).
+
+Each synapse keeps, per environment, an eligibility trace of pre x post coincidences; a global
+third factor ``M`` (the TD error, a dopamine-like signal) turns eligibility into change:
+
+    post_L = output post-synaptic term, given by the owner:
+             onehot(a) - pi(s) for a softmax policy, (a - mu) / sigma^2 for a Gaussian mean,
+             1 for a value unit
+    post_l = (post_L D_l) * f'(a_l)            hidden units: a fixed random projection D_l of
+                                               the output's post-synaptic term (as in DFA)
+    e_l   <- gamma * lambda * e_l + post_l h_{l-1}^T     (per env; reset at episode end)
+    dW_l   = eta * M * e_l                    so  W.grad = -sum_env M e_l
+
+The rule never sees another synapse's weight nor an error at the output: only its own pre- and
+post-synaptic activity, a fixed feedback weight and the broadcast modulator.
+
+``feedback="transpose"`` replaces ``D_l`` by the chain ``post_l = (post_{l+1} W_{l+1}) * f'(a_l)``:
+the traces then hold exact gradients of the output term, i.e. the textbook backprop TD(lambda)
+actor-critic. It uses weight transport and exists as the same-loop backprop baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+
+import torch
+from torch import Tensor, nn
+
+from biocredit.errors import BiocreditError, ConfigError, unknown_name
+from biocredit.learners.base import ForwardCache, Learner
+from biocredit.learners.fa import check_feedback_options, random_feedback
+from biocredit.learners.plausibility import Plausibility
+from biocredit.learners.registry import register
+from biocredit.learners.spec import NetworkSpec
+
+FEEDBACK_MODES = ("random", "transpose")
+
+
+def hidden_post(post_out: Tensor, feedback: Tensor, fprime: Tensor) -> Tensor:
+    """Post-synaptic term of a hidden unit: ``post_l = (post_L D_l) * f'(a_l)``
+    (or ``(post_{l+1} W_{l+1}) * f'(a_l)`` with the transpose baseline)."""
+    return post_out.mm(feedback).mul_(fprime)
+
+
+def accumulate_trace(
+    trace_w: Tensor, trace_b: Tensor, decay: float, post: Tensor, pre: Tensor
+) -> None:
+    """In place, per env ``b``: ``e_w[b] <- decay e_w[b] + post[b] pre[b]^T``,
+    ``e_b[b] <- decay e_b[b] + post[b]``."""
+    trace_w.mul_(decay).baddbmm_(post.unsqueeze(2), pre.unsqueeze(1))
+    trace_b.mul_(decay).add_(post)
+
+
+def modulated_grad(trace: Tensor, modulator: Tensor) -> Tensor:
+    """``-sum_b M[b] e[b]``: the negative of the three-factor update ``M e`` (per unit rate)."""
+    return torch.tensordot(modulator.neg(), trace, dims=1)
+
+
+@register
+class NeuromodulatedHebbian(Learner):
+    """Three-factor Hebbian rule: eligibility traces gated by a broadcast modulator.
+
+    The owner drives it with :meth:`accumulate` after each forward pass (with the output's
+    post-synaptic term) and :meth:`modulate` with the third factor; :meth:`reset_traces` clears
+    the traces of envs whose episode ended.
+
+    :param lam: trace persistence lambda; traces decay by ``gamma * lambda`` per step
+    :param gamma: discount of the task (set by the agent)
+    :param feedback: ``"random"`` (fixed ``D_l``, the plausible rule) or ``"transpose"``
+        (``W^T`` chain: the backprop baseline)
+    :param init: ``"uniform"`` or ``"gaussian"`` fixed feedback ``D_l`` to hidden units
+    :param scale: feedback entries spread ``scale / sqrt(n_out)``
+    :param seed: seed for the feedback matrices; by default drawn from torch's global RNG
+    """
+
+    name = "hebbian3f"
+    family = "three-factor neuromodulated Hebbian"
+    signal = "modulator"
+    paper = "Fremaux & Gerstner 2016, Front. Neural Circuits 9:85"
+    plausibility = Plausibility(
+        p1_global_feedback=True,
+        p2_weight_transport=True,
+        local_plasticity=True,
+        update_unlocked=True,
+        architecture_agnostic=True,
+        time=True,
+        control=True,
+    )
+
+    def __init__(
+        self,
+        lam: float = 0.9,
+        gamma: float = 0.99,
+        feedback: str = "random",
+        init: str = "uniform",
+        scale: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(seed)
+        for key, value in (("lam", lam), ("gamma", gamma)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"hebbian3f '{key}' must be in [0, 1], got {value!r}.")
+        if feedback not in FEEDBACK_MODES:
+            raise unknown_name("hebbian3f feedback", feedback, FEEDBACK_MODES)
+        check_feedback_options(init, scale)
+        self.lam, self.gamma, self.feedback = lam, gamma, feedback
+        self.init, self.scale = init, scale
+
+    def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
+        n_out = spec.out_features
+        for l, width in enumerate(spec.hidden, start=1):
+            matrix = random_feedback((n_out, width), n_out, self.init, self.scale, generator)
+            self.register_buffer(f"feedback_{l}", matrix)
+        self.reset_traces(1)
+
+    def reset_traces(self, n_envs: int) -> None:
+        """Allocate zero traces for ``n_envs`` parallel environments."""
+        assert self.spec is not None
+        for l, (n_in, n_out) in enumerate(pairwise(self.spec.sizes)):
+            self.register_buffer(f"trace_w_{l}", torch.zeros(n_envs, n_out, n_in))
+            self.register_buffer(f"trace_b_{l}", torch.zeros(n_envs, n_out))
+
+    def clear_traces(self, done: Tensor) -> None:
+        """Zero the traces of the envs where ``done`` (bool, one per env) is true."""
+        keep = (~done).to(self.trace_b_0.dtype)
+        for l in range(self.spec.n_layers):  # type: ignore[union-attr]
+            getattr(self, f"trace_w_{l}").mul_(keep[:, None, None])
+            getattr(self, f"trace_b_{l}").mul_(keep[:, None])
+
+    def traces(self) -> list[tuple[Tensor, Tensor]]:
+        """``[(e_W1, e_b1), ...]``, each with a leading env dimension."""
+        assert self.spec is not None
+        return [
+            (getattr(self, f"trace_w_{l}"), getattr(self, f"trace_b_{l}"))
+            for l in range(self.spec.n_layers)
+        ]
+
+    def accumulate(
+        self, layers: Sequence[nn.Linear], cache: ForwardCache, post_out: Tensor
+    ) -> None:
+        """Add this step's pre x post coincidences to the decayed traces."""
+        assert self.activation is not None and self.spec is not None
+        traces = self.traces()
+        if traces[0][1].shape[0] != post_out.shape[0]:
+            raise ConfigError(
+                f"hebbian3f traces are sized for {traces[0][1].shape[0]} envs but the batch has "
+                f"{post_out.shape[0]}; call reset_traces(n_envs) first."
+            )
+        decay = self.gamma * self.lam
+        derivative = self.activation.derivative
+        last = self.spec.n_layers - 1
+        accumulate_trace(*traces[last], decay, post_out, cache.inputs[last])
+        post = post_out
+        for l in range(last - 1, -1, -1):
+            a, h = cache.pre_activations[l], cache.inputs[l + 1]
+            if self.feedback == "transpose":
+                post = hidden_post(post, layers[l + 1].weight, derivative(a, h))
+            else:
+                post = hidden_post(post_out, getattr(self, f"feedback_{l + 1}"), derivative(a, h))
+            accumulate_trace(*traces[l], decay, post, cache.inputs[l])
+
+    def modulate(self, layers: Sequence[nn.Linear], modulator: Tensor) -> None:
+        """Write ``.grad = -sum_env M e`` into every parameter (replacing what was there)."""
+        for layer, (trace_w, trace_b) in zip(layers, self.traces(), strict=True):
+            layer.weight.grad = modulated_grad(trace_w, modulator)
+            layer.bias.grad = modulated_grad(trace_b, modulator)
+
+    def assign_credit(
+        self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        raise BiocreditError(
+            "hebbian3f is modulator-driven: it learns from a third factor, not from a loss. "
+            "Call learner.accumulate(cache, post) and learner.modulate(layers, M) instead of "
+            "loss.backward(), or pick an error-driven learner (bp, fa, dfa)."
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"lam={self.lam}, gamma={self.gamma}, feedback={self.feedback!r}, "
+            f"init={self.init!r}, seed={self.seed}"
+        )
