@@ -11,6 +11,7 @@ from gymnasium import spaces
 
 from biocredit.agents import OnlineActorCritic, agent_config
 from biocredit.errors import BiocreditError
+from biocredit.training.evaluation import evaluate_run
 from biocredit.training.online import train_online
 from biocredit.training.resolve import resolve_config
 
@@ -87,4 +88,5 @@ def test_neuromodulated_ac_learns_cartpole(tmp_path):
     summary = train_online(config, progress=False)
     assert summary["steps"] >= 30_000
     assert summary["final_return_mean"] > 100, summary  # random CartPole play: about 22
-    assert (tmp_path / "run" / "checkpoint" / "model.safetensors").is_file()
+    report = evaluate_run(tmp_path / "run", episodes=summary["eval_episodes"])
+    assert report["return_mean"] == summary["final_return_mean"]  # checkpoint restores the agent

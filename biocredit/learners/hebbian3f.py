@@ -58,7 +58,7 @@ def accumulate_trace(
 
 def modulated_grad(trace: Tensor, modulator: Tensor) -> Tensor:
     """``-sum_b M[b] e[b]``: the negative of the three-factor update ``M e`` (per unit rate)."""
-    return torch.tensordot(modulator.neg(), trace, dims=1)
+    return modulator.neg().unsqueeze(0).mm(trace.flatten(1)).view(trace.shape[1:])
 
 
 @register
@@ -121,24 +121,24 @@ class NeuromodulatedHebbian(Learner):
     def reset_traces(self, n_envs: int) -> None:
         """Allocate zero traces for ``n_envs`` parallel environments."""
         assert self.spec is not None
+        self._traces: list[tuple[Tensor, Tensor]] = []
         for l, (n_in, n_out) in enumerate(pairwise(self.spec.sizes)):
             self.register_buffer(f"trace_w_{l}", torch.zeros(n_envs, n_out, n_in))
             self.register_buffer(f"trace_b_{l}", torch.zeros(n_envs, n_out))
+            self._traces.append((getattr(self, f"trace_w_{l}"), getattr(self, f"trace_b_{l}")))
+        self._feedback = [getattr(self, f"feedback_{l}") for l in range(1, self.spec.n_layers)]
 
     def clear_traces(self, done: Tensor) -> None:
         """Zero the traces of the envs where ``done`` (bool, one per env) is true."""
         keep = (~done).to(self.trace_b_0.dtype)
-        for l in range(self.spec.n_layers):  # type: ignore[union-attr]
-            getattr(self, f"trace_w_{l}").mul_(keep[:, None, None])
-            getattr(self, f"trace_b_{l}").mul_(keep[:, None])
+        for trace_w, trace_b in self._traces:
+            trace_w.mul_(keep[:, None, None])
+            trace_b.mul_(keep[:, None])
 
     def traces(self) -> list[tuple[Tensor, Tensor]]:
-        """``[(e_W1, e_b1), ...]``, each with a leading env dimension."""
-        assert self.spec is not None
-        return [
-            (getattr(self, f"trace_w_{l}"), getattr(self, f"trace_b_{l}"))
-            for l in range(self.spec.n_layers)
-        ]
+        """``[(e_W1, e_b1), ...]``, each with a leading env dimension (the buffers themselves;
+        ``load_state_dict`` copies into them, so the list stays valid)."""
+        return self._traces
 
     def accumulate(
         self, layers: Sequence[nn.Linear], cache: ForwardCache, post_out: Tensor
@@ -161,7 +161,7 @@ class NeuromodulatedHebbian(Learner):
             if self.feedback == "transpose":
                 post = hidden_post(post, layers[l + 1].weight, derivative(a, h))
             else:
-                post = hidden_post(post_out, getattr(self, f"feedback_{l + 1}"), derivative(a, h))
+                post = hidden_post(post_out, self._feedback[l], derivative(a, h))
             accumulate_trace(*traces[l], decay, post, cache.inputs[l])
 
     def modulate(self, layers: Sequence[nn.Linear], modulator: Tensor) -> None:

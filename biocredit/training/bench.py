@@ -32,6 +32,7 @@ from rich.console import Console
 
 from biocredit.errors import ConfigError, closest
 from biocredit.training.config import RunConfig, merge, read_yaml
+from biocredit.training.online import train_online, validate_online
 from biocredit.training.plots import plot_curves, steps_to_threshold
 from biocredit.training.resolve import resolve_config
 from biocredit.training.sb3_runner import train, validate
@@ -45,6 +46,7 @@ class BenchSpec:
 
     name: str
     algo: str = "ppo"
+    agent: str | None = None
     learners: list[str] = field(default_factory=lambda: [BASELINE, "fa", "dfa"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     envs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -92,7 +94,8 @@ def plan_runs(spec: BenchSpec, out: Path) -> list[RunConfig]:
         for env, options in spec.envs.items():
             for learner in spec.learners:
                 flags = {
-                    "algo": spec.algo,
+                    "algo": "online" if spec.agent else spec.algo,
+                    "agent": spec.agent,
                     "env": env,
                     "learner": learner,
                     "seed": seed,
@@ -100,13 +103,13 @@ def plan_runs(spec: BenchSpec, out: Path) -> list[RunConfig]:
                     "out": str(out / "runs" / env / learner / f"seed{seed}"),
                 }
                 config = resolve_config(flags=merge(spec.set, flags))
-                validate(config)
+                (validate_online if config.agent else validate)(config)
                 configs.append(config)
     return configs
 
 
 def _run_one(config: RunConfig) -> dict[str, Any]:
-    return train(config, progress=False)
+    return (train_online if config.agent else train)(config, progress=False)
 
 
 def run_benchmark(
@@ -163,7 +166,8 @@ def render_table(
     """Markdown table: per env and learner, final return, solved seeds, steps to threshold,
     wall time, and ratios to the bp baseline of the same invocation."""
     lines = [
-        f"# Benchmark `{spec.name}`: {spec.algo.upper()} x {{{', '.join(spec.learners)}}}",
+        f"# Benchmark `{spec.name}`: {spec.agent or spec.algo.upper()} x "
+        f"{{{', '.join(spec.learners)}}}",
         "",
         f"Command: `{command}` ({workers} worker(s), {elapsed / 60:.1f} min in all). "
         f"Seeds {spec.seeds}; each learner ran in the same invocation as the bp baseline.",

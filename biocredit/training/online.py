@@ -52,6 +52,13 @@ def build_agent(config: RunConfig, envs: gym.vector.VectorEnv) -> OnlineActorCri
     )
 
 
+def validate_online(config: RunConfig) -> None:
+    """Check the env id and the agent's config before anything is written to disk."""
+    check_env_id(config.env)
+    assert config.agent is not None
+    agent_config(config.agent, config.agent_kwargs, config.learner)
+
+
 def bootstrap_observations(next_obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
     """``next_obs`` with each finished env's final observation in place of its reset one."""
     if not done.any():
@@ -66,6 +73,7 @@ def train_online(
     config: RunConfig, console: Console | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Run a native agent online for ``config.steps`` env steps; return the summary."""
+    validate_online(config)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     envs = make_online_envs(config)
