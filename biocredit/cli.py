@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -134,13 +135,21 @@ def _cmd_learners(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps({"criteria": CRITERIA, "learners": rows}, indent=2))
         return 0
     short = Plausibility.short_names()
-    table = Table(title="biocredit learners (yes = addresses the problem)")
-    for column in ("name", "family", "signal", *short.values()):
-        table.add_column(column)
+    table = Table(
+        title="Problems of backprop each learner addresses (x = addressed)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("learner", no_wrap=True)
+    table.add_column("signal", no_wrap=True)
+    for label in short.values():
+        table.add_column(label, justify="center", no_wrap=True, min_width=len(label))
     for row in rows:
-        marks = ["yes" if row[key] else "-" for key in short]
-        table.add_row(row["name"], row["family"], row["signal"], *marks)
+        marks = ["x" if row[key] else "." for key in short]
+        table.add_row(row["name"], row["signal"], *marks)
     console.print(table)
+    for row in rows:
+        console.print(f"  [bold]{row['name']}[/bold]: {row['family']} ({row['paper']})")
     for text in CRITERIA.values():
         console.print(f"  {text}")
     return 0
