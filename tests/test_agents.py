@@ -1,4 +1,4 @@
-"""Native online agents: assembly from config, bad input, and a short learning run."""
+"""Modular agents: assembly from config, signal fit, bad input, and a short learning run."""
 
 import json
 import subprocess
@@ -9,49 +9,107 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from biocredit.agents import OnlineActorCritic, agent_config
+from biocredit.agents import ModularAgent, agent_config
 from biocredit.errors import BiocreditError
 from biocredit.training.evaluation import evaluate_run
 from biocredit.training.online import train_online
 from biocredit.training.resolve import resolve_config
 
+OBS = spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
+ACTION_SPACES = [spaces.Discrete(3), spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)]
+ERROR_LEARNERS = ["bp", "fa", "dfa"]
 
-@pytest.mark.parametrize("learner", ["hebbian3f", "bp", "fa", "dfa"])
-@pytest.mark.parametrize(
-    "action_space", [spaces.Discrete(3), spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)]
-)
-def test_any_learner_in_either_role_runs(learner, action_space):
-    obs_space = spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
-    config = agent_config("neuromodulated-ac", {"critic": {"learner": "hebbian3f"}}, None)
-    config.actor.learner = learner
-    agent = OnlineActorCritic(obs_space, action_space, config, n_envs=2)
-    before = [p.detach().clone() for p in agent.actor.net.parameters()]
-    for _ in range(3):
+
+def run_steps(agent: ModularAgent, n: int = 3) -> None:
+    for _ in range(n):
         action = agent.act(torch.randn(2, 4))
+        assert agent.env_action(action).shape[0] == 2
         agent.learn(
             torch.ones(2),
             torch.tensor([False, True]),
             torch.randn(2, 4),
             torch.tensor([False, True]),
         )
-    assert agent.env_action(action).shape[0] == 2
-    after = list(agent.actor.net.parameters())
-    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def changed(module, run) -> bool:
+    before = [p.detach().clone() for p in module.parameters()]
+    run()
+    return any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("action_space", ACTION_SPACES)
+@pytest.mark.parametrize("actor", ["hebbian3f", *ERROR_LEARNERS])
+@pytest.mark.parametrize("critic", ["hebbian3f", "dfa"])
+def test_any_learner_in_the_policy_roles(action_space, actor, critic):
+    modules = {"policy": {"actor": {"learner": actor}, "critic": {"learner": critic}}}
+    agent = ModularAgent(
+        OBS, action_space, agent_config("neuromodulated-ac", {"modules": modules}, None), n_envs=2
+    )
+    assert changed(agent.networks["actor"], lambda: run_steps(agent))
+    assert changed(agent.networks["critic"], lambda: run_steps(agent))
+
+
+@pytest.mark.parametrize("action_space", ACTION_SPACES)
+@pytest.mark.parametrize("learner", ERROR_LEARNERS)
+def test_perception_and_world_model_learn_from_errors(action_space, learner):
+    modules = {
+        "perception": {"learner": learner, "hidden": [8], "features": 5},
+        "memory": {"kind": "passthrough"},
+        "world_model": {"learner": learner, "hidden": [8]},
+    }
+    config = agent_config("neuromodulated-ac", {"modules": modules}, None)
+    agent = ModularAgent(OBS, action_space, config, n_envs=2)
+    assert agent.networks["perception"].spec.out_features == 5
+    assert changed(agent.networks["perception"], lambda: run_steps(agent))
+    assert changed(agent.networks["world_model"], lambda: run_steps(agent))
+    assert agent.surprise > 0
+
+
+def test_perception_gets_the_actor_error_without_a_world_model():
+    modules = {
+        "perception": {"learner": "fa", "hidden": [8], "features": 5},
+        "policy": {"actor": {"learner": "dfa"}},
+    }
+    agent = ModularAgent(
+        OBS,
+        ACTION_SPACES[0],
+        agent_config("neuromodulated-ac", {"modules": modules}, None),
+        n_envs=2,
+    )
+    assert changed(agent.networks["perception"], lambda: run_steps(agent))
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"actr": {}}, "Did you mean 'actor'"),
-        ({"actor": {"hiden": [8]}}, "Did you mean 'hidden'"),
-        ({"actor": {"learner": "hebb"}}, "Unknown learner 'hebb'"),
-        ({"critic": {"lr": -1.0}}, "must be > 0"),
-        ({"critic": {"optimizer": "adamw"}}, "Did you mean 'adam'"),
+        (
+            {"modules": {"perception": {"learner": "hebbian3f"}, "world_model": {}}},
+            "only receives errors",
+        ),
+        ({"modules": {"world_model": {"learner": "hebbian3f"}}}, "only receives errors"),
+        ({"modules": {"perception": {"learner": "dfa"}}}, "would never learn"),
+        ({"modules": {"policy": None}}, "every agent needs a policy"),
+        ({"modules": {"vision": {}}}, "Unknown key 'vision'"),
+        ({"modules": {"memory": {"kind": "lstm"}}}, "Unknown memory kind 'lstm'"),
+        ({"modulse": {}}, "Did you mean 'modules'"),
+        ({"modules": {"policy": {"actr": {}}}}, "Did you mean 'actor'"),
+        ({"modules": {"policy": {"actor": {"hiden": [8]}}}}, "Did you mean 'hidden'"),
+        ({"modules": {"policy": {"actor": {"learner": "hebb"}}}}, "Unknown learner 'hebb'"),
+        ({"modules": {"policy": {"critic": {"lr": -1.0}}}}, "must be > 0"),
+        ({"modules": {"policy": {"critic": {"optimizer": "adamw"}}}}, "Did you mean 'adam'"),
+        ({"gamma": 1.5}, "'gamma' must be in"),
     ],
 )
 def test_bad_agent_config(kwargs, match):
     with pytest.raises(BiocreditError, match=match):
         agent_config("neuromodulated-ac", kwargs, None)
+
+
+def test_learner_flag_replaces_the_policy_learners():
+    config = agent_config("neuromodulated-ac", {}, "dfa")
+    assert config.modules.policy.actor.learner == config.modules.policy.critic.learner == "dfa"
+    assert config.modules.policy.actor.lr == 1e-3  # the rest of the defaults stay
 
 
 def test_unknown_agent_name():
@@ -73,6 +131,35 @@ def test_agents_cli_lists_the_named_agent():
     )
     assert result.returncode == 0
     assert "neuromodulated-ac" in json.loads(result.stdout)
+
+
+def test_yaml_composition_runs_from_the_cli(tmp_path):
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "agent: neuromodulated-ac\nenv: CartPole-v1\nsteps: 256\nn_envs: 4\neval_episodes: 1\n"
+        "agent_kwargs:\n  modules:\n    perception: {learner: dfa, hidden: [16], features: 8}\n"
+        "    world_model: {learner: fa, hidden: [16]}\n"
+    )
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "biocredit.cli",
+            "train",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "summary.json").read_text())["agent"] == "neuromodulated-ac"
+    assert "agent/surprise" in (out / "progress.csv").read_text().splitlines()[0]
 
 
 @pytest.mark.slow

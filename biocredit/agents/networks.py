@@ -1,46 +1,28 @@
-"""One agent network (a role such as actor or critic): its spec, learner and optimizer."""
+"""One module network inside an agent: a local network, its learner and its optimizer."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from biocredit.errors import ConfigError, unknown_name
+from biocredit.agents.config import NetworkConfig
 from biocredit.learners import LocalNetwork, NetworkSpec, learner_class
 from biocredit.learners.base import ForwardCache
 from biocredit.learners.hebbian3f import NeuromodulatedHebbian
 
-OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
-
-
-@dataclass
-class NetworkConfig:
-    """A module's network: hidden sizes, activation, learner and its optimizer."""
-
-    learner: str = "hebbian3f"
-    learner_kwargs: dict[str, Any] = field(default_factory=dict)
-    hidden: list[int] = field(default_factory=lambda: [64, 64])
-    activation: str = "tanh"
-    lr: float = 1e-3
-    optimizer: str = "sgd"
-
-    def __post_init__(self) -> None:
-        learner_class(self.learner)
-        if self.optimizer not in OPTIMIZERS:
-            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
-        if not self.lr > 0:
-            raise ConfigError(f"Learning rate 'lr' must be > 0, got {self.lr!r}.")
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+}
 
 
 class TrainedNetwork:
-    """A :class:`LocalNetwork` plus optimizer, driven each step by ``post`` and a modulator.
+    """A :class:`LocalNetwork` plus optimizer, as one module of an agent sees it.
 
-    Modulator-driven learners (hebbian3f) keep eligibility traces of ``post`` and learn from
-    ``M * trace``. Error-driven learners (bp, fa, dfa) receive the output error ``-M * post``
-    through the autograd boundary: the one-step (lambda = 0) actor-critic update.
+    Modulator-driven learners (hebbian3f) keep eligibility traces of the output's post-synaptic
+    term and learn from ``M * trace`` (:meth:`modulate`). Error-driven learners (bp, fa, dfa)
+    keep the autograd node of their last forward pass; the agent sends it an output error
+    (:meth:`output_error`) and the learner assigns credit, passing an error on to its input.
     """
 
     def __init__(self, spec: NetworkSpec, config: NetworkConfig, gamma: float, n_envs: int):
@@ -56,9 +38,9 @@ class TrainedNetwork:
         self._cache: ForwardCache | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        """Output for ``x``, remembering what the learner needs for this step's update."""
+        """Output for ``x``; remembers what this step's update needs."""
         if self.modulated:
-            y, self._cache = self.net.learner.forward_pass(self.net.layers, x, record=True)
+            y, self._cache = self.net.learner.forward_pass(self.net.layers, x.detach(), True)
             return y
         with torch.enable_grad():
             self._output = self.net(x)
@@ -69,16 +51,16 @@ class TrainedNetwork:
         with torch.no_grad():
             return self.net.learner.forward_pass(self.net.layers, x, record=False)[0]
 
-    def learn(self, post: Tensor, modulator: Tensor) -> None:
-        """Apply this step's update from the output term ``post`` and the modulator ``M``."""
-        if self.modulated:
-            learner = self.net.learner
-            learner.accumulate(self.net.layers, self._cache, post)
-            learner.modulate(self.net.layers, modulator)
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-            self._output.backward(-modulator[:, None] * post)
-        self.optimizer.step()
+    def modulate(self, post: Tensor, modulator: Tensor) -> None:
+        """Three-factor update: add ``post x pre`` to the traces, write ``-M e`` to ``.grad``."""
+        learner = self.net.learner
+        learner.accumulate(self.net.layers, self._cache, post)
+        learner.modulate(self.net.layers, modulator)
+
+    def output_error(self, post: Tensor, modulator: Tensor) -> tuple[Tensor, Tensor]:
+        """The last output and the error ``dL/dy = -M * post`` for the autograd boundary."""
+        assert self._output is not None, "forward() first"
+        return self._output, -modulator[:, None] * post
 
     def end_episodes(self, done: Tensor) -> None:
         """Clear eligibility of envs whose episode ended."""

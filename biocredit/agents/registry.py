@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+import copy
 from typing import Any
 
-from biocredit.agents.actor_critic import ActorCriticConfig
-from biocredit.agents.networks import NetworkConfig
-from biocredit.errors import ConfigError, closest, unknown_name
+from biocredit.agents.config import AgentConfig, agent_config_from_dict
+from biocredit.errors import unknown_name
 
 AGENTS: dict[str, dict[str, Any]] = {
     "neuromodulated-ac": {
-        "description": "actor and critic trained by hebbian3f, TD error as the third factor; "
-        "online, batch of one per env, no replay",
+        "description": "actor and critic trained by hebbian3f with the TD error as the third "
+        "factor on eligibility traces; online, batch of one per env, no replay",
         "defaults": {
-            "actor": {"learner": "hebbian3f", "hidden": [64, 64], "lr": 1e-3},
-            "critic": {"learner": "hebbian3f", "hidden": [64, 64], "lr": 1e-3},
+            "modules": {
+                "policy": {
+                    "actor": {"learner": "hebbian3f", "hidden": [64, 64], "lr": 1e-3},
+                    "critic": {"learner": "hebbian3f", "hidden": [64, 64], "lr": 3e-4},
+                },
+            },
         },
     },
 }
@@ -26,29 +29,25 @@ def list_agents() -> dict[str, str]:
     return {name: entry["description"] for name, entry in AGENTS.items()}
 
 
-def _check_keys(data: dict[str, Any], cls: type, where: str) -> None:
-    valid = [f.name for f in fields(cls)]
-    for key in data:
-        if key not in valid:
-            hint = closest(key, valid)
-            raise ConfigError(
-                f"Unknown key '{key}' in {where}.{f' Did you mean {hint!r}?' if hint else ''} "
-                f"Valid keys: {', '.join(valid)}."
-            )
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
-def agent_config(name: str, agent_kwargs: dict[str, Any], learner: str | None) -> ActorCriticConfig:
-    """The named agent's defaults refined by ``agent_kwargs``; ``learner`` sets every module's."""
+def agent_config(name: str, agent_kwargs: dict[str, Any], learner: str | None) -> AgentConfig:
+    """The named agent's defaults refined by ``agent_kwargs``; ``learner`` replaces the actor's
+    and critic's learners (perception and world model keep theirs: they need errors)."""
     if name not in AGENTS:
         raise unknown_name("agent", name, AGENTS)
-    _check_keys(agent_kwargs, ActorCriticConfig, "agent_kwargs")
-    defaults = AGENTS[name]["defaults"]
-    roles = {}
-    for role in ("actor", "critic"):
-        data = {**defaults[role], **agent_kwargs.get(role, {})}
-        if learner is not None:
-            data["learner"] = learner
-        _check_keys(data, NetworkConfig, f"agent_kwargs.{role}")
-        roles[role] = NetworkConfig(**data)
-    rest = {k: v for k, v in agent_kwargs.items() if k not in roles}
-    return ActorCriticConfig(**roles, **rest)
+    data = _merge(AGENTS[name]["defaults"], agent_kwargs)
+    if learner is not None:
+        policy = data.setdefault("modules", {}).setdefault("policy", {})
+        for role in ("actor", "critic"):
+            if isinstance(policy.get(role), dict):
+                policy[role]["learner"] = learner
+    return agent_config_from_dict(data)

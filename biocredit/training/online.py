@@ -20,7 +20,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 
 import biocredit
-from biocredit.agents import OnlineActorCritic, agent_config
+from biocredit.agents import ModularAgent, agent_config
 from biocredit.envs import check_env_id, make_sb3_vec_env
 from biocredit.training.callbacks import RunProgress
 from biocredit.training.checkpoint import save_checkpoint
@@ -44,10 +44,10 @@ def make_online_envs(config: RunConfig) -> gym.vector.VectorEnv:
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
-def build_agent(config: RunConfig, envs: gym.vector.VectorEnv) -> OnlineActorCritic:
+def build_agent(config: RunConfig, envs: gym.vector.VectorEnv) -> ModularAgent:
     assert config.agent is not None
     agent_cfg = agent_config(config.agent, config.agent_kwargs, config.learner)
-    return OnlineActorCritic(
+    return ModularAgent(
         envs.single_observation_space, envs.single_action_space, agent_cfg, config.n_envs
     )
 
@@ -112,6 +112,8 @@ def train_online(
             elapsed = time.perf_counter() - start
             if recent is not None:
                 logger.record("rollout/ep_rew_mean", recent)
+            if agent.world_model is not None:
+                logger.record("agent/surprise", agent.surprise)
             logger.record("time/total_timesteps", steps)
             logger.record("time/episodes", episodes)
             logger.record("time/fps", int(steps / max(elapsed, 1e-9)))

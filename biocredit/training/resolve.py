@@ -26,13 +26,11 @@ def resolve_config(
     (``key.sub=value`` strings).
     """
     user: dict[str, Any] = read_yaml(config_file) if config_file else {}
-    config_from_dict(user, source=str(config_file))  # report file mistakes against the file
+    config_from_dict(_agent_defaults(user), source=str(config_file))  # file mistakes first
     user = merge(user, {k: v for k, v in (flags or {}).items() if v is not None})
     for text in overrides or []:
         apply_override(user, *parse_override(text))
-    if user.get("agent") is not None:
-        user.setdefault("algo", "online")
-        user.setdefault("learner", None)  # each module keeps its own unless one is given
+    user = _agent_defaults(user)
     chosen = config_from_dict(user, source="the command line")  # validates env/algo keys too
     if chosen.agent is not None:
         tuned = zoo_entry(chosen.agent, chosen.env, kwargs_key="agent_kwargs")
@@ -40,3 +38,10 @@ def resolve_config(
         tuned = zoo_entry(chosen.algo, chosen.env)
     layered = merge(tuned, user)
     return config_from_dict(layered, source="the resolved config")
+
+
+def _agent_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A native agent runs with ``algo: online`` and, unless told, its modules' own learners."""
+    if data.get("agent") is None:
+        return data
+    return {"algo": "online", "learner": None, **data}

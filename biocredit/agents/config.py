@@ -1,0 +1,171 @@
+"""Agent configuration: which module fills each role, with which learner.
+
+    modules:
+      perception: {learner: dfa, hidden: [64], features: 32}   # or null: passthrough
+      memory: {kind: passthrough}                               # or null
+      policy:
+        actor:  {learner: hebbian3f, hidden: [64, 64], lr: 1.0e-3}
+        critic: {learner: hebbian3f, hidden: [64, 64], lr: 3.0e-4}
+      world_model: {learner: dfa, hidden: [64]}                 # or null: none
+
+Signal fit: the actor and critic take any learner (modulator-driven ones learn from the TD error
+on eligibility traces, error-driven ones from the one-step output error). Perception and the
+world model learn from errors, so they need error-driven learners, and perception needs some
+error-driven module downstream (an error-driven actor or critic, or a world model) to send it
+one. Every mismatch is a :class:`ConfigError` that names the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from biocredit.errors import ConfigError, closest, unknown_name
+from biocredit.learners import learner_class
+
+OPTIMIZERS = ("sgd", "adam")
+MEMORY_KINDS = ("passthrough",)
+
+
+@dataclass
+class NetworkConfig:
+    """A module's network: hidden sizes, activation, learner and its optimizer."""
+
+    learner: str = "hebbian3f"
+    learner_kwargs: dict[str, Any] = field(default_factory=dict)
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+    lr: float = 1e-3
+    optimizer: str = "sgd"
+
+    def __post_init__(self) -> None:
+        learner_class(self.learner)
+        if self.optimizer not in OPTIMIZERS:
+            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
+        if not self.lr > 0:
+            raise ConfigError(f"Learning rate 'lr' must be > 0, got {self.lr!r}.")
+
+    @property
+    def error_driven(self) -> bool:
+        return learner_class(self.learner).signal == "error"
+
+
+@dataclass
+class PerceptionConfig(NetworkConfig):
+    """Observation -> features; ``features`` is the output width."""
+
+    learner: str = "dfa"
+    hidden: list[int] = field(default_factory=lambda: [64])
+    features: int = 32
+
+
+@dataclass
+class MemoryConfig:
+    """Features + previous state -> state. Only ``passthrough`` exists so far."""
+
+    kind: str = "passthrough"
+
+    def __post_init__(self) -> None:
+        if self.kind not in MEMORY_KINDS:
+            raise unknown_name("memory kind", self.kind, MEMORY_KINDS)
+
+
+@dataclass
+class PolicyConfig:
+    """State -> action distribution (actor) and value (critic)."""
+
+    actor: NetworkConfig = field(default_factory=NetworkConfig)
+    critic: NetworkConfig = field(default_factory=NetworkConfig)
+
+
+@dataclass
+class ModulesConfig:
+    perception: PerceptionConfig | None = None
+    memory: MemoryConfig | None = None
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    world_model: NetworkConfig | None = None
+
+
+@dataclass
+class AgentConfig:
+    """Everything that defines a modular agent."""
+
+    modules: ModulesConfig = field(default_factory=ModulesConfig)
+    gamma: float = 0.99
+    ortho_init: bool = False
+    log_std_init: float = 0.0
+    log_std_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ConfigError(f"'gamma' must be in [0, 1], got {self.gamma!r}.")
+        modules = self.modules
+        for role, config in (
+            ("perception", modules.perception),
+            ("world_model", modules.world_model),
+        ):
+            if config is not None and not config.error_driven:
+                raise ConfigError(
+                    f"modules.{role} uses learner '{config.learner}', which learns from a "
+                    f"{learner_class(config.learner).signal} signal, but the {role} role only "
+                    "receives errors. Use an error-driven learner: bp, fa or dfa."
+                )
+        policy = modules.policy
+        senders = [
+            policy.actor.error_driven,
+            policy.critic.error_driven,
+            modules.world_model is not None,
+        ]
+        if modules.perception is not None and not any(senders):
+            raise ConfigError(
+                "modules.perception would never learn: the actor and critic use modulator-driven "
+                "learners that send no error down, and there is no world_model. Add "
+                "modules.world_model (e.g. {learner: dfa}), give the actor or critic an "
+                "error-driven learner, or set perception: null."
+            )
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Instantiate the dataclass ``cls`` from a mapping, checking keys and nested sections."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{where}' must be a mapping, got {type(data).__name__} {data!r}.")
+    valid = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in valid:
+            hint = closest(key, valid)
+            raise ConfigError(
+                f"Unknown key '{key}' in {where}.{f' Did you mean {hint!r}?' if hint else ''} "
+                f"Valid keys: {', '.join(valid)}."
+            )
+        nested = NESTED.get((cls, key))
+        kwargs[key] = (
+            value if nested is None or value is None else _build(nested, value, f"{where}.{key}")
+        )
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"Bad value in {where}: {exc}.") from None
+
+
+NESTED: dict[tuple[type, str], type] = {
+    (AgentConfig, "modules"): ModulesConfig,
+    (ModulesConfig, "perception"): PerceptionConfig,
+    (ModulesConfig, "memory"): MemoryConfig,
+    (ModulesConfig, "policy"): PolicyConfig,
+    (ModulesConfig, "world_model"): NetworkConfig,
+    (PolicyConfig, "actor"): NetworkConfig,
+    (PolicyConfig, "critic"): NetworkConfig,
+}
+
+
+def agent_config_from_dict(data: dict[str, Any]) -> AgentConfig:
+    """Validate ``agent_kwargs`` into an :class:`AgentConfig`."""
+    if "modules" in data and not isinstance(data["modules"], dict):
+        raise ConfigError("agent_kwargs.modules must be a mapping of roles to modules.")
+    modules = data.get("modules") or {}
+    if "policy" in modules and modules["policy"] is None:
+        raise ConfigError(
+            "modules.policy is missing: every agent needs a policy (actor and critic)."
+        )
+    return _build(AgentConfig, data, "agent_kwargs")

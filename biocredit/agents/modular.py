@@ -1,0 +1,209 @@
+"""A modular agent: perception -> memory -> policy (actor, critic), optional world model.
+
+Each module is a local network with its own learner and optimizer, and everything learns
+online, at every step, for every env in parallel (batch of one per env, no replay):
+
+    s = memory(perception(o)),  a ~ pi(.|s)
+    delta = r + gamma (1 - terminated) v(s') - v(s)            the TD error
+    actor  post = onehot(a) - pi(s)   (softmax)  or  (a - mu) / sigma^2   (Gaussian)
+    critic post = 1
+    modulator-driven learners: traces of post x pre, update M e with M = delta
+    error-driven learners:     output error -delta * post through the autograd boundary
+    world model: predicts (o', r) from (s, a); error (prediction - target), its size the
+                 surprise; its input error, like the actor's and critic's, flows to perception
+
+With hebbian3f in the actor and critic this is the three-factor TD(lambda) actor-critic of
+Fremaux & Gerstner (2016) and Sutton & Barto (2018, section 13.5). A Gaussian policy's
+``log_std`` is an output-level parameter with its own trace of ``(a - mu)^2 / sigma^2 - 1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+
+from biocredit.agents.config import AgentConfig
+from biocredit.agents.networks import TrainedNetwork
+from biocredit.errors import ConfigError
+from biocredit.learners import NetworkSpec
+
+
+def _spec(n_in: int, config: Any, n_out: int) -> NetworkSpec:
+    return NetworkSpec(n_in, tuple(config.hidden), n_out, config.activation)
+
+
+class ModularAgent(nn.Module):
+    """Modules wired perception -> memory -> policy, with an optional world model.
+
+    Speaks SB3's ``predict(observation, state, episode_start, deterministic)``.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        config: AgentConfig,
+        n_envs: int = 1,
+    ) -> None:
+        super().__init__()
+        if not isinstance(observation_space, spaces.Box):
+            raise ConfigError(f"Observation space {observation_space} is not a Box.")
+        self.observation_space, self.action_space = observation_space, action_space
+        self.config = config
+        modules = config.modules
+        n_obs = int(np.prod(observation_space.shape))
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        if self.discrete:
+            n_actions = int(action_space.n)
+        elif isinstance(action_space, spaces.Box):
+            n_actions = int(np.prod(action_space.shape))
+        else:
+            raise ConfigError(f"Action space {action_space} is not Discrete or Box.")
+
+        def make(spec: NetworkSpec, net_config: Any) -> TrainedNetwork:
+            return TrainedNetwork(spec, net_config, config.gamma, n_envs)
+
+        self.perception = None
+        state_dim = n_obs
+        if modules.perception is not None:
+            p = modules.perception
+            self.perception = make(_spec(n_obs, p, p.features), p)
+            state_dim = p.features
+        policy = modules.policy
+        self.actor = make(_spec(state_dim, policy.actor, n_actions), policy.actor)
+        self.critic = make(_spec(state_dim, policy.critic, 1), policy.critic)
+        self.world_model = None
+        if modules.world_model is not None:
+            w = modules.world_model
+            self.world_model = make(_spec(state_dim + n_actions, w, n_obs + 1), w)
+        self.networks = nn.ModuleDict(
+            {role: module.net for role, module in self.trained_networks().items()}
+        )
+        if config.ortho_init:  # SB3/baselines gains: near-uniform initial policy
+            self.actor.net.init_orthogonal(np.sqrt(2), 0.01)
+            self.critic.net.init_orthogonal(np.sqrt(2), 1.0)
+        self.n_actions = n_actions
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.full((n_actions,), config.log_std_init))
+            self.register_buffer("log_std_trace", torch.zeros(n_envs, n_actions))
+            self.log_std_optimizer = torch.optim.SGD([self.log_std], lr=config.log_std_lr)
+            self.log_std_decay = config.gamma * getattr(self.actor.net.learner, "lam", 0.0)
+            self.low = torch.as_tensor(action_space.low, dtype=torch.float32)
+            self.high = torch.as_tensor(action_space.high, dtype=torch.float32)
+        self.surprise = 0.0  # mean squared world-model prediction error of the last step
+        self._state: Tensor | None = None
+        self._value: Tensor | None = None
+        self._post: Tensor | None = None
+        self._action_code: Tensor | None = None
+        self._log_std_post: Tensor | None = None
+
+    def trained_networks(self) -> dict[str, TrainedNetwork]:
+        """The module networks present, by role."""
+        roles = {
+            "perception": self.perception,
+            "actor": self.actor,
+            "critic": self.critic,
+            "world_model": self.world_model,
+        }
+        return {role: net for role, net in roles.items() if net is not None}
+
+    def encode(self, obs: Tensor) -> Tensor:
+        """Perception then (passthrough) memory; keeps perception's autograd node."""
+        if self.perception is None:
+            return obs
+        self.perception.forward(obs)
+        return self.perception._output  # type: ignore[return-value]
+
+    def encode_infer(self, obs: Tensor) -> Tensor:
+        return obs if self.perception is None else self.perception.infer(obs)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor) -> Tensor:
+        """Sample actions for a batch of observations and remember what learning needs."""
+        self._state = self.encode(obs)
+        out = self.actor.forward(self._state)
+        self._value = self.critic.forward(self._state).squeeze(1)
+        if self.discrete:
+            probs = torch.softmax(out, dim=1)
+            action = torch.multinomial(probs, 1).squeeze(1)
+            code = torch.zeros_like(probs)
+            code[torch.arange(len(action)), action] = 1.0
+            self._post, self._action_code = code - probs, code
+            return action
+        std = self.log_std.exp()
+        noise = torch.randn_like(out)
+        self._post = noise / std  # (a - mu) / sigma^2 with a = mu + sigma * noise
+        self._log_std_post = noise * noise - 1.0
+        action = out + std * noise
+        self._action_code = action
+        return action
+
+    def env_action(self, action: Tensor) -> np.ndarray:
+        """Actions as the env takes them (Gaussian samples clipped to the Box)."""
+        if self.discrete:
+            return action.numpy()
+        return torch.maximum(torch.minimum(action, self.high), self.low).numpy()
+
+    @torch.no_grad()
+    def learn(self, reward: Tensor, terminated: Tensor, next_obs: Tensor, done: Tensor) -> Tensor:
+        """One online update of every module from the step just taken; returns the TD errors."""
+        error_nets = [net for net in self.trained_networks().values() if not net.modulated]
+        for net in error_nets:
+            net.optimizer.zero_grad(set_to_none=True)
+        next_value = self.critic.infer(self.encode_infer(next_obs)).squeeze(1)
+        delta = reward + self.config.gamma * (~terminated) * next_value - self._value
+        outputs, errors = [], []
+        for net, post in ((self.actor, self._post), (self.critic, torch.ones_like(delta)[:, None])):
+            if net.modulated:
+                net.modulate(post, delta)
+            else:
+                output, error = net.output_error(post, delta)
+                outputs.append(output)
+                errors.append(error)
+        if self.world_model is not None:
+            with torch.enable_grad():  # the input keeps perception's node
+                model_input = torch.cat([self._state, self._action_code], dim=1)
+            self.world_model.forward(model_input)
+            target = torch.cat([next_obs, reward[:, None]], dim=1)
+            output = self.world_model._output
+            outputs.append(output)
+            errors.append(output.detach() - target)  # d/dy of 0.5 ||y - target||^2
+            self.surprise = float(errors[-1].square().sum(1).mean())
+        if outputs:
+            with torch.enable_grad():
+                torch.autograd.backward(outputs, errors)
+        for net in self.trained_networks().values():
+            net.optimizer.step()
+        if not self.discrete:
+            trace = self.log_std_trace
+            trace.mul_(self.log_std_decay).add_(self._log_std_post)
+            self.log_std.grad = -torch.tensordot(delta, trace, dims=1)
+            self.log_std_optimizer.step()
+            trace.mul_((~done).float()[:, None])
+        self.actor.end_episodes(done)
+        self.critic.end_episodes(done)
+        return delta
+
+    @torch.no_grad()
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, None]:
+        """SB3-style prediction: greedy (argmax / mean) when ``deterministic``."""
+        obs = torch.as_tensor(np.asarray(observation), dtype=torch.float32)
+        single = obs.ndim == len(self.observation_space.shape)
+        obs = obs.reshape(1 if single else obs.shape[0], -1)
+        out = self.actor.infer(self.encode_infer(obs))
+        if self.discrete:
+            action = out.argmax(1) if deterministic else torch.multinomial(out.softmax(1), 1)[:, 0]
+        else:
+            action = out if deterministic else out + self.log_std.exp() * torch.randn_like(out)
+        action_np = self.env_action(action)
+        return (action_np[0] if single else action_np), None
