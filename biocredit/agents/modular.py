@@ -13,8 +13,11 @@ online, at every step, for every env in parallel (batch of one per env, no repla
                  surprise; its input error, like the actor's and critic's, flows to perception
 
 With hebbian3f in the actor and critic this is the three-factor TD(lambda) actor-critic of
-Fremaux & Gerstner (2016) and Sutton & Barto (2018, section 13.5). A Gaussian policy's
-``log_std`` is an output-level parameter with its own trace of ``(a - mu)^2 / sigma^2 - 1``.
+Fremaux & Gerstner (2016) and Sutton & Barto (2018, section 13.5). A Gaussian policy's mean is
+bounded to the action box, ``mu = centre + half_range * tanh(y)`` (so the output unit's post
+term is ``(a - mu) / sigma^2 * half_range * (1 - tanh(y)^2)``), and its ``log_std``, kept in
+``[LOG_STD_MIN, LOG_STD_MAX]``, is an output-level parameter with its own trace of
+``(a - mu)^2 / sigma^2 - 1``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from biocredit.agents.config import AgentConfig
 from biocredit.agents.networks import TrainedNetwork
 from biocredit.errors import ConfigError
 from biocredit.learners import NetworkSpec
+
+LOG_STD_MIN, LOG_STD_MAX = -3.0, 1.0
 
 
 def _spec(n_in: int, config: Any, n_out: int) -> NetworkSpec:
@@ -94,6 +99,7 @@ class ModularAgent(nn.Module):
             self.log_std_decay = config.gamma * getattr(self.actor.net.learner, "lam", 0.0)
             self.low = torch.as_tensor(action_space.low, dtype=torch.float32)
             self.high = torch.as_tensor(action_space.high, dtype=torch.float32)
+            self.centre, self.half_range = (self.high + self.low) / 2, (self.high - self.low) / 2
         self.surprise = 0.0  # mean squared world-model prediction error of the last step
         self._state: Tensor | None = None
         self._value: Tensor | None = None
@@ -134,11 +140,13 @@ class ModularAgent(nn.Module):
             code[torch.arange(len(action)), action] = 1.0
             self._post, self._action_code = code - probs, code
             return action
+        squashed = torch.tanh(out)
         std = self.log_std.exp()
         noise = torch.randn_like(out)
-        self._post = noise / std  # (a - mu) / sigma^2 with a = mu + sigma * noise
+        # (a - mu) / sigma^2 with a = mu + sigma * noise, times d mu / d y
+        self._post = noise / std * self.half_range * (1.0 - squashed * squashed)
         self._log_std_post = noise * noise - 1.0
-        action = out + std * noise
+        action = self.centre + self.half_range * squashed + std * noise
         self._action_code = action
         return action
 
@@ -183,6 +191,7 @@ class ModularAgent(nn.Module):
             trace.mul_(self.log_std_decay).add_(self._log_std_post)
             self.log_std.grad = -torch.tensordot(delta, trace, dims=1)
             self.log_std_optimizer.step()
+            self.log_std.clamp_(LOG_STD_MIN, LOG_STD_MAX)
             trace.mul_((~done).float()[:, None])
         self.actor.end_episodes(done)
         self.critic.end_episodes(done)
@@ -204,6 +213,8 @@ class ModularAgent(nn.Module):
         if self.discrete:
             action = out.argmax(1) if deterministic else torch.multinomial(out.softmax(1), 1)[:, 0]
         else:
-            action = out if deterministic else out + self.log_std.exp() * torch.randn_like(out)
+            action = self.centre + self.half_range * torch.tanh(out)
+            if not deterministic:
+                action = action + self.log_std.exp() * torch.randn_like(out)
         action_np = self.env_action(action)
         return (action_np[0] if single else action_np), None

@@ -5,6 +5,8 @@ A spec (``experiments/benchmarks/*.yaml``)::
     name: core
     algo: ppo
     learners: [bp, fa, dfa]       # bp is added if missing
+    variants:                      # optional: labels in `learners` that are a learner + options
+      dfa-small: {learner: dfa, set: {learner_kwargs: {scale: 0.5}}}
     seeds: [0, 1, 2, 3, 4]
     envs:
       CartPole-v1: {threshold: 475}
@@ -48,6 +50,7 @@ class BenchSpec:
     algo: str = "ppo"
     agent: str | None = None
     learners: list[str] = field(default_factory=lambda: [BASELINE, "fa", "dfa"])
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     envs: dict[str, dict[str, Any]] = field(default_factory=dict)
     set: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +69,12 @@ class BenchSpec:
                     )
         if BASELINE not in self.learners:
             self.learners.insert(0, BASELINE)
+        for label, variant in self.variants.items():
+            if not isinstance(variant, dict) or set(variant) - {"learner", "set"}:
+                raise ConfigError(
+                    f"Variant '{label}' must be a mapping with 'learner' and optional 'set', "
+                    f"got {variant!r}."
+                )
 
 
 def load_spec(path: str | Path) -> BenchSpec:
@@ -87,12 +96,15 @@ def load_spec(path: str | Path) -> BenchSpec:
     return BenchSpec(**data)
 
 
-def plan_runs(spec: BenchSpec, out: Path) -> list[RunConfig]:
-    """Every run of the matrix, seed-major so learners are interleaved; all validated upfront."""
+def plan_runs(spec: BenchSpec, out: Path) -> list[tuple[str, RunConfig]]:
+    """Every ``(label, run)`` of the matrix, seed-major so learners are interleaved; all
+    validated upfront."""
     configs = []
     for seed in spec.seeds:
         for env, options in spec.envs.items():
-            for learner in spec.learners:
+            for label in spec.learners:
+                variant = spec.variants.get(label, {})
+                learner = variant.get("learner", label)
                 flags = {
                     "algo": "online" if spec.agent else spec.algo,
                     "agent": spec.agent,
@@ -100,11 +112,11 @@ def plan_runs(spec: BenchSpec, out: Path) -> list[RunConfig]:
                     "learner": learner,
                     "seed": seed,
                     "steps": options.get("steps"),
-                    "out": str(out / "runs" / env / learner / f"seed{seed}"),
+                    "out": str(out / "runs" / env / label / f"seed{seed}"),
                 }
-                config = resolve_config(flags=merge(spec.set, flags))
+                config = resolve_config(flags=merge(merge(spec.set, variant.get("set", {})), flags))
                 (validate_online if config.agent else validate)(config)
-                configs.append(config)
+                configs.append((label, config))
     return configs
 
 
@@ -134,11 +146,13 @@ def run_benchmark(
     start = time.perf_counter()
     summaries = []
     context = multiprocessing.get_context("spawn")
+    labels = [label for label, _ in configs]
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for summary in pool.map(_run_one, configs):
+        for label, summary in zip(labels, pool.map(_run_one, [c for _, c in configs]), strict=True):
+            summary["label"] = label
             summaries.append(summary)
             console.print(
-                f"  [{len(summaries)}/{len(configs)}] {summary['env']} {summary['learner']} "
+                f"  [{len(summaries)}/{len(configs)}] {summary['env']} {label} "
                 f"seed {summary['seed']}: return {summary['final_return_mean']:.1f}, "
                 f"{summary['wall_time_s']:.1f} s"
             )
@@ -150,7 +164,7 @@ def run_benchmark(
     groups = {
         env: {
             learner: [
-                Path(s["run_dir"]) for s in summaries if s["env"] == env and s["learner"] == learner
+                Path(s["run_dir"]) for s in summaries if s["env"] == env and s["label"] == learner
             ]
             for learner in spec.learners
         }
@@ -174,7 +188,7 @@ def render_table(
         "Final return: deterministic policy, mean over the run's evaluation episodes, then mean "
         "+/- std over seeds. Steps to threshold: first log row whose training return (SB3's "
         "100-episode mean) reaches it; median over the seeds that reached it. "
-        "Ratios: learner / bp.",
+        "Ratios: learner / bp (return ratios only where bp's mean return is positive).",
         "",
         "| env | learner | final return | seeds >= threshold | steps to threshold | wall time (s) "
         "| steps/s | return / bp | wall time / bp |",
@@ -184,7 +198,7 @@ def render_table(
         threshold = options.get("threshold")
         stats = {}
         for learner in spec.learners:
-            runs = [s for s in summaries if s["env"] == env and s["learner"] == learner]
+            runs = [s for s in summaries if s["env"] == env and s["label"] == learner]
             finals = np.array([s["final_return_mean"] for s in runs])
             walls = np.array([s["wall_time_s"] for s in runs])
             stats[learner] = (runs, finals, walls)
@@ -201,7 +215,7 @@ def render_table(
                     if hits
                     else f"not reached (0/{len(runs)})"
                 )
-            ratio = f"{finals.mean() / base_return:.2f}" if base_return else "-"
+            ratio = f"{finals.mean() / base_return:.2f}" if base_return > 0 else "n/a"
             lines.append(
                 f"| {env} | {learner} | {finals.mean():.1f} +/- {finals.std():.1f} | {solved} "
                 f"| {to_threshold} | {walls.mean():.1f} "
@@ -214,7 +228,7 @@ def render_table(
             values = [
                 f"{s['final_return_mean']:.0f}"
                 for s in summaries
-                if s["env"] == env and s["learner"] == learner
+                if s["env"] == env and s["label"] == learner
             ]
             per_seed.append(f"- {env} {learner}: {', '.join(values)}")
     return "\n".join(lines + per_seed) + "\n"
