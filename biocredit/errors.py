@@ -36,9 +36,23 @@ def closest(name: str, choices: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def unknown_name(kind: str, name: str, choices: Iterable[str]) -> UnknownNameError:
-    """Build the error for an unknown ``kind`` called ``name``, suggesting the closest choice."""
+MAX_LISTED = 12
+
+
+def unknown_name(
+    kind: str, name: str, choices: Iterable[str], full_list: str = ""
+) -> UnknownNameError:
+    """Build the error for an unknown ``kind`` called ``name``, suggesting the closest choice.
+
+    Up to :data:`MAX_LISTED` choices are listed; past that, the nearest few and ``full_list``
+    (how to see them all).
+    """
     choices = sorted(choices)
     suggestion = closest(name, choices)
     hint = f" Did you mean '{suggestion}'?" if suggestion else ""
-    return UnknownNameError(f"Unknown {kind} '{name}'.{hint} Valid choices: {', '.join(choices)}.")
+    if len(choices) <= MAX_LISTED:
+        listing = f"Valid choices: {', '.join(choices)}."
+    else:
+        near = difflib.get_close_matches(name, choices, n=5, cutoff=0.0)
+        listing = f"Nearest of {len(choices)} valid choices: {', '.join(near)}. {full_list}"
+    return UnknownNameError(f"Unknown {kind} '{name}'.{hint} {listing}".strip())

@@ -14,7 +14,12 @@ from biocredit.errors import ConfigError, unknown_name
 def check_env_id(env_id: str) -> None:
     """Raise an :class:`~biocredit.errors.UnknownNameError` if ``env_id`` is not registered."""
     if env_id not in gym.registry:
-        raise unknown_name("environment", env_id, gym.registry.keys())
+        raise unknown_name(
+            "environment",
+            env_id,
+            gym.registry.keys(),
+            "List them all with: python -c 'import gymnasium; gymnasium.pprint_registry()'.",
+        )
 
 
 def make_sb3_vec_env(

@@ -18,6 +18,8 @@ from rich.progress import (
 )
 from stable_baselines3.common.callbacks import BaseCallback
 
+from biocredit.training.guard import DivergenceGuard
+
 
 def recent_return(ep_info_buffer: object) -> float | None:
     """Mean return of the episodes in SB3's ``ep_info_buffer`` (the last 100), if any."""
@@ -92,4 +94,28 @@ class PeriodicCheckpoint(BaseCallback):
         if self.num_timesteps >= self.next_at:
             self.save(self.directory)
             self.next_at += self.every
+        return True
+
+
+class DivergenceCallback(BaseCallback):
+    """Runs a :class:`DivergenceGuard` on SB3's rollout: observations, rewards, the policy's
+    values and log-probabilities and its weights every env step, updates at every gradient
+    step."""
+
+    def __init__(self, guard_modules: dict) -> None:
+        super().__init__()
+        self.guard = DivergenceGuard(guard_modules, lambda: self.num_timesteps)
+
+    def _on_training_start(self) -> None:
+        self.guard.watch([self.model.policy.optimizer])
+
+    def _on_step(self) -> bool:
+        local = self.locals
+        self.guard.check_parameters("weight")
+        self.guard.check_values(
+            observation=local.get("new_obs"),
+            reward=local.get("rewards"),
+            value=local.get("values"),
+            log_probability=local.get("log_probs"),
+        )
         return True

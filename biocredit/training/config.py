@@ -135,7 +135,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"Cannot read config file '{path}': {exc.strerror}.") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"Config file '{path}' is not valid YAML: {exc}.") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "it cannot be parsed"
+        raise ConfigError(
+            f"Config file '{path}' is not valid YAML{where}: {problem}. "
+            "Check the brackets, quotes and indentation there."
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -7,6 +7,7 @@ An entry is keyed by env id and uses the Zoo's keys: ``n_envs``, ``n_timesteps``
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,19 +48,26 @@ def zoo_entry(algo: str, env_id: str, kwargs_key: str = "algo_kwargs") -> dict[s
     return config
 
 
-def schedule(value: Any, key: str) -> float | Callable[[float], float]:
-    """A constant, or ``"lin_<x>"``: SB3's progress-remaining schedule from ``x`` down to 0."""
+def schedule(value: Any, key: str) -> float | Callable[[float], float] | None:
+    """A constant, or ``"lin_<x>"``: SB3's progress-remaining schedule from ``x`` down to 0.
+
+    The value (or ``x``) must be > 0; ``None`` passes through (SB3's "off", e.g. clip_range_vf).
+    """
+    if value is None:
+        return None
+    start: float | None = None
     if isinstance(value, str) and value.startswith("lin_"):
-        try:
+        with contextlib.suppress(ValueError):
             start = float(value[4:])
-        except ValueError:
-            raise ConfigError(
-                f"'{key}: {value}' is not a schedule. Use a number or lin_<start>, e.g. lin_1e-3."
-            ) from None
-        return LinearSchedule(start)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise ConfigError(f"'{key}' must be a number or lin_<start>, got {value!r}.")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        start = float(value)
+    if start is None:
+        raise ConfigError(
+            f"'{key}' must be a number or lin_<start> (e.g. lin_1e-3), got {value!r}."
+        )
+    if not start > 0:
+        raise ConfigError(f"'{key}' must be > 0, got {value!r}.")
+    return LinearSchedule(start) if isinstance(value, str) else start
 
 
 class LinearSchedule:

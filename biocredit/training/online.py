@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 from rich.console import Console
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
+from torch import nn
 
 import biocredit
 from biocredit.agents import ModularAgent, agent_config
@@ -25,6 +27,7 @@ from biocredit.envs import check_env_id, make_sb3_vec_env
 from biocredit.training.callbacks import RunProgress
 from biocredit.training.checkpoint import save_checkpoint
 from biocredit.training.config import RunConfig
+from biocredit.training.guard import DivergenceGuard
 from biocredit.training.run_dir import CHECKPOINT_DIR, create_run_dir, write_summary
 
 EVAL_SEED_OFFSET = 1000
@@ -70,9 +73,15 @@ def bootstrap_observations(next_obs: np.ndarray, done: np.ndarray, info: dict) -
 
 
 def train_online(
-    config: RunConfig, console: Console | None = None, progress: bool = True
+    config: RunConfig,
+    console: Console | None = None,
+    progress: bool = True,
+    callback: Callable[[ModularAgent, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run a native agent online for ``config.steps`` env steps; return the summary."""
+    """Run a native agent online for ``config.steps`` env steps; return the summary.
+
+    ``callback(agent, steps)`` is called after every step's update.
+    """
     validate_online(config)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -80,6 +89,10 @@ def train_online(
     agent = build_agent(config, envs)
     run_dir = create_run_dir(config)
     logger = configure(str(run_dir), ["csv", "tensorboard"])
+    modules: dict[str, nn.Module] = dict(agent.networks)
+    if isinstance(getattr(agent, "log_std", None), nn.Parameter):
+        modules["log_std"] = nn.ParameterDict({"log_std": agent.log_std})
+    guard = DivergenceGuard(modules, lambda: steps)
     display = RunProgress(config.steps, f"{config.agent} {config.env} seed {config.seed}", console)
 
     returns: deque[float] = deque(maxlen=100)
@@ -90,8 +103,11 @@ def train_online(
         display.start()
     start = time.perf_counter()
     while steps < config.steps:
+        guard.check_parameters("weight")
         action = agent.act(torch.as_tensor(obs, dtype=torch.float32))
         next_obs, reward, terminated, truncated, info = envs.step(agent.env_action(action))
+        steps += config.n_envs
+        guard.check_values(observation=next_obs, reward=reward, action=action)
         done = terminated | truncated
         boot = bootstrap_observations(next_obs, done, info)
         agent.learn(
@@ -100,8 +116,10 @@ def train_online(
             torch.as_tensor(boot, dtype=torch.float32),
             torch.as_tensor(done),
         )
+        guard.check_parameters("update")
+        if callback is not None:
+            callback(agent, steps)
         obs = next_obs
-        steps += config.n_envs
         if done.any():
             finished = info["_episode"]
             returns.extend(float(r) for r in info["episode"]["r"][finished])

@@ -16,13 +16,18 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
 
 import biocredit
 from biocredit.envs import check_env_id, make_sb3_vec_env
 from biocredit.errors import ConfigError, closest
 from biocredit.learners import learner_class
 from biocredit.sb3 import BioActorCriticPolicy
-from biocredit.training.callbacks import PeriodicCheckpoint, RichProgressCallback
+from biocredit.training.callbacks import (
+    DivergenceCallback,
+    PeriodicCheckpoint,
+    RichProgressCallback,
+)
 from biocredit.training.checkpoint import save_checkpoint
 from biocredit.training.config import RunConfig
 from biocredit.training.hyperparams import schedule
@@ -101,6 +106,18 @@ def build_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
         raise ConfigError(f"{config.algo} rejected its arguments: {exc}") from None
 
 
+def guarded_modules(model: BaseAlgorithm) -> dict[str, nn.Module]:
+    """The policy's modules by name, for the divergence guard."""
+    extractor = model.policy.mlp_extractor
+    modules: dict[str, nn.Module] = {
+        "policy_net": extractor.policy_net,
+        "value_net": extractor.value_net,
+    }
+    if isinstance(getattr(model.policy, "log_std", None), nn.Parameter):
+        modules["log_std"] = nn.ParameterDict({"log_std": model.policy.log_std})
+    return modules
+
+
 def validate(config: RunConfig) -> None:
     """Check every name and option of ``config`` before anything is written to disk."""
     check_env_id(config.env)
@@ -109,9 +126,15 @@ def validate(config: RunConfig) -> None:
 
 
 def train(
-    config: RunConfig, console: Console | None = None, progress: bool = True
+    config: RunConfig,
+    console: Console | None = None,
+    progress: bool = True,
+    callbacks: list[BaseCallback] | None = None,
 ) -> dict[str, Any]:
-    """Run ``config`` to the end; return the summary also written to ``summary.json``."""
+    """Run ``config`` to the end; return the summary also written to ``summary.json``.
+
+    ``callbacks`` (SB3 callbacks) run first at every step, before biocredit's own.
+    """
     validate(config)
     torch.set_num_threads(config.threads)
     env = make_sb3_vec_env(config.env, config.n_envs, config.seed, config.env_kwargs)
@@ -128,7 +151,7 @@ def train(
         }
         save_checkpoint(model.policy, directory, meta)
 
-    callbacks: list[BaseCallback] = []
+    callbacks = [*(callbacks or []), DivergenceCallback(guarded_modules(model))]
     if progress:
         label = f"{config.algo}+{config.learner} {config.env} seed {config.seed}"
         callbacks.append(RichProgressCallback(config.steps, label, console))

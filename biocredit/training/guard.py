@@ -1,0 +1,83 @@
+"""Divergence guard: stop a run at the step a NaN or inf first appears, and say where.
+
+Checked every env step: observations and rewards from the env, the network outputs the agent
+acted on; checked at every optimizer step: each parameter's update (``.grad``, the learner's
+output) before it is applied and each parameter after. The run stops with a
+:class:`DivergenceError` naming the quantity, the module, its learner and the step; checkpoints
+written before that step are left as they were (the last good one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from biocredit.errors import BiocreditError
+from biocredit.learners import LocalNetwork
+
+
+class DivergenceError(BiocreditError):
+    """A NaN or inf appeared in the run."""
+
+
+def _nonfinite(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return not bool(torch.isfinite(value).all())
+    return not bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
+
+
+def learner_of(module: nn.Module) -> str:
+    """Names of the learners inside ``module`` (``"-"`` for a free parameter)."""
+    names = sorted({m.learner.name for m in module.modules() if isinstance(m, LocalNetwork)})
+    return "+".join(names) or "-"
+
+
+class DivergenceGuard:
+    """Checks values as the run produces them; ``step`` is the env-step counter to report."""
+
+    def __init__(self, modules: dict[str, nn.Module], step: Callable[[], int]) -> None:
+        self.modules = modules
+        self.step = step
+
+    def fail(self, what: str, module: str | None = None) -> None:
+        where = ""
+        if module is not None:
+            where = f" in module '{module}' (learner {learner_of(self.modules[module])})"
+        raise DivergenceError(
+            f"Divergence at env step {self.step()}: {what} is not finite{where}. The run stopped "
+            "here; the last checkpoint written before this step is intact. Lower the learning "
+            "rate, check the env's observations and rewards, or try another learner."
+        )
+
+    def check_values(self, **values: Any) -> None:
+        """``check_values(observation=obs, reward=r)``: each must be finite."""
+        for name, value in values.items():
+            if value is not None and _nonfinite(value):
+                self.fail(name)
+
+    def check_parameters(self, kind: str) -> None:
+        """``kind="update"`` checks every ``.grad``, ``kind="weight"`` every parameter: one fused
+        norm over all of them, and only when it is not finite a scan to name the culprit."""
+        tensors = [
+            value
+            for module in self.modules.values()
+            for param in module.parameters()
+            if (value := param.grad if kind == "update" else param) is not None
+        ]
+        if tensors and not _nonfinite(torch.nn.utils.get_total_norm(tensors)):
+            return
+        for module_name, module in self.modules.items():
+            for name, param in module.named_parameters():
+                value = param.grad if kind == "update" else param
+                if value is not None and _nonfinite(value):
+                    self.fail(f"the {kind} of '{name}'", module_name)
+
+    def watch(self, optimizers: Iterable[torch.optim.Optimizer]) -> None:
+        """Check updates before and weights after every ``step()`` of ``optimizers``."""
+        for optimizer in optimizers:
+            optimizer.register_step_pre_hook(lambda *_: self.check_parameters("update"))
+            optimizer.register_step_post_hook(lambda *_: self.check_parameters("weight"))

@@ -1,0 +1,241 @@
+"""Every bad input biocredit is known to refuse, and the one-paragraph message each gets.
+
+Run ``python experiments/bad_inputs.py`` to rebuild ``docs/bad_inputs.md`` from a real run
+folder; ``tests/test_bad_inputs.py`` asserts each message. A case is a ``biocredit`` command
+line (placeholders: ``{tmp}`` a scratch folder, ``{run}`` a finished run) and a ``setup`` that
+prepares the files it needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pickle
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+MARKER = "pickle_payload_ran"
+
+
+@dataclass
+class Case:
+    what: str
+    args: list[str]
+    expect: str
+    setup: Callable[[Path, Path], None] | None = None
+
+
+class Payload:
+    """Unpickling this creates the marker file: proof that a loader executed it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _write(name: str, text: str) -> Callable[[Path, Path], None]:
+    return lambda tmp, run: (tmp / name).write_text(text)
+
+
+def _copy_run(edit: Callable[[Path], None]) -> Callable[[Path, Path], None]:
+    def setup(tmp: Path, run: Path) -> None:
+        shutil.copytree(run, tmp / "bad_run")
+        edit(tmp / "bad_run")
+
+    return setup
+
+
+def _truncate(run: Path) -> None:
+    weights = run / "checkpoint" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+
+
+def _pickle_payload(run: Path) -> None:
+    payload = pickle.dumps(Payload(run.parent / MARKER))
+    (run / "checkpoint" / "model.safetensors").write_bytes(payload)
+
+
+def _other_env(run: Path) -> None:
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("env: CartPole-v1", "env: Acrobot-v1"))
+
+
+def _corrupt_meta(run: Path) -> None:
+    (run / "checkpoint" / "checkpoint.json").write_text("{oops")
+
+
+def _drop(name: str) -> Callable[[Path], None]:
+    return lambda run: (run / "checkpoint" / name).unlink()
+
+
+TRAIN = ["train", "--steps", "64", "--out", "{tmp}/out", "--no-progress"]
+AGENT = [*TRAIN, "--agent", "neuromodulated-ac"]
+MODULES = "agent_kwargs.modules"
+
+# fmt: off
+CASES: list[Case] = [
+    Case("unknown learner", [*TRAIN, "--learner", "dfaa"],
+         "Unknown learner 'dfaa'. Did you mean 'dfa'?"),
+    Case("unknown algorithm", [*TRAIN, "--algo", "ppp"], "Unknown algo 'ppp'. Did you mean 'ppo'?"),
+    Case("unknown env id", [*TRAIN, "--env", "CartPol-v1"], "Did you mean 'CartPole-v1'?"),
+    Case("unknown agent", [*TRAIN, "--agent", "neuromodulated"],
+         "Unknown agent 'neuromodulated'. Did you mean 'neuromodulated-ac'?"),
+    Case("zero steps", [*TRAIN, "--steps", "0"], "--steps must be >= 1, got 0"),
+    Case("negative steps", [*TRAIN, "--steps", "-5"], "--steps must be >= 1, got -5"),
+    Case("zero envs", [*TRAIN, "--n-envs", "0"], "'n_envs' must be >= 1, got 0"),
+    Case("negative seed", [*TRAIN, "--seed", "-1"], "'seed' must be >= 0, got -1"),
+    Case("zero threads", [*TRAIN, "--threads", "0"], "'threads' must be >= 1, got 0"),
+    Case("misspelt config key", [*TRAIN, "--set", "stpes=10"],
+         "Unknown key 'stpes' in the command line. Did you mean 'steps'?"),
+    Case("wrong type", [*TRAIN, "--set", "eval_episodes=many"],
+         "Key 'eval_episodes' in the command line must be int, got str 'many'"),
+    Case("--set without =", [*TRAIN, "--set", "steps"], "--set expects key=value"),
+    Case("misspelt algorithm option", [*TRAIN, "--set", "algo_kwargs.n_step=10"],
+         "Unknown algo_kwargs key 'n_step' for ppo. Did you mean 'n_steps'?"),
+    Case("negative learning rate", [*TRAIN, "--set", "algo_kwargs.learning_rate=-0.001"],
+         "'learning_rate' must be > 0, got -0.001"),
+    Case("bad schedule", [*TRAIN, "--set", "algo_kwargs.learning_rate=lin_fast"],
+         "'learning_rate' must be a number or lin_<start>"),
+    Case("batch size rejected by SB3", [*TRAIN, "--set", "algo_kwargs.batch_size=1"],
+         "ppo rejected its arguments"),
+    Case("misspelt learner option", [*TRAIN, "--set", "learner_kwargs.sclae=2"],
+         "Learner 'dfa' does not accept these options"),
+    Case("non-positive feedback scale", [*TRAIN, "--set", "learner_kwargs.scale=0"],
+         "Feedback scale must be > 0, got 0"),
+    Case("unknown feedback init", [*TRAIN, "--set", "learner_kwargs.init=normal"],
+         "Unknown feedback init 'normal'"),
+    Case("unknown activation", [*TRAIN, "--set", "policy_kwargs.activation_fn=softplus"],
+         "Unknown activation 'softplus'"),
+    Case("zero-width layer", [*TRAIN, "--set", "policy_kwargs.net_arch=[0]"],
+         "Network size hidden[0]=0 is not a positive integer"),
+    Case("misspelt policy option", [*TRAIN, "--set", "policy_kwargs.net_arh=[64]"],
+         "Unknown policy_kwargs key 'net_arh'. Did you mean 'net_arch'?"),
+    Case("missing config file", [*TRAIN, "--config", "{tmp}/missing.yaml"],
+         "Cannot read config file"),
+    Case("config file that is not YAML", [*TRAIN, "--config", "{tmp}/broken.yaml"],
+         "is not valid YAML", _write("broken.yaml", "steps: [1, 2\n")),
+    Case("config file that is a list", [*TRAIN, "--config", "{tmp}/list.yaml"],
+         "must hold a mapping of keys to values, got list", _write("list.yaml", "- 1\n")),
+    Case("config file with an unknown key", [*TRAIN, "--config", "{tmp}/typo.yaml"],
+         "Unknown key 'learnr'", _write("typo.yaml", "learnr: fa\n")),
+    Case("agent with an SB3 algorithm", [*AGENT, "--algo", "ppo"],
+         "a native agent runs with algo 'online'"),
+    Case("Hebbian learner in perception",
+         [*AGENT, "--set", f"{MODULES}.perception.learner=hebbian3f"],
+         "the perception role only receives errors"),
+    Case("perception nobody teaches", [*AGENT, "--set", f"{MODULES}.perception.learner=dfa"],
+         "modules.perception would never learn"),
+    Case("missing policy module", [*AGENT, "--set", "agent_kwargs.modules.policy=null"],
+         "every agent needs a policy"),
+    Case("unknown module role", [*AGENT, "--set", "agent_kwargs.modules.vision.learner=dfa"],
+         "Unknown key 'vision' in agent_kwargs.modules"),
+    Case("unknown memory kind", [*AGENT, "--set", "agent_kwargs.modules.memory.kind=lstm"],
+         "Unknown memory kind 'lstm'"),
+    Case("discount out of range", [*AGENT, "--set", "agent_kwargs.gamma=1.5"],
+         "'gamma' must be in [0, 1], got 1.5"),
+    Case("trace decay out of range",
+         [*AGENT, "--set", f"{MODULES}.policy.actor.learner_kwargs.lam=2"],
+         "hebbian3f 'lam' must be in [0, 1], got 2"),
+    Case("negative module learning rate", [*AGENT, "--set", f"{MODULES}.policy.critic.lr=-1"],
+         "Learning rate 'lr' must be > 0, got -1"),
+    Case("observation space an agent cannot read", [*AGENT, "--env", "FrozenLake-v1"],
+         "Observation space Discrete(16) is not a Box"),
+    Case("action space an agent cannot drive", [*AGENT, "--env", "Blackjack-v1"], "is not a Box"),
+    Case("run folder already used", ["train", "--out", "{run}", "--steps", "64"],
+         "already holds a run"),
+    Case("eval of a missing folder", ["eval", "{tmp}/nowhere"], "is not a biocredit run folder"),
+    Case("eval of a folder that is not a run", ["eval", "{tmp}"], "is not a biocredit run folder"),
+    Case("eval with zero episodes", ["eval", "{run}", "--episodes", "0"],
+         "--episodes must be >= 1, got 0"),
+    Case("truncated weights file", ["eval", "{tmp}/bad_run"],
+         "is not a readable safetensors file", _copy_run(_truncate)),
+    Case("missing weights file", ["eval", "{tmp}/bad_run"],
+         "model.safetensors' is missing", _copy_run(_drop("model.safetensors"))),
+    Case("corrupted checkpoint metadata", ["eval", "{tmp}/bad_run"],
+         "checkpoint.json' is not valid JSON", _copy_run(_corrupt_meta)),
+    Case("checkpoint for another env", ["eval", "{tmp}/bad_run"],
+         "does not fit this model", _copy_run(_other_env)),
+    Case("checkpoint carrying a pickle payload", ["eval", "{tmp}/bad_run"],
+         "is not a readable safetensors file", _copy_run(_pickle_payload)),
+    Case("bench spec without envs", ["bench", "{tmp}/empty_spec.yaml"],
+         "needs at least one entry under 'envs'", _write("empty_spec.yaml", "name: x\n")),
+    Case("bench spec with a misspelt key", ["bench", "{tmp}/typo_spec.yaml"],
+         "Unknown key 'learner' in benchmark spec",
+         _write("typo_spec.yaml", "learner: [fa]\nenvs: {CartPole-v1: {}}\n")),
+]
+# fmt: on
+
+
+def run_case(case: Case, tmp: Path, run: Path) -> tuple[int, str]:
+    """Run one case through the CLI entry point; return (exit code, stderr)."""
+    from biocredit.cli import main
+
+    if case.setup is not None:
+        case.setup(tmp, run)
+    args = [a.replace("{tmp}", str(tmp)).replace("{run}", str(run)) for a in case.args]
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        code = main(args)
+    return code, stderr.getvalue().strip()
+
+
+def make_run(folder: Path) -> Path:
+    """A real, finished run to evaluate and corrupt."""
+    from biocredit.cli import main
+
+    run = folder / "run"
+    args = [
+        "train",
+        "--agent",
+        "neuromodulated-ac",
+        "--steps",
+        "256",
+        "--n-envs",
+        "2",
+        "--set",
+        "eval_episodes=1",
+        "--out",
+        str(run),
+        "--no-progress",
+    ]
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(args)
+    assert code == 0
+    return run
+
+
+def main() -> None:
+    import tempfile
+
+    rows = ["| # | bad input | command | exit | message |", "|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as scratch:
+        run = make_run(Path(scratch))
+        for i, case in enumerate(CASES, 1):
+            tmp = Path(scratch) / f"case{i}"
+            tmp.mkdir()
+            code, message = run_case(case, tmp, run)
+            shown = " ".join(case.args).replace("|", "\\|")
+            rows.append(
+                f"| {i} | {case.what} | `biocredit {shown}` | {code} | "
+                f"{message.replace('|', '/')} |"
+            )
+            assert not (tmp / MARKER).exists(), "a pickle payload was executed"
+    out = Path(__file__).resolve().parents[1] / "docs" / "bad_inputs.md"
+    out.write_text(
+        "# Bad inputs and what each gets\n\n"
+        f"Generated by `python experiments/bad_inputs.py` ({len(CASES)} cases; each is also a "
+        "test in `tests/test_bad_inputs.py`). Every one exits with code 2 and one paragraph on "
+        "stderr, no traceback. `{run}` is a finished run folder, `{tmp}` a scratch folder.\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
