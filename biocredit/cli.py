@@ -6,13 +6,15 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from biocredit.errors import BiocreditError
+from biocredit.errors import BiocreditError, ConfigError
+from biocredit.training.config import RunConfig
 
 DEFAULT_RUN = "PPO on CartPole-v1 for 100k steps, every network trained by DFA"
 
@@ -48,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
         help="override any config key, e.g. --set algo_kwargs.n_steps=64 (repeatable)",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue a run from its checkpoint (exactly)"
+    )
 
     evaluate = sub.add_parser("eval", help="evaluate a trained run")
     evaluate.add_argument("run_dir", help="run folder written by `biocredit train`")
@@ -70,14 +75,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
-    from biocredit.training.online import train_online
+    from biocredit.training.online import OnlineRun
     from biocredit.training.resolve import resolve_config
-    from biocredit.training.sb3_runner import train
+    from biocredit.training.run_dir import continued_progress
+    from biocredit.training.sb3_runner import SB3Run
 
     keys = ("algo", "learner", "agent", "env", "steps", "seed", "n_envs", "threads", "out")
-    config = resolve_config(args.config, {key: getattr(args, key) for key in keys}, args.overrides)
-    run = train_online if config.agent else train
-    summary = run(config, console=console, progress=not args.no_progress)
+    if args.resume:
+        run_dir = Path(args.resume)
+        config = _resume_config(args, run_dir, keys)
+        run_class = OnlineRun if config.agent else SB3Run
+        with continued_progress(run_dir):
+            summary = run_class.resume(config, run_dir).run(console, not args.no_progress)
+    else:
+        config = resolve_config(
+            args.config, {key: getattr(args, key) for key in keys}, args.overrides
+        )
+        run_class = OnlineRun if config.agent else SB3Run
+        summary = run_class.start(config).run(console, not args.no_progress)
+    if summary["status"] == "interrupted":
+        return 130
     table = Table(title=f"biocredit run: {summary['run_dir']}")
     table.add_column("key")
     table.add_column("value", justify="right")
@@ -86,6 +103,27 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
             table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
     console.print(table)
     return 0
+
+
+def _resume_config(args: argparse.Namespace, run_dir: Path, keys: tuple[str, ...]) -> RunConfig:
+    """The run's own config; only ``--steps`` (a new total) may change on resume."""
+    from biocredit.training.run_dir import read_run_config, update_run_config
+
+    given = [
+        f"--{key.replace('_', '-')}"
+        for key in keys
+        if key != "steps" and getattr(args, key) is not None
+    ]
+    if given or args.config or args.overrides:
+        raise ConfigError(
+            f"--resume continues a run with its own config; {', '.join(given) or '--config/--set'}"
+            " cannot change it. Only --steps (a new total) is allowed with --resume."
+        )
+    config = read_run_config(run_dir)
+    if args.steps is not None:
+        config.steps = args.steps
+        update_run_config(run_dir, config)
+    return config
 
 
 def _cmd_eval(args: argparse.Namespace, console: Console) -> int:

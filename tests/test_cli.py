@@ -37,6 +37,7 @@ def test_train_writes_the_run_folder(run_dir):
     assert any(name.startswith("events.out.tfevents") for name in names)
     assert {p.name for p in (run_dir / "checkpoint").iterdir()} == {
         "model.safetensors",
+        "resume.safetensors",
         "checkpoint.json",
     }
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -19,6 +18,7 @@ from rich.progress import (
 from stable_baselines3.common.callbacks import BaseCallback
 
 from biocredit.training.guard import DivergenceGuard
+from biocredit.training.interrupt import StopRequest
 
 
 def recent_return(ep_info_buffer: object) -> float | None:
@@ -82,19 +82,33 @@ class RichProgressCallback(BaseCallback):
         self.display.stop()
 
 
-class PeriodicCheckpoint(BaseCallback):
-    """Call ``save(directory)`` every ``every`` env steps (the latest checkpoint is kept)."""
+class RolloutCheckpoint(BaseCallback):
+    """Checkpoint at rollout boundaries, where an on-policy run can resume exactly.
 
-    def __init__(self, every: int, directory: Path, save: Callable[[Path], None]) -> None:
+    Saves at the start of the first rollout after every ``every`` env steps (0: never), and,
+    when ``stop`` is set (SIGINT/SIGTERM), saves there and halts training.
+    """
+
+    def __init__(self, every: int, save: Callable[[], None], stop: StopRequest) -> None:
         super().__init__()
-        self.every, self.directory, self.save = every, directory, save
+        self.every, self.save, self.stop = every, save, stop
         self.next_at = every
+        self.halted = False
+
+    def _on_training_start(self) -> None:
+        if self.every:
+            self.next_at = self.num_timesteps + self.every
+
+    def _on_rollout_start(self) -> None:
+        if self.stop:
+            self.save()
+            self.halted = True
+        elif self.every and self.num_timesteps >= self.next_at:
+            self.save()
+            self.next_at += self.every
 
     def _on_step(self) -> bool:
-        if self.num_timesteps >= self.next_at:
-            self.save(self.directory)
-            self.next_at += self.every
-        return True
+        return not self.halted
 
 
 class DivergenceCallback(BaseCallback):

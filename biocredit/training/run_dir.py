@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +70,30 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunDirError(f"'{run_dir}' has no {SUMMARY_FILE}: the run did not finish.")
     return json.loads(path.read_text())
+
+
+@contextmanager
+def continued_progress(run_dir: Path) -> Iterator[None]:
+    """Keep the rows of an earlier session of this run: SB3's logger rewrites progress.csv, so
+    the earlier rows are put back in front of the new ones (columns joined) afterwards."""
+    path = Path(run_dir) / PROGRESS_FILE
+    earlier: list[dict[str, str]] = []
+    if path.is_file():
+        with open(path, newline="") as handle:
+            earlier = list(csv.DictReader(handle))
+    try:
+        yield
+    finally:
+        if earlier and path.is_file():
+            with open(path, newline="") as handle:
+                rows = earlier + list(csv.DictReader(handle))
+            columns = list(dict.fromkeys(key for row in rows for key in row))
+            with open(path, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)
+
+
+def update_run_config(run_dir: Path, config: RunConfig) -> None:
+    """Rewrite the run's resolved config (e.g. a longer ``steps`` on resume)."""
+    (Path(run_dir) / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,28 @@ from torch import nn
 
 import biocredit
 from biocredit.envs import check_env_id, make_sb3_vec_env
+from biocredit.envs.state import capture_env, restore_env
 from biocredit.errors import ConfigError, closest
 from biocredit.learners import learner_class
 from biocredit.sb3 import BioActorCriticPolicy
 from biocredit.training.callbacks import (
     DivergenceCallback,
-    PeriodicCheckpoint,
     RichProgressCallback,
+    RolloutCheckpoint,
 )
-from biocredit.training.checkpoint import save_checkpoint
+from biocredit.training.checkpoint import (
+    load_checkpoint,
+    load_optimizer_state,
+    load_resume_state,
+    optimizer_state,
+    rng_state,
+    save_checkpoint,
+    save_resume_state,
+    set_rng_state,
+)
 from biocredit.training.config import RunConfig
 from biocredit.training.hyperparams import schedule
+from biocredit.training.interrupt import catch_signals, resume_hint
 from biocredit.training.run_dir import CHECKPOINT_DIR, create_run_dir, write_summary
 
 ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
@@ -125,6 +137,158 @@ def validate(config: RunConfig) -> None:
     policy_kwargs(config)
 
 
+class SB3Run:
+    """One SB3 run: fresh (:meth:`start`) or from a checkpoint (:meth:`resume`).
+
+    Checkpoints are taken at rollout boundaries (after an update, before the next rollout),
+    where the policy, optimizer, RNGs, env states and the algorithm's counters and last
+    observation define the rest of the run completely.
+    """
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.run_dir = Path(config.out or ".")  # set by start() or resume()
+        torch.set_num_threads(config.threads)
+        self.env = make_sb3_vec_env(config.env, config.n_envs, config.seed, config.env_kwargs)
+        self.model = build_model(config, self.env)
+        self.elapsed = 0.0  # wall time of earlier sessions of this run
+
+    @classmethod
+    def start(cls, config: RunConfig) -> SB3Run:
+        validate(config)
+        run = cls(config)  # build first: a config that cannot be built writes no folder
+        run.run_dir = create_run_dir(config)
+        return run
+
+    @classmethod
+    def resume(cls, config: RunConfig, run_dir: Path) -> SB3Run:
+        """Rebuild the run as it started, then load every piece of state it had."""
+        run = cls(config)
+        run.run_dir = run_dir
+        model, directory = run.model, run_dir / CHECKPOINT_DIR
+        meta = load_checkpoint(model.policy, directory)
+        tensors, state = load_resume_state(directory), meta["resume"]
+        load_optimizer_state(model.policy.optimizer, tensors, state["optimizer"], "optim")
+        set_rng_state(tensors, state["rng"])
+        for env, env_state in zip(run.env.envs, state["envs"], strict=True):
+            restore_env(env, env_state)
+        # fresh, aligned copies: matmul kernels may sum in another order on unaligned memory
+        model._last_obs = tensors["last_obs"].numpy().copy()
+        model._last_episode_starts = tensors["last_episode_starts"].numpy().copy()
+        model.num_timesteps = state["num_timesteps"]
+        model._n_updates = state["n_updates"]
+        model._episode_num = state["episode_num"]
+        model.ep_info_buffer = deque(state["ep_info_buffer"], maxlen=100)
+        model.ep_success_buffer = deque(state["ep_success_buffer"], maxlen=100)
+        run.elapsed = state["elapsed"]
+        return run
+
+    def save(self, elapsed: float) -> None:
+        """Checkpoint everything :meth:`resume` needs (call at a rollout boundary)."""
+        model = self.model
+        tensors, rng = rng_state()
+        optim_tensors, optim_plain = optimizer_state(model.policy.optimizer, "optim")
+        tensors.update(optim_tensors)
+        tensors["last_obs"] = torch.as_tensor(model._last_obs).clone()
+        tensors["last_episode_starts"] = torch.as_tensor(model._last_episode_starts).clone()
+        resume = {
+            "num_timesteps": model.num_timesteps,
+            "n_updates": model._n_updates,
+            "episode_num": model._episode_num,
+            "ep_info_buffer": list(model.ep_info_buffer),
+            "ep_success_buffer": list(model.ep_success_buffer),
+            "elapsed": elapsed,
+            "rng": rng,
+            "optimizer": optim_plain,
+            "envs": [capture_env(env) for env in self.env.envs],
+        }
+        config = self.config
+        meta = {
+            "env": config.env,
+            "algo": config.algo,
+            "learner": config.learner,
+            "num_timesteps": model.num_timesteps,
+            "resume": resume,
+        }
+        directory = self.run_dir / CHECKPOINT_DIR
+        save_checkpoint(model.policy, directory, meta)
+        save_resume_state(directory, tensors)
+
+    def run(
+        self,
+        console: Console | None = None,
+        progress: bool = True,
+        callbacks: list[BaseCallback] | None = None,
+    ) -> dict[str, Any]:
+        """Train to ``config.steps``; return the summary also written to ``summary.json``.
+
+        ``callbacks`` (SB3 callbacks) run first at every step, before biocredit's own.
+        """
+        config, model = self.config, self.model
+        model.set_logger(configure(str(self.run_dir), ["csv", "tensorboard"]))
+        start = time.perf_counter()
+        with catch_signals() as stop:
+            checkpoints = RolloutCheckpoint(
+                config.checkpoint_freq,
+                lambda: self.save(self.elapsed + time.perf_counter() - start),
+                stop,
+            )
+            all_callbacks = [
+                *(callbacks or []),
+                DivergenceCallback(guarded_modules(model)),
+                checkpoints,
+            ]
+            if progress:
+                label = f"{config.algo}+{config.learner} {config.env} seed {config.seed}"
+                all_callbacks.append(RichProgressCallback(config.steps, label, console))
+            model.learn(
+                total_timesteps=config.steps - model.num_timesteps,
+                callback=all_callbacks,
+                reset_num_timesteps=model.num_timesteps == 0,
+            )
+        wall_time = self.elapsed + time.perf_counter() - start
+        self.env.close()
+        if checkpoints.halted:  # saved at the rollout boundary where the stop was seen
+            steps = int(model.num_timesteps - config.n_envs)
+            summary = self.summary(wall_time, steps, None, status="interrupted")
+            print(resume_hint(str(self.run_dir), steps, stop.signal_name or "signal"))
+        else:
+            self.save(wall_time)
+            summary = self.summary(wall_time, int(model.num_timesteps), self.evaluate())
+        write_summary(self.run_dir, summary)
+        return summary
+
+    def evaluate(self) -> list[float]:
+        config = self.config
+        env = make_sb3_vec_env(config.env, 1, config.seed + EVAL_SEED_OFFSET, config.env_kwargs)
+        returns, _ = evaluate_policy(
+            self.model, env, n_eval_episodes=config.eval_episodes, return_episode_rewards=True
+        )
+        env.close()
+        return list(returns)
+
+    def summary(
+        self, wall_time: float, steps: int, returns: list[float] | None, status: str = "done"
+    ) -> dict[str, Any]:
+        config = self.config
+        return {
+            "env": config.env,
+            "algo": config.algo,
+            "learner": config.learner,
+            "critic_learner": config.critic_learner or config.learner,
+            "seed": config.seed,
+            "status": status,
+            "steps": steps,
+            "wall_time_s": round(wall_time, 3),
+            "steps_per_s": round(steps / max(wall_time, 1e-9), 1),
+            "final_return_mean": None if returns is None else float(np.mean(returns)),
+            "final_return_std": None if returns is None else float(np.std(returns)),
+            "eval_episodes": config.eval_episodes,
+            "run_dir": str(self.run_dir),
+            "biocredit_version": biocredit.__version__,
+        }
+
+
 def train(
     config: RunConfig,
     console: Console | None = None,
@@ -135,54 +299,4 @@ def train(
 
     ``callbacks`` (SB3 callbacks) run first at every step, before biocredit's own.
     """
-    validate(config)
-    torch.set_num_threads(config.threads)
-    env = make_sb3_vec_env(config.env, config.n_envs, config.seed, config.env_kwargs)
-    model = build_model(config, env)
-    run_dir = create_run_dir(config)
-    model.set_logger(configure(str(run_dir), ["csv", "tensorboard"]))
-
-    def save(directory: Path) -> None:
-        meta = {
-            "env": config.env,
-            "algo": config.algo,
-            "learner": config.learner,
-            "num_timesteps": model.num_timesteps,
-        }
-        save_checkpoint(model.policy, directory, meta)
-
-    callbacks = [*(callbacks or []), DivergenceCallback(guarded_modules(model))]
-    if progress:
-        label = f"{config.algo}+{config.learner} {config.env} seed {config.seed}"
-        callbacks.append(RichProgressCallback(config.steps, label, console))
-    if config.checkpoint_freq:
-        callbacks.append(PeriodicCheckpoint(config.checkpoint_freq, run_dir / CHECKPOINT_DIR, save))
-
-    start = time.perf_counter()
-    model.learn(total_timesteps=config.steps, callback=callbacks)
-    wall_time = time.perf_counter() - start
-    save(run_dir / CHECKPOINT_DIR)
-    env.close()
-
-    eval_env = make_sb3_vec_env(config.env, 1, config.seed + EVAL_SEED_OFFSET, config.env_kwargs)
-    returns, _ = evaluate_policy(
-        model, eval_env, n_eval_episodes=config.eval_episodes, return_episode_rewards=True
-    )
-    eval_env.close()
-    summary = {
-        "env": config.env,
-        "algo": config.algo,
-        "learner": config.learner,
-        "critic_learner": config.critic_learner or config.learner,
-        "seed": config.seed,
-        "steps": int(model.num_timesteps),
-        "wall_time_s": round(wall_time, 3),
-        "steps_per_s": round(model.num_timesteps / wall_time, 1),
-        "final_return_mean": float(np.mean(returns)),
-        "final_return_std": float(np.std(returns)),
-        "eval_episodes": config.eval_episodes,
-        "run_dir": str(run_dir),
-        "biocredit_version": biocredit.__version__,
-    }
-    write_summary(run_dir, summary)
-    return summary
+    return SB3Run.start(config).run(console, progress, callbacks)

@@ -1,0 +1,40 @@
+"""Ctrl-C and SIGTERM as a request to stop cleanly: checkpoint, summary, then exit."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+
+class StopRequest:
+    """Set by SIGINT/SIGTERM while :func:`catch_signals` is active; the loop polls it."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.signal_name is not None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+
+@contextmanager
+def catch_signals() -> Iterator[StopRequest]:
+    """Within the block, SIGINT and SIGTERM set the yielded flag instead of killing the run."""
+    request = StopRequest()
+    previous = {sig: signal.signal(sig, request._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def resume_hint(run_dir: str, steps: int, signal_name: str) -> str:
+    return (
+        f"Stopped by {signal_name} at env step {steps}; checkpoint and summary written. "
+        f"Resume with: biocredit train --resume {run_dir}"
+    )

@@ -1,0 +1,163 @@
+"""Exact resume: N steps, stop, resume for M more == N + M in one go, bitwise, on both paths."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from biocredit.training.online import OnlineRun
+from biocredit.training.resolve import resolve_config
+from biocredit.training.run_dir import read_run_config
+from biocredit.training.sb3_runner import SB3Run
+
+# constant schedules: a linear schedule would depend on the total, which resume changes here
+SB3 = [
+    "n_envs=2",
+    "eval_episodes=1",
+    "algo_kwargs.n_steps=32",
+    "algo_kwargs.batch_size=32",
+    "algo_kwargs.n_epochs=2",
+    "algo_kwargs.learning_rate=0.001",
+    "algo_kwargs.clip_range=0.2",
+]
+AGENT = ["n_envs=2", "eval_episodes=1"]
+COMPOSED = [
+    *AGENT,
+    "agent_kwargs.modules.perception.learner=dfa",
+    "agent_kwargs.modules.perception.optimizer=adam",
+    "agent_kwargs.modules.world_model.learner=fa",
+]
+
+CASES = {
+    "ppo-bp": ({"learner": "bp"}, SB3, SB3Run),
+    "ppo-dfa": ({"learner": "dfa"}, SB3, SB3Run),
+    "ppo-fa-pendulum": ({"learner": "fa", "env": "InvertedPendulum-v5"}, SB3, SB3Run),
+    "a2c-dfa": (
+        {"learner": "dfa", "algo": "a2c"},
+        ["n_envs=2", "eval_episodes=1", "algo_kwargs.learning_rate=0.001"],
+        SB3Run,
+    ),
+    "neuromodulated-ac": ({"agent": "neuromodulated-ac"}, AGENT, OnlineRun),
+    "neuromodulated-ac-pendulum": (
+        {"agent": "neuromodulated-ac", "env": "InvertedPendulum-v5"},
+        AGENT,
+        OnlineRun,
+    ),
+    "composed-agent-adam": ({"agent": "neuromodulated-ac"}, COMPOSED, OnlineRun),
+}
+
+
+def tensors(run_dir):
+    state = load_file(str(run_dir / "checkpoint" / "model.safetensors"))
+    state.update(load_file(str(run_dir / "checkpoint" / "resume.safetensors")))
+    return state
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_resume_is_bitwise_exact(name, tmp_path):
+    flags, overrides, run_class = CASES[name]
+    total, first = 1280, 640  # multiples of the PPO rollout (32 steps x 2 envs)
+
+    def config(out, steps):
+        return resolve_config(
+            flags={**flags, "steps": steps, "seed": 3, "out": str(out)}, overrides=overrides
+        )
+
+    run_class.start(config(tmp_path / "one", total)).run(progress=False)
+    run_class.start(config(tmp_path / "two", first)).run(progress=False)
+    resumed = read_run_config(tmp_path / "two")
+    resumed.steps = total
+    summary = run_class.resume(resumed, tmp_path / "two").run(progress=False)
+    assert summary["steps"] == total
+    one, two = tensors(tmp_path / "one"), tensors(tmp_path / "two")
+    assert one.keys() == two.keys()
+    different = [key for key in one if not torch.equal(one[key], two[key])]
+    assert not different, different
+    # and the check can fail: an unresumed half-length run differs
+    half = tmp_path / "half"
+    run_class.start(config(half, first)).run(progress=False)
+    assert not all(torch.equal(one[k], v) for k, v in tensors(half).items())
+
+
+def _interrupt_and_resume(tmp_path, args):
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "biocredit.cli",
+        "train",
+        *args,
+        "--out",
+        str(out),
+        "--no-progress",
+        "--steps",
+        "100000000",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "progress.csv").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert f"Resume with: biocredit train --resume {out}" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["final_return_mean"] is None
+    stopped_at = summary["steps"]
+    more = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "biocredit.cli",
+            "train",
+            "--resume",
+            str(out),
+            "--no-progress",
+            "--steps",
+            str(stopped_at + 512),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert more.returncode == 0, more.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["steps"] >= stopped_at + 512
+    rows = (out / "progress.csv").read_text().splitlines()
+    assert len(rows) > 2 and rows[0].count(",") == rows[-1].count(",")  # one merged table
+
+
+@pytest.mark.slow
+def test_sigint_checkpoints_an_online_run_that_resumes(tmp_path):
+    _interrupt_and_resume(tmp_path, ["--agent", "neuromodulated-ac", "--n-envs", "2"])
+
+
+@pytest.mark.slow
+def test_sigint_checkpoints_a_ppo_run_that_resumes(tmp_path):
+    _interrupt_and_resume(tmp_path, ["--learner", "dfa", "--set", "eval_episodes=1"])
+
+
+def test_resume_refuses_other_changes(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "biocredit.cli",
+            "train",
+            "--resume",
+            str(tmp_path),
+            "--learner",
+            "fa",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Only --steps (a new total) is allowed with --resume" in result.stderr
