@@ -69,6 +69,11 @@ def _corrupt_meta(run: Path) -> None:
     (run / "checkpoint" / "checkpoint.json").write_text("{oops")
 
 
+def _other_learner(run: Path) -> None:
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("learner: null", "learner: dfa"))
+
+
 def _drop(name: str) -> Callable[[Path], None]:
     return lambda run: (run / "checkpoint" / name).unlink()
 
@@ -159,7 +164,17 @@ CASES: list[Case] = [
     Case("corrupted checkpoint metadata", ["eval", "{tmp}/bad_run"],
          "checkpoint.json' is not valid JSON", _copy_run(_corrupt_meta)),
     Case("checkpoint for another env", ["eval", "{tmp}/bad_run"],
-         "does not fit this model", _copy_run(_other_env)),
+         "was saved for env 'CartPole-v1', but this model is for env 'Acrobot-v1'",
+         _copy_run(_other_env)),
+    Case("checkpoint for other learners", ["eval", "{tmp}/bad_run"],
+         "does not fit this model", _copy_run(_other_learner)),
+    Case("resume with a checkpoint for other learners", ["train", "--resume", "{tmp}/bad_run"],
+         "was saved for modules", _copy_run(_other_learner)),
+    Case("resume with a checkpoint for another env", ["train", "--resume", "{tmp}/bad_run"],
+         "was saved for env 'CartPole-v1', but this model is for env 'Acrobot-v1'",
+         _copy_run(_other_env)),
+    Case("resume that changes the learner", ["train", "--resume", "{run}", "--learner", "fa"],
+         "Only --steps (a new total) is allowed with --resume"),
     Case("checkpoint carrying a pickle payload", ["eval", "{tmp}/bad_run"],
          "is not a readable safetensors file", _copy_run(_pickle_payload)),
     Case("bench spec without envs", ["bench", "{tmp}/empty_spec.yaml"],

@@ -36,8 +36,13 @@ def save_checkpoint(module: nn.Module, directory: Path, meta: dict[str, Any]) ->
     (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def load_checkpoint(module: nn.Module, directory: Path) -> dict[str, Any]:
-    """Load weights saved by :func:`save_checkpoint` into ``module``; return the metadata."""
+def load_checkpoint(
+    module: nn.Module, directory: Path, expected: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Load weights saved by :func:`save_checkpoint` into ``module``; return the metadata.
+
+    ``expected`` metadata (env, learner, agent ...) must match what the checkpoint records.
+    """
     weights, meta_path = directory / WEIGHTS_FILE, directory / META_FILE
     for path in (weights, meta_path):
         if not path.is_file():
@@ -50,9 +55,15 @@ def load_checkpoint(module: nn.Module, directory: Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise RunDirError(f"'{meta_path}' is not valid JSON ({exc}).") from None
-    expected = module.state_dict()
-    missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
-    shapes = [k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape]
+    for key, value in (expected or {}).items():
+        if meta.get(key) != value:
+            raise RunDirError(
+                f"Checkpoint '{directory}' was saved for {key} '{meta.get(key)}', but this model "
+                f"is for {key} '{value}'. Load it with the config it was trained with."
+            )
+    own = module.state_dict()
+    missing, unexpected = own.keys() - state.keys(), state.keys() - own.keys()
+    shapes = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
     if missing or unexpected or shapes:
         raise RunDirError(
             f"Checkpoint '{directory}' does not fit this model: missing {sorted(missing)}, "

@@ -31,7 +31,9 @@ def load_run_policy(run_dir: Path) -> tuple[BioActorCriticPolicy | ModularAgent,
             env.observation_space, env.action_space, lambda _: 0.0, **policy_kwargs(config)
         )
     env.close()
-    meta = load_checkpoint(policy, Path(run_dir) / CHECKPOINT_DIR)
+    identity = {"env": config.env}
+    identity.update({"agent": config.agent} if config.agent else {"learner": config.learner})
+    meta = load_checkpoint(policy, Path(run_dir) / CHECKPOINT_DIR, identity)
     return policy.eval(), meta
 
 

@@ -118,7 +118,7 @@ class OnlineRun:
         run = cls(config)
         run.run_dir = run_dir
         directory = run_dir / CHECKPOINT_DIR
-        meta = load_checkpoint(run.agent, directory)
+        meta = load_checkpoint(run.agent, directory, run.checkpoint_identity())
         tensors, state = load_resume_state(directory), meta["resume"]
         for name, optimizer in run.optimizers().items():
             load_optimizer_state(optimizer, tensors, state["optimizers"][name], f"optim.{name}")
@@ -139,6 +139,16 @@ class OnlineRun:
             optimizers["log_std"] = self.agent.log_std_optimizer
         return optimizers
 
+    def checkpoint_identity(self) -> dict[str, Any]:
+        """What a checkpoint of this run is for; loading checks it."""
+        return {
+            "env": self.config.env,
+            "agent": self.config.agent,
+            "modules": {
+                role: net.net.learner.name for role, net in self.agent.trained_networks().items()
+            },
+        }
+
     def save(self, elapsed: float) -> None:
         """Checkpoint everything :meth:`resume` needs."""
         tensors, rng = rng_state()
@@ -158,12 +168,7 @@ class OnlineRun:
             "envs": [capture_env(env) for env in self.envs.unwrapped.envs],
             "episode_statistics": capture_env(self.envs),  # returns of unfinished episodes
         }
-        meta = {
-            "env": self.config.env,
-            "agent": self.config.agent,
-            "num_timesteps": self.steps,
-            "resume": resume,
-        }
+        meta = {**self.checkpoint_identity(), "num_timesteps": self.steps, "resume": resume}
         directory = self.run_dir / CHECKPOINT_DIR
         save_checkpoint(self.agent, directory, meta)
         save_resume_state(directory, tensors)

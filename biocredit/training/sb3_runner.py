@@ -166,7 +166,7 @@ class SB3Run:
         run = cls(config)
         run.run_dir = run_dir
         model, directory = run.model, run_dir / CHECKPOINT_DIR
-        meta = load_checkpoint(model.policy, directory)
+        meta = load_checkpoint(model.policy, directory, run.checkpoint_identity())
         tensors, state = load_resume_state(directory), meta["resume"]
         load_optimizer_state(model.policy.optimizer, tensors, state["optimizer"], "optim")
         set_rng_state(tensors, state["rng"])
@@ -182,6 +182,16 @@ class SB3Run:
         model.ep_success_buffer = deque(state["ep_success_buffer"], maxlen=100)
         run.elapsed = state["elapsed"]
         return run
+
+    def checkpoint_identity(self) -> dict[str, Any]:
+        """What a checkpoint of this run is for; loading checks it."""
+        config = self.config
+        return {
+            "env": config.env,
+            "algo": config.algo,
+            "learner": config.learner,
+            "critic_learner": config.critic_learner or config.learner,
+        }
 
     def save(self, elapsed: float) -> None:
         """Checkpoint everything :meth:`resume` needs (call at a rollout boundary)."""
@@ -202,11 +212,8 @@ class SB3Run:
             "optimizer": optim_plain,
             "envs": [capture_env(env) for env in self.env.envs],
         }
-        config = self.config
         meta = {
-            "env": config.env,
-            "algo": config.algo,
-            "learner": config.learner,
+            **self.checkpoint_identity(),
             "num_timesteps": model.num_timesteps,
             "resume": resume,
         }
