@@ -14,8 +14,9 @@ from biocredit.envs import make_sb3_vec_env
 from biocredit.errors import ConfigError
 from biocredit.sb3 import BioActorCriticPolicy
 from biocredit.training.checkpoint import load_checkpoint
+from biocredit.training.run import EVAL_SEED_OFFSET
 from biocredit.training.run_dir import CHECKPOINT_DIR, read_run_config
-from biocredit.training.sb3_runner import EVAL_SEED_OFFSET, policy_kwargs
+from biocredit.training.sb3_runner import policy_kwargs
 
 
 def load_run_policy(run_dir: Path) -> tuple[BioActorCriticPolicy | ModularAgent, dict]:

@@ -5,21 +5,17 @@ from __future__ import annotations
 import inspect
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-import biocredit
 from biocredit.envs import check_env_id, make_sb3_vec_env
 from biocredit.envs.state import capture_env, restore_env
 from biocredit.errors import ConfigError, closest
@@ -30,20 +26,10 @@ from biocredit.training.callbacks import (
     RichProgressCallback,
     RolloutCheckpoint,
 )
-from biocredit.training.checkpoint import (
-    load_checkpoint,
-    load_optimizer_state,
-    load_resume_state,
-    optimizer_state,
-    rng_state,
-    save_checkpoint,
-    save_resume_state,
-    set_rng_state,
-)
 from biocredit.training.config import RunConfig
 from biocredit.training.hyperparams import schedule
-from biocredit.training.interrupt import catch_signals, resume_hint
-from biocredit.training.run_dir import CHECKPOINT_DIR, create_run_dir, write_summary
+from biocredit.training.interrupt import catch_signals
+from biocredit.training.run import TrainingRun
 
 ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
@@ -61,7 +47,6 @@ RESERVED_ALGO_KEYS = {
     "stats_window_size",
 }
 POLICY_KEYS = ("net_arch", "activation_fn", "ortho_init", "log_std_init", "optimizer_kwargs")
-EVAL_SEED_OFFSET = 1000  # evaluation envs are seeded seed + 1000, apart from training envs
 
 
 def algo_kwargs(config: RunConfig) -> dict[str, Any]:
@@ -137,7 +122,7 @@ def validate(config: RunConfig) -> None:
     policy_kwargs(config)
 
 
-class SB3Run:
+class SB3Run(TrainingRun):
     """One SB3 run: fresh (:meth:`start`) or from a checkpoint (:meth:`resume`).
 
     Checkpoints are taken at rollout boundaries (after an update, before the next rollout),
@@ -146,45 +131,26 @@ class SB3Run:
     """
 
     def __init__(self, config: RunConfig) -> None:
-        self.config = config
-        self.run_dir = Path(config.out or ".")  # set by start() or resume()
-        torch.set_num_threads(config.threads)
+        super().__init__(config)
         self.env = make_sb3_vec_env(config.env, config.n_envs, config.seed, config.env_kwargs)
-        self.model = build_model(config, self.env)
-        self.elapsed = 0.0  # wall time of earlier sessions of this run
+        self.algo = build_model(config, self.env)
+        self.halted = False  # stopped by a signal one env step into a rollout
 
-    @classmethod
-    def start(cls, config: RunConfig) -> SB3Run:
-        validate(config)
-        run = cls(config)  # build first: a config that cannot be built writes no folder
-        run.run_dir = create_run_dir(config)
-        return run
+    validate = staticmethod(validate)
 
-    @classmethod
-    def resume(cls, config: RunConfig, run_dir: Path) -> SB3Run:
-        """Rebuild the run as it started, then load every piece of state it had."""
-        run = cls(config)
-        run.run_dir = run_dir
-        model, directory = run.model, run_dir / CHECKPOINT_DIR
-        meta = load_checkpoint(model.policy, directory, run.checkpoint_identity())
-        tensors, state = load_resume_state(directory), meta["resume"]
-        load_optimizer_state(model.policy.optimizer, tensors, state["optimizer"], "optim")
-        set_rng_state(tensors, state["rng"])
-        for env, env_state in zip(run.env.envs, state["envs"], strict=True):
-            restore_env(env, env_state)
-        # fresh, aligned copies: matmul kernels may sum in another order on unaligned memory
-        model._last_obs = tensors["last_obs"].numpy().copy()
-        model._last_episode_starts = tensors["last_episode_starts"].numpy().copy()
-        model.num_timesteps = state["num_timesteps"]
-        model._n_updates = state["n_updates"]
-        model._episode_num = state["episode_num"]
-        model.ep_info_buffer = deque(state["ep_info_buffer"], maxlen=100)
-        model.ep_success_buffer = deque(state["ep_success_buffer"], maxlen=100)
-        run.elapsed = state["elapsed"]
-        return run
+    def model(self) -> nn.Module:
+        return self.algo.policy
 
-    def checkpoint_identity(self) -> dict[str, Any]:
-        """What a checkpoint of this run is for; loading checks it."""
+    def predictor(self) -> BaseAlgorithm:
+        return self.algo
+
+    def steps_done(self) -> int:
+        return int(self.algo.num_timesteps - (self.config.n_envs if self.halted else 0))
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"policy": self.algo.policy.optimizer}
+
+    def identity(self) -> dict[str, Any]:
         config = self.config
         return {
             "env": config.env,
@@ -193,33 +159,42 @@ class SB3Run:
             "critic_learner": config.critic_learner or config.learner,
         }
 
-    def save(self, elapsed: float) -> None:
-        """Checkpoint everything :meth:`resume` needs (call at a rollout boundary)."""
-        model = self.model
-        tensors, rng = rng_state()
-        optim_tensors, optim_plain = optimizer_state(model.policy.optimizer, "optim")
-        tensors.update(optim_tensors)
-        tensors["last_obs"] = torch.as_tensor(model._last_obs).clone()
-        tensors["last_episode_starts"] = torch.as_tensor(model._last_episode_starts).clone()
-        resume = {
-            "num_timesteps": model.num_timesteps,
-            "n_updates": model._n_updates,
-            "episode_num": model._episode_num,
-            "ep_info_buffer": list(model.ep_info_buffer),
-            "ep_success_buffer": list(model.ep_success_buffer),
-            "elapsed": elapsed,
-            "rng": rng,
-            "optimizer": optim_plain,
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        algo = self.algo
+        tensors = {
+            "last_obs": torch.as_tensor(algo._last_obs).clone(),
+            "last_episode_starts": torch.as_tensor(algo._last_episode_starts).clone(),
+        }
+        state = {
+            "num_timesteps": algo.num_timesteps,
+            "n_updates": algo._n_updates,
+            "episode_num": algo._episode_num,
+            "ep_info_buffer": list(algo.ep_info_buffer),
+            "ep_success_buffer": list(algo.ep_success_buffer),
             "envs": [capture_env(env) for env in self.env.envs],
         }
-        meta = {
-            **self.checkpoint_identity(),
-            "num_timesteps": model.num_timesteps,
-            "resume": resume,
+        return tensors, state
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        algo = self.algo
+        for env, env_state in zip(self.env.envs, state["envs"], strict=True):
+            restore_env(env, env_state)
+        # fresh, aligned copies: matmul kernels may sum in another order on unaligned memory
+        algo._last_obs = tensors["last_obs"].numpy().copy()
+        algo._last_episode_starts = tensors["last_episode_starts"].numpy().copy()
+        algo.num_timesteps = state["num_timesteps"]
+        algo._n_updates = state["n_updates"]
+        algo._episode_num = state["episode_num"]
+        algo.ep_info_buffer = deque(state["ep_info_buffer"], maxlen=100)
+        algo.ep_success_buffer = deque(state["ep_success_buffer"], maxlen=100)
+
+    def summary_fields(self) -> dict[str, Any]:
+        config = self.config
+        return {
+            "algo": config.algo,
+            "learner": config.learner,
+            "critic_learner": config.critic_learner or config.learner,
         }
-        directory = self.run_dir / CHECKPOINT_DIR
-        save_checkpoint(model.policy, directory, meta)
-        save_resume_state(directory, tensors)
 
     def run(
         self,
@@ -231,8 +206,8 @@ class SB3Run:
 
         ``callbacks`` (SB3 callbacks) run first at every step, before biocredit's own.
         """
-        config, model = self.config, self.model
-        model.set_logger(configure(str(self.run_dir), ["csv", "tensorboard"]))
+        config, algo = self.config, self.algo
+        algo.set_logger(configure(str(self.run_dir), ["csv", "tensorboard"]))
         start = time.perf_counter()
         with catch_signals() as stop:
             checkpoints = RolloutCheckpoint(
@@ -240,60 +215,22 @@ class SB3Run:
                 lambda: self.save(self.elapsed + time.perf_counter() - start),
                 stop,
             )
-            all_callbacks = [
-                *(callbacks or []),
-                DivergenceCallback(guarded_modules(model)),
-                checkpoints,
-            ]
+            guard = DivergenceCallback(guarded_modules(algo))
+            all_callbacks = [*(callbacks or []), guard, checkpoints]
             if progress:
                 label = f"{config.algo}+{config.learner} {config.env} seed {config.seed}"
                 all_callbacks.append(RichProgressCallback(config.steps, label, console))
-            model.learn(
-                total_timesteps=config.steps - model.num_timesteps,
+            algo.learn(
+                total_timesteps=config.steps - algo.num_timesteps,
                 callback=all_callbacks,
-                reset_num_timesteps=model.num_timesteps == 0,
+                reset_num_timesteps=algo.num_timesteps == 0,
             )
         wall_time = self.elapsed + time.perf_counter() - start
         self.env.close()
-        if checkpoints.halted:  # saved at the rollout boundary where the stop was seen
-            steps = int(model.num_timesteps - config.n_envs)
-            summary = self.summary(wall_time, steps, None, status="interrupted")
-            print(resume_hint(str(self.run_dir), steps, stop.signal_name or "signal"))
-        else:
+        self.halted = checkpoints.halted  # then saved at the boundary where the stop was seen
+        if not self.halted:
             self.save(wall_time)
-            summary = self.summary(wall_time, int(model.num_timesteps), self.evaluate())
-        write_summary(self.run_dir, summary)
-        return summary
-
-    def evaluate(self) -> list[float]:
-        config = self.config
-        env = make_sb3_vec_env(config.env, 1, config.seed + EVAL_SEED_OFFSET, config.env_kwargs)
-        returns, _ = evaluate_policy(
-            self.model, env, n_eval_episodes=config.eval_episodes, return_episode_rewards=True
-        )
-        env.close()
-        return list(returns)
-
-    def summary(
-        self, wall_time: float, steps: int, returns: list[float] | None, status: str = "done"
-    ) -> dict[str, Any]:
-        config = self.config
-        return {
-            "env": config.env,
-            "algo": config.algo,
-            "learner": config.learner,
-            "critic_learner": config.critic_learner or config.learner,
-            "seed": config.seed,
-            "status": status,
-            "steps": steps,
-            "wall_time_s": round(wall_time, 3),
-            "steps_per_s": round(steps / max(wall_time, 1e-9), 1),
-            "final_return_mean": None if returns is None else float(np.mean(returns)),
-            "final_return_std": None if returns is None else float(np.std(returns)),
-            "eval_episodes": config.eval_episodes,
-            "run_dir": str(self.run_dir),
-            "biocredit_version": biocredit.__version__,
-        }
+        return self.finish(wall_time, stop.signal_name if self.halted else None)
 
 
 def train(

@@ -1,0 +1,158 @@
+"""What every training run shares: start or resume, checkpoint, evaluate, summarise.
+
+Subclasses (:class:`~biocredit.training.sb3_runner.SB3Run` for SB3 algorithms,
+:class:`~biocredit.training.online.OnlineRun` for native agents) build their model and loop and
+say which module, optimizers and extra state make up a checkpoint; the rest is here. A
+checkpoint holds the model (``model.safetensors``), optimizer tensors and torch's RNG
+(``resume.safetensors``), and in ``checkpoint.json`` what the run is for, counters, NumPy's and
+Python's RNGs and every env's state: enough to continue bitwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.evaluation import evaluate_policy
+from torch import nn
+
+import biocredit
+from biocredit.envs import make_sb3_vec_env
+from biocredit.training.checkpoint import (
+    load_checkpoint,
+    load_optimizer_state,
+    load_resume_state,
+    optimizer_state,
+    rng_state,
+    save_checkpoint,
+    save_resume_state,
+    set_rng_state,
+)
+from biocredit.training.config import RunConfig
+from biocredit.training.interrupt import resume_hint
+from biocredit.training.run_dir import CHECKPOINT_DIR, create_run_dir, write_summary
+
+EVAL_SEED_OFFSET = 1000  # evaluation envs are seeded seed + 1000, apart from training envs
+
+
+class TrainingRun:
+    """Base class of a run; see the module docstring."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.run_dir = Path(config.out or ".")  # set by start() or resume()
+        self.elapsed = 0.0  # wall time of earlier sessions of this run
+        torch.set_num_threads(config.threads)
+
+    # what a subclass provides -----------------------------------------------------------
+
+    @staticmethod
+    def validate(config: RunConfig) -> None:
+        """Check every name and option before anything is written to disk."""
+        raise NotImplementedError
+
+    def model(self) -> nn.Module:
+        """The module whose ``state_dict`` is the checkpoint's weights."""
+        raise NotImplementedError
+
+    def predictor(self) -> Any:
+        """What evaluation calls ``predict`` on."""
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint of this run is for; loading checks it."""
+        raise NotImplementedError
+
+    def steps_done(self) -> int:
+        raise NotImplementedError
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Run-specific resume state: tensors and JSON data."""
+        raise NotImplementedError
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def summary_fields(self) -> dict[str, Any]:
+        """Run-specific summary entries (algo, agent, learners, episodes ...)."""
+        raise NotImplementedError
+
+    # shared -----------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, config: RunConfig) -> TrainingRun:
+        cls.validate(config)
+        run = cls(config)  # build first: a config that cannot be built writes no folder
+        run.run_dir = create_run_dir(config)
+        return run
+
+    @classmethod
+    def resume(cls, config: RunConfig, run_dir: Path) -> TrainingRun:
+        """Rebuild the run as it started, then load every piece of state it had."""
+        run = cls(config)
+        run.run_dir = Path(run_dir)
+        directory = run.run_dir / CHECKPOINT_DIR
+        meta = load_checkpoint(run.model(), directory, run.identity())
+        tensors, state = load_resume_state(directory), meta["resume"]
+        for name, optimizer in run.optimizers().items():
+            load_optimizer_state(optimizer, tensors, state["optimizers"][name], f"optim.{name}")
+        set_rng_state(tensors, state["rng"])
+        run.elapsed = state["elapsed"]
+        run.load_extra_state(tensors, state)
+        return run
+
+    def save(self, elapsed: float) -> None:
+        """Checkpoint everything :meth:`resume` needs."""
+        tensors, rng = rng_state()
+        optimizers = {}
+        for name, optimizer in self.optimizers().items():
+            optim_tensors, optimizers[name] = optimizer_state(optimizer, f"optim.{name}")
+            tensors.update(optim_tensors)
+        extra_tensors, resume = self.extra_state()
+        tensors.update(extra_tensors)
+        resume.update(elapsed=elapsed, rng=rng, optimizers=optimizers)
+        meta = {**self.identity(), "num_timesteps": self.steps_done(), "resume": resume}
+        directory = self.run_dir / CHECKPOINT_DIR
+        save_checkpoint(self.model(), directory, meta)
+        save_resume_state(directory, tensors)
+
+    def evaluate(self) -> list[float]:
+        """Returns of ``eval_episodes`` deterministic episodes on a separately seeded env."""
+        config = self.config
+        env = make_sb3_vec_env(config.env, 1, config.seed + EVAL_SEED_OFFSET, config.env_kwargs)
+        returns, _ = evaluate_policy(
+            self.predictor(),
+            env,
+            n_eval_episodes=config.eval_episodes,
+            return_episode_rewards=True,
+        )
+        env.close()
+        return list(returns)
+
+    def finish(self, wall_time: float, stopped_by: str | None) -> dict[str, Any]:
+        """Evaluate (unless stopped by a signal), write and return ``summary.json``."""
+        returns = None if stopped_by else self.evaluate()
+        steps = self.steps_done()
+        summary = {
+            "env": self.config.env,
+            **self.summary_fields(),
+            "seed": self.config.seed,
+            "status": "interrupted" if stopped_by else "done",
+            "steps": steps,
+            "wall_time_s": round(wall_time, 3),
+            "steps_per_s": round(steps / max(wall_time, 1e-9), 1),
+            "final_return_mean": None if returns is None else float(np.mean(returns)),
+            "final_return_std": None if returns is None else float(np.std(returns)),
+            "eval_episodes": self.config.eval_episodes,
+            "run_dir": str(self.run_dir),
+            "biocredit_version": biocredit.__version__,
+        }
+        write_summary(self.run_dir, summary)
+        if stopped_by:
+            print(resume_hint(str(self.run_dir), steps, stopped_by))
+        return summary
