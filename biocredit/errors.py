@@ -19,7 +19,7 @@ class ConfigError(BiocreditError, ValueError):
     """A configuration key, type or value that cannot be used."""
 
 
-class UnknownNameError(BiocreditError, KeyError):
+class UnknownNameError(ConfigError, KeyError):
     """A name (learner, algorithm, environment, activation ...) that is not registered."""
 
     def __str__(self) -> str:  # KeyError would quote the message
@@ -34,6 +34,19 @@ def closest(name: str, choices: Iterable[str]) -> str | None:
     """The valid choice closest to ``name``, or ``None`` when nothing is close."""
     matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return matches[0] if matches else None
+
+
+def check_keys(keys: Iterable[str], valid: Iterable[str], where: str) -> None:
+    """Raise a :class:`ConfigError` for the first of ``keys`` not in ``valid``, suggesting the
+    closest valid key: "Unknown key 'stpes' in <where>. Did you mean 'steps'? Valid keys: ..."."""
+    valid = list(valid)
+    for key in keys:
+        if key not in valid:
+            suggestion = closest(key, valid)
+            hint = f" Did you mean '{suggestion}'?" if suggestion else ""
+            raise ConfigError(
+                f"Unknown key '{key}' in {where}.{hint} Valid keys: {', '.join(valid)}."
+            )
 
 
 MAX_LISTED = 12

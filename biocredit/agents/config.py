@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from biocredit.errors import ConfigError, closest, unknown_name
+from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.learners import learner_class
 
 OPTIMIZERS = ("sgd", "adam")
@@ -129,15 +129,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
     """Instantiate the dataclass ``cls`` from a mapping, checking keys and nested sections."""
     if not isinstance(data, dict):
         raise ConfigError(f"'{where}' must be a mapping, got {type(data).__name__} {data!r}.")
-    valid = [f.name for f in fields(cls)]
+    check_keys(data, [f.name for f in fields(cls)], where)
     kwargs = {}
     for key, value in data.items():
-        if key not in valid:
-            hint = closest(key, valid)
-            raise ConfigError(
-                f"Unknown key '{key}' in {where}.{f' Did you mean {hint!r}?' if hint else ''} "
-                f"Valid keys: {', '.join(valid)}."
-            )
         nested = NESTED.get((cls, key))
         kwargs[key] = (
             value if nested is None or value is None else _build(nested, value, f"{where}.{key}")

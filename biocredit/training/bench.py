@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from biocredit.errors import ConfigError, closest
+from biocredit.errors import ConfigError, check_keys
 from biocredit.training.config import RunConfig, merge, read_yaml
 from biocredit.training.online import train_online, validate_online
 from biocredit.training.plots import plot_curves, steps_to_threshold
@@ -60,13 +60,7 @@ class BenchSpec:
         if not self.envs:
             raise ConfigError("A benchmark spec needs at least one entry under 'envs'.")
         for env, options in self.envs.items():
-            for key in options:
-                if key not in ("threshold", "steps"):
-                    hint = closest(key, ("threshold", "steps"))
-                    raise ConfigError(
-                        f"Unknown option '{key}' for env '{env}' in the benchmark spec."
-                        f"{f' Did you mean {hint!r}?' if hint else ''} Valid: threshold, steps."
-                    )
+            check_keys(options, ("threshold", "steps"), f"the benchmark spec's envs.{env}")
         if BASELINE not in self.learners:
             self.learners.insert(0, BASELINE)
         for label, variant in self.variants.items():
@@ -79,14 +73,7 @@ class BenchSpec:
 
 def load_spec(path: str | Path) -> BenchSpec:
     data = read_yaml(path)
-    valid = list(BenchSpec.__dataclass_fields__)
-    for key in data:
-        if key not in valid:
-            hint = closest(key, valid)
-            raise ConfigError(
-                f"Unknown key '{key}' in benchmark spec '{path}'."
-                f"{f' Did you mean {hint!r}?' if hint else ''} Valid keys: {', '.join(valid)}."
-            )
+    check_keys(data, list(BenchSpec.__dataclass_fields__), f"benchmark spec '{path}'")
     data = {
         key: ({} if value is None and key in ("envs", "set") else value)
         for key, value in data.items()

@@ -16,7 +16,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from biocredit.errors import ConfigError, closest
+from biocredit.errors import ConfigError, check_keys, unknown_name
 
 ALGOS = ("ppo", "a2c", "online")  # "online": a native agent, see ``agent``
 
@@ -68,11 +68,7 @@ class RunConfig:
                 f"'checkpoint_freq' must be >= 0 (0 = only at the end), got {self.checkpoint_freq}."
             )
         if self.algo not in ALGOS:
-            hint = closest(self.algo, ALGOS)
-            raise ConfigError(
-                f"Unknown algo '{self.algo}'.{f' Did you mean {hint!r}?' if hint else ''} "
-                f"Valid choices: {', '.join(ALGOS)}."
-            )
+            raise unknown_name("algo", self.algo, ALGOS)
         if (self.agent is None) != (self.algo != "online"):
             raise ConfigError(
                 f"algo '{self.algo}' with agent {self.agent!r}: a native agent runs with algo "
@@ -111,14 +107,8 @@ def _type_name(hint: Any) -> str:
 def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
     """Validate a plain dict into a :class:`RunConfig`; errors name ``source`` and the key."""
     hints = get_type_hints(RunConfig)
-    valid = [f.name for f in fields(RunConfig)]
+    check_keys(data, [f.name for f in fields(RunConfig)], source)
     for key, value in data.items():
-        if key not in valid:
-            hint = closest(key, valid)
-            raise ConfigError(
-                f"Unknown key '{key}' in {source}.{f' Did you mean {hint!r}?' if hint else ''} "
-                f"Valid keys: {', '.join(valid)}."
-            )
         if not _type_ok(value, hints[key]):
             raise ConfigError(
                 f"Key '{key}' in {source} must be {_type_name(hints[key])}, "

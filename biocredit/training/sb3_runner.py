@@ -18,7 +18,7 @@ from torch import nn
 
 from biocredit.envs import check_env_id, make_sb3_vec_env
 from biocredit.envs.state import capture_env, restore_env
-from biocredit.errors import ConfigError, closest
+from biocredit.errors import ConfigError, check_keys
 from biocredit.learners import learner_class
 from biocredit.sb3 import BioActorCriticPolicy
 from biocredit.training.callbacks import (
@@ -53,27 +53,16 @@ def algo_kwargs(config: RunConfig) -> dict[str, Any]:
     """``config.algo_kwargs`` checked against the algorithm's signature, schedules resolved."""
     signature = inspect.signature(ALGO_CLASSES[config.algo].__init__).parameters
     valid = [name for name in signature if name not in RESERVED_ALGO_KEYS]
-    kwargs = {}
-    for key, value in config.algo_kwargs.items():
-        if key not in valid:
-            hint = closest(key, valid)
-            raise ConfigError(
-                f"Unknown algo_kwargs key '{key}' for {config.algo}."
-                f"{f' Did you mean {hint!r}?' if hint else ''} Valid keys: {', '.join(valid)}."
-            )
-        kwargs[key] = schedule(value, key) if key in SCHEDULE_KEYS else value
-    return kwargs
+    check_keys(config.algo_kwargs, valid, f"algo_kwargs (for {config.algo})")
+    return {
+        key: schedule(value, key) if key in SCHEDULE_KEYS else value
+        for key, value in config.algo_kwargs.items()
+    }
 
 
 def policy_kwargs(config: RunConfig) -> dict[str, Any]:
     """Keyword arguments for :class:`BioActorCriticPolicy` from the config."""
-    for key in config.policy_kwargs:
-        if key not in POLICY_KEYS:
-            hint = closest(key, POLICY_KEYS)
-            raise ConfigError(
-                f"Unknown policy_kwargs key '{key}'.{f' Did you mean {hint!r}?' if hint else ''} "
-                f"Valid keys: {', '.join(POLICY_KEYS)}."
-            )
+    check_keys(config.policy_kwargs, POLICY_KEYS, "policy_kwargs")
     learner_class(config.learner)
     if config.critic_learner is not None:
         learner_class(config.critic_learner)
