@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from biocredit.learners.base import ForwardCache, Learner, linear_grads
-from biocredit.learners.fa import check_feedback_options, random_feedback
+from biocredit.learners.base import ForwardCache, linear_grads
+from biocredit.learners.feedback import RandomFeedbackLearner
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 from biocredit.learners.spec import NetworkSpec
@@ -32,12 +32,11 @@ def dfa_delta(error: Tensor, feedback: Tensor, fprime: Tensor) -> Tensor:
 
 
 @register
-class DirectFeedbackAlignment(Learner):
+class DirectFeedbackAlignment(RandomFeedbackLearner):
     """Direct feedback alignment: the output error reaches each hidden layer in one hop.
 
-    :param init: ``"uniform"`` or ``"gaussian"`` feedback entries
-    :param scale: entries spread ``scale / sqrt(n_out)``, so ``e D_l`` has the size of ``e``
-    :param seed: seed for the feedback matrices; by default drawn from torch's global RNG
+    ``D_l`` entries spread ``scale / sqrt(n_out)``, so ``e D_l`` has the size of ``e``; see
+    :class:`RandomFeedbackLearner` for ``init``, ``scale`` and ``seed``.
     """
 
     name = "dfa"
@@ -53,21 +52,10 @@ class DirectFeedbackAlignment(Learner):
         control=True,
     )
 
-    def __init__(self, init: str = "uniform", scale: float = 1.0, seed: int | None = None) -> None:
-        super().__init__(seed)
-        check_feedback_options(init, scale)
-        self.init, self.scale = init, scale
-
     def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
         n_out = spec.out_features
         for l, width in enumerate(spec.sizes[:-1]):  # D_0 feeds the input, D_l hidden layer l
-            matrix = random_feedback((n_out, width), n_out, self.init, self.scale, generator)
-            self.register_buffer(f"feedback_{l}", matrix)
-
-    def feedback(self) -> list[Tensor]:
-        """``[D_0, D_1, ..., D_{L-1}]``: input projection, then one per hidden layer."""
-        assert self.spec is not None
-        return [getattr(self, f"feedback_{l}") for l in range(self.spec.n_layers)]
+            self.add_feedback(l, (n_out, width), n_out, generator)
 
     def assign_credit(
         self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
@@ -82,6 +70,3 @@ class DirectFeedbackAlignment(Learner):
             grads[:0] = linear_grads(delta, cache.inputs[l - 1])
         grad_x = error.mm(feedback[0]) if input_grad else None
         return grad_x, grads
-
-    def extra_repr(self) -> str:
-        return f"init={self.init!r}, scale={self.scale}, seed={self.seed}"

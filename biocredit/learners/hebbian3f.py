@@ -32,8 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from biocredit.errors import BiocreditError, ConfigError, unknown_name
-from biocredit.learners.base import ForwardCache, Learner
-from biocredit.learners.fa import check_feedback_options, random_feedback
+from biocredit.learners.base import ForwardCache
+from biocredit.learners.feedback import RandomFeedbackLearner
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 from biocredit.learners.spec import NetworkSpec
@@ -62,7 +62,7 @@ def modulated_grad(trace: Tensor, modulator: Tensor) -> Tensor:
 
 
 @register
-class NeuromodulatedHebbian(Learner):
+class NeuromodulatedHebbian(RandomFeedbackLearner):
     """Three-factor Hebbian rule: eligibility traces gated by a broadcast modulator.
 
     The owner drives it with :meth:`accumulate` after each forward pass (with the output's
@@ -101,21 +101,18 @@ class NeuromodulatedHebbian(Learner):
         scale: float = 1.0,
         seed: int | None = None,
     ) -> None:
-        super().__init__(seed)
+        super().__init__(init, scale, seed)
         for key, value in (("lam", lam), ("gamma", gamma)):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"hebbian3f '{key}' must be in [0, 1], got {value!r}.")
         if feedback not in FEEDBACK_MODES:
             raise unknown_name("hebbian3f feedback", feedback, FEEDBACK_MODES)
-        check_feedback_options(init, scale)
-        self.lam, self.gamma, self.feedback = lam, gamma, feedback
-        self.init, self.scale = init, scale
+        self.lam, self.gamma, self.feedback_mode = lam, gamma, feedback
 
     def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
         n_out = spec.out_features
         for l, width in enumerate(spec.hidden, start=1):
-            matrix = random_feedback((n_out, width), n_out, self.init, self.scale, generator)
-            self.register_buffer(f"feedback_{l}", matrix)
+            self.add_feedback(l, (n_out, width), n_out, generator)
         self.reset_traces(1)
 
     def reset_traces(self, n_envs: int) -> None:
@@ -126,7 +123,6 @@ class NeuromodulatedHebbian(Learner):
             self.register_buffer(f"trace_w_{l}", torch.zeros(n_envs, n_out, n_in))
             self.register_buffer(f"trace_b_{l}", torch.zeros(n_envs, n_out))
             self._traces.append((getattr(self, f"trace_w_{l}"), getattr(self, f"trace_b_{l}")))
-        self._feedback = [getattr(self, f"feedback_{l}") for l in range(1, self.spec.n_layers)]
 
     def clear_traces(self, done: Tensor) -> None:
         """Zero the traces of the envs where ``done`` (bool, one per env) is true."""
@@ -158,10 +154,10 @@ class NeuromodulatedHebbian(Learner):
         post = post_out
         for l in range(last - 1, -1, -1):
             a, h = cache.pre_activations[l], cache.inputs[l + 1]
-            if self.feedback == "transpose":
+            if self.feedback_mode == "transpose":
                 post = hidden_post(post, layers[l + 1].weight, derivative(a, h))
             else:
-                post = hidden_post(post_out, self._feedback[l], derivative(a, h))
+                post = hidden_post(post_out, self.feedback()[l], derivative(a, h))
             accumulate_trace(*traces[l], decay, post, cache.inputs[l])
 
     def modulate(self, layers: Sequence[nn.Linear], modulator: Tensor) -> None:
@@ -181,6 +177,6 @@ class NeuromodulatedHebbian(Learner):
 
     def extra_repr(self) -> str:
         return (
-            f"lam={self.lam}, gamma={self.gamma}, feedback={self.feedback!r}, "
+            f"lam={self.lam}, gamma={self.gamma}, feedback={self.feedback_mode!r}, "
             f"init={self.init!r}, seed={self.seed}"
         )
