@@ -119,7 +119,7 @@ CASES: list[Case] = [
     Case("zero-width layer", [*TRAIN, "--set", "policy_kwargs.net_arch=[0]"],
          "Network size hidden[0]=0 is not a positive integer"),
     Case("misspelt policy option", [*TRAIN, "--set", "policy_kwargs.net_arh=[64]"],
-         "Unknown key 'net_arh' in policy_kwargs. Did you mean 'net_arch'?"),
+         "Unknown key 'net_arh' in policy_kwargs (for ppo). Did you mean 'net_arch'?"),
     Case("missing config file", [*TRAIN, "--config", "{tmp}/missing.yaml"],
          "Cannot read config file"),
     Case("config file that is not YAML", [*TRAIN, "--config", "{tmp}/broken.yaml"],

@@ -81,7 +81,7 @@ def test_sb3_weight_nan_caught_at_its_step(tmp_path):
         DivergenceError,
         match=(
             f"env step {INJECT_AT}: the weight of 'layers.0.weight' is not finite in module "
-            "'value_net' \\(learner dfa\\)"
+            "'mlp_extractor.value_net' \\(learner dfa\\)"
         ),
     ):
         train(config(tmp_path), progress=False, callbacks=[PoisonWeight()])
@@ -93,7 +93,7 @@ def test_sb3_update_nan_caught_at_the_first_update(tmp_path):
         DivergenceError,
         match=(
             r"env step 64: the update of 'layers\.[0-2]\.weight' is not finite "
-            r"in module 'policy_net'"
+            r"in module 'mlp_extractor.policy_net'"
         ),
     ):
         train(config(tmp_path), progress=False, callbacks=[PoisonUpdate()])

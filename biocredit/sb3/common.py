@@ -8,7 +8,7 @@ import numpy as np
 from gymnasium import spaces
 from torch import nn
 
-from biocredit.errors import ConfigError
+from biocredit.errors import ConfigError, unknown_name
 from biocredit.learners.activations import TORCH_ACTIVATION_NAMES, get_activation
 from biocredit.learners.network import LocalNetwork
 from biocredit.learners.spec import NetworkSpec
@@ -25,6 +25,14 @@ def activation_name(activation_fn: type[nn.Module] | str) -> str:
             f"Use one of: {valid} (or their names, e.g. 'tanh')."
         )
     return TORCH_ACTIVATION_NAMES[activation_fn]
+
+
+def torch_activation(name: str) -> type[nn.Module]:
+    """The torch class for an activation name, for SB3 code that instantiates it."""
+    by_name = {value: cls for cls, value in TORCH_ACTIVATION_NAMES.items()}
+    if name not in by_name:
+        raise unknown_name("activation", name, by_name)
+    return by_name[name]
 
 
 def action_param_dim(action_space: spaces.Space) -> int:

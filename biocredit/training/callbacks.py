@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -15,6 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
 from biocredit.training.guard import DivergenceGuard
@@ -25,6 +27,19 @@ def recent_return(ep_info_buffer: object) -> float | None:
     """Mean return of the episodes in SB3's ``ep_info_buffer`` (the last 100), if any."""
     returns = [info["r"] for info in ep_info_buffer]  # type: ignore[attr-defined]
     return float(np.mean(returns)) if returns else None
+
+
+def algorithm_optimizers(algo: BaseAlgorithm) -> dict[str, torch.optim.Optimizer]:
+    """Every optimizer of an SB3 algorithm by name: the policy's (``policy``, ``actor``,
+    ``critic`` ...) and SAC's entropy-coefficient optimizer."""
+    optimizers = {
+        name or "policy": module.optimizer
+        for name, module in algo.policy.named_modules()
+        if isinstance(getattr(module, "optimizer", None), torch.optim.Optimizer)
+    }
+    if isinstance(getattr(algo, "ent_coef_optimizer", None), torch.optim.Optimizer):
+        optimizers["ent_coef"] = algo.ent_coef_optimizer
+    return optimizers
 
 
 class RunProgress:
@@ -121,7 +136,7 @@ class DivergenceCallback(BaseCallback):
         self.guard = DivergenceGuard(guard_modules, lambda: self.num_timesteps)
 
     def _on_training_start(self) -> None:
-        self.guard.watch([self.model.policy.optimizer])
+        self.guard.watch(algorithm_optimizers(self.model).values())
 
     def _on_step(self) -> bool:
         local = self.locals

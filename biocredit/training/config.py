@@ -18,7 +18,7 @@ import yaml
 
 from biocredit.errors import ConfigError, check_keys, unknown_name
 
-ALGOS = ("ppo", "a2c", "online")  # "online": a native agent, see ``agent``
+ALGOS = ("ppo", "a2c", "sac", "td3", "dqn", "online")  # "online": a native agent (``agent``)
 
 
 @dataclass

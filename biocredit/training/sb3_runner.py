@@ -9,29 +9,46 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from stable_baselines3 import A2C, PPO
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from biocredit.envs import check_env_id, make_sb3_vec_env
 from biocredit.envs.state import capture_env, restore_env
-from biocredit.errors import ConfigError, check_keys
-from biocredit.learners import learner_class
-from biocredit.sb3 import BioActorCriticPolicy
+from biocredit.errors import ConfigError, RunDirError, check_keys
+from biocredit.learners import LocalNetwork, learner_class
+from biocredit.sb3 import BioActorCriticPolicy, BioDQNPolicy, BioSACPolicy, BioTD3Policy
+from biocredit.sb3.common import torch_activation
 from biocredit.training.callbacks import (
     DivergenceCallback,
     RichProgressCallback,
     RolloutCheckpoint,
+    algorithm_optimizers,
 )
 from biocredit.training.config import RunConfig
 from biocredit.training.hyperparams import schedule
 from biocredit.training.interrupt import catch_signals
 from biocredit.training.run import TrainingRun
 
-ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
+ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {
+    "ppo": PPO,
+    "a2c": A2C,
+    "sac": SAC,
+    "td3": TD3,
+    "dqn": DQN,
+}
+POLICY_CLASSES: dict[str, type[BasePolicy]] = {
+    "ppo": BioActorCriticPolicy,
+    "a2c": BioActorCriticPolicy,
+    "sac": BioSACPolicy,
+    "td3": BioTD3Policy,
+    "dqn": BioDQNPolicy,
+}
+ON_POLICY = ("ppo", "a2c")  # exact resume needs no replay buffer
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 # Arguments biocredit sets itself; the rest of the algorithm's signature is open to algo_kwargs.
 RESERVED_ALGO_KEYS = {
@@ -46,7 +63,23 @@ RESERVED_ALGO_KEYS = {
     "_init_setup_model",
     "stats_window_size",
 }
-POLICY_KEYS = ("net_arch", "activation_fn", "ortho_init", "log_std_init", "optimizer_kwargs")
+# Arguments of the policy set from the config's learner keys or fixed by biocredit.
+RESERVED_POLICY_KEYS = {
+    "self",
+    "observation_space",
+    "action_space",
+    "lr_schedule",
+    "learner",
+    "learner_kwargs",
+    "critic_learner",
+    "critic_learner_kwargs",
+    "features_extractor_class",
+    "features_extractor_kwargs",
+    "normalize_images",
+    "optimizer_class",
+    "args",
+    "kwargs",
+}
 
 
 def algo_kwargs(config: RunConfig) -> dict[str, Any]:
@@ -61,25 +94,38 @@ def algo_kwargs(config: RunConfig) -> dict[str, Any]:
 
 
 def policy_kwargs(config: RunConfig) -> dict[str, Any]:
-    """Keyword arguments for :class:`BioActorCriticPolicy` from the config."""
-    check_keys(config.policy_kwargs, POLICY_KEYS, "policy_kwargs")
+    """Keyword arguments for the algorithm's biocredit policy from the config.
+
+    ``activation_fn`` is given by name (``tanh``, ``relu`` ...) and passed on as its torch class.
+    """
+    policy_class = POLICY_CLASSES[config.algo]
+    valid = set()
+    for cls in policy_class.__mro__:
+        if "__init__" in vars(cls):
+            valid |= set(inspect.signature(cls.__init__).parameters)
+    valid = sorted(valid - RESERVED_POLICY_KEYS)
+    check_keys(config.policy_kwargs, valid, f"policy_kwargs (for {config.algo})")
     learner_class(config.learner)
-    if config.critic_learner is not None:
-        learner_class(config.critic_learner)
-    return dict(
-        learner=config.learner,
-        learner_kwargs=config.learner_kwargs,
-        critic_learner=config.critic_learner,
-        critic_learner_kwargs=config.critic_learner_kwargs,
-        **config.policy_kwargs,
+    kwargs = dict(
+        config.policy_kwargs, learner=config.learner, learner_kwargs=config.learner_kwargs
     )
+    if config.critic_learner is not None or config.critic_learner_kwargs is not None:
+        if config.algo == "dqn":
+            raise ConfigError("dqn has no critic: remove critic_learner / critic_learner_kwargs.")
+        learner_class(config.critic_learner or config.learner)
+        kwargs.update(
+            critic_learner=config.critic_learner, critic_learner_kwargs=config.critic_learner_kwargs
+        )
+    if isinstance(kwargs.get("activation_fn"), str):
+        kwargs["activation_fn"] = torch_activation(kwargs["activation_fn"])
+    return kwargs
 
 
 def build_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
-    """The SB3 algorithm of ``config`` with a :class:`BioActorCriticPolicy`, seeded."""
+    """The SB3 algorithm of ``config`` with its biocredit policy, seeded."""
     try:
         return ALGO_CLASSES[config.algo](
-            BioActorCriticPolicy,
+            POLICY_CLASSES[config.algo],
             env,
             seed=config.seed,
             device="cpu",
@@ -93,14 +139,23 @@ def build_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
 
 
 def guarded_modules(model: BaseAlgorithm) -> dict[str, nn.Module]:
-    """The policy's modules by name, for the divergence guard."""
-    extractor = model.policy.mlp_extractor
-    modules: dict[str, nn.Module] = {
-        "policy_net": extractor.policy_net,
-        "value_net": extractor.value_net,
+    """Every local network of the policy by its name, and its free parameters (a Gaussian's
+    ``log_std``) as one more module, for the divergence guard."""
+    networks = {
+        name: module
+        for name, module in model.policy.named_modules()
+        if isinstance(module, LocalNetwork)
     }
-    if isinstance(getattr(model.policy, "log_std", None), nn.Parameter):
-        modules["log_std"] = nn.ParameterDict({"log_std": model.policy.log_std})
+    free = {
+        name: param
+        for name, param in model.policy.named_parameters()
+        if not any(name.startswith(prefix + ".") for prefix in networks)
+    }
+    modules: dict[str, nn.Module] = dict(networks)
+    if free:
+        modules["free parameters"] = nn.ParameterDict(
+            {name.replace(".", "_"): param for name, param in free.items()}
+        )
     return modules
 
 
@@ -137,7 +192,7 @@ class SB3Run(TrainingRun):
         return int(self.algo.num_timesteps - (self.config.n_envs if self.halted else 0))
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"policy": self.algo.policy.optimizer}
+        return algorithm_optimizers(self.algo)
 
     def identity(self) -> dict[str, Any]:
         config = self.config
@@ -161,10 +216,17 @@ class SB3Run(TrainingRun):
             "ep_info_buffer": list(algo.ep_info_buffer),
             "ep_success_buffer": list(algo.ep_success_buffer),
             "envs": [capture_env(env) for env in self.env.envs],
+            "exact": self.config.algo in ON_POLICY,  # off-policy: the replay buffer is not saved
         }
         return tensors, state
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        if not state.get("exact"):
+            raise RunDirError(
+                f"Resuming a {self.config.algo} run is not supported yet: its replay buffer is "
+                "not checkpointed, so it could not continue exactly. Start a new run, or use "
+                "the checkpoint for evaluation (biocredit eval)."
+            )
         algo = self.algo
         for env, env_state in zip(self.env.envs, state["envs"], strict=True):
             restore_env(env, env_state)
