@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     learners = sub.add_parser("learners", help="list learners and their plausibility properties")
     learners.add_argument("--json", action="store_true", help="print JSON")
 
+    plot = sub.add_parser("plot", help="draw learning curves of runs into a PNG")
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders")
+    plot.add_argument("--out", default="curves.png", help="PNG to write (default curves.png)")
+
     bench = sub.add_parser("bench", help="run a benchmark matrix with the bp baseline")
     bench.add_argument("spec", help="benchmark spec YAML (see experiments/benchmarks/)")
     bench.add_argument("--workers", type=int, default=1, help="parallel processes")
@@ -193,6 +197,20 @@ def _cmd_learners(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_plot(args: argparse.Namespace, console: Console) -> int:
+    from biocredit.training.plots import plot_curves
+    from biocredit.training.run_dir import read_run_config
+
+    lines: dict[str, dict[str, list[Path]]] = {}
+    for run_dir in map(Path, args.run_dirs):
+        config = read_run_config(run_dir)
+        label = config.agent or f"{config.algo}+{config.learner}"
+        lines.setdefault(config.env, {}).setdefault(label, []).append(run_dir)
+    plot_curves(lines, Path(args.out))
+    console.print(f"wrote {args.out}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     from biocredit.training.bench import run_benchmark
 
@@ -207,6 +225,7 @@ COMMANDS = {
     "eval": _cmd_eval,
     "agents": _cmd_agents,
     "learners": _cmd_learners,
+    "plot": _cmd_plot,
     "bench": _cmd_bench,
 }
 

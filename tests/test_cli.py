@@ -122,3 +122,10 @@ def test_bad_input_gets_one_clear_message(args, message, tmp_path):
 def test_existing_run_folder_is_not_overwritten(run_dir):
     result = biocredit("train", "--out", str(run_dir), "--no-progress", *TINY)
     assert result.returncode == 2 and "already holds a run" in result.stderr
+
+
+def test_plot_draws_the_runs(run_dir, tmp_path):
+    out = tmp_path / "curves.png"
+    result = biocredit("plot", str(run_dir), str(run_dir), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
