@@ -122,7 +122,7 @@ class ModularAgent(nn.Module):
         if self.perception is None:
             return obs
         self.perception.forward(obs)
-        return self.perception._output  # type: ignore[return-value]
+        return self.perception.last_output
 
     def encode_infer(self, obs: Tensor) -> Tensor:
         return obs if self.perception is None else self.perception.infer(obs)
@@ -177,7 +177,7 @@ class ModularAgent(nn.Module):
                 model_input = torch.cat([self._state, self._action_code], dim=1)
             self.world_model.forward(model_input)
             target = torch.cat([next_obs, reward[:, None]], dim=1)
-            output = self.world_model._output
+            output = self.world_model.last_output
             outputs.append(output)
             errors.append(output.detach() - target)  # d/dy of 0.5 ||y - target||^2
             self.surprise = float(errors[-1].square().sum(1).mean())

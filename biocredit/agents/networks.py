@@ -46,6 +46,13 @@ class TrainedNetwork:
             self._output = self.net(x)
         return self._output.detach()
 
+    @property
+    def last_output(self) -> Tensor:
+        """The last output of an error-driven network, still attached to its autograd node (an
+        error sent into it reaches the learner, and through its input, upstream modules)."""
+        assert self._output is not None, "forward() an error-driven network first"
+        return self._output
+
     def infer(self, x: Tensor) -> Tensor:
         """Output for ``x`` without recording anything."""
         with torch.no_grad():
@@ -59,8 +66,7 @@ class TrainedNetwork:
 
     def output_error(self, post: Tensor, modulator: Tensor) -> tuple[Tensor, Tensor]:
         """The last output and the error ``dL/dy = -M * post`` for the autograd boundary."""
-        assert self._output is not None, "forward() first"
-        return self._output, -modulator[:, None] * post
+        return self.last_output, -modulator[:, None] * post
 
     def end_episodes(self, done: Tensor) -> None:
         """Clear eligibility of envs whose episode ended."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from gymnasium import spaces
 from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
@@ -216,8 +215,3 @@ class BioTD3Policy(_BioActorCriticMixin, TD3Policy):
     ) -> None:
         self.choice = LearnerChoice(learner, learner_kwargs, critic_learner, critic_learner_kwargs)
         super().__init__(*args, **kwargs)
-
-
-def check_box(action_space: spaces.Space, algo: str) -> None:
-    if not isinstance(action_space, spaces.Box):
-        raise ConfigError(f"{algo} needs a Box action space, got {action_space}.")

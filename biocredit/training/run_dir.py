@@ -65,13 +65,6 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / SUMMARY_FILE
-    if not path.is_file():
-        raise RunDirError(f"'{run_dir}' has no {SUMMARY_FILE}: the run did not finish.")
-    return json.loads(path.read_text())
-
-
 @contextmanager
 def continued_progress(run_dir: Path) -> Iterator[None]:
     """Keep the rows of an earlier session of this run: SB3's logger rewrites progress.csv, so
