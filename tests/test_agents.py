@@ -177,3 +177,24 @@ def test_neuromodulated_ac_learns_cartpole(tmp_path):
     assert summary["final_return_mean"] > 100, summary  # random CartPole play: about 22
     report = evaluate_run(tmp_path / "run", episodes=summary["eval_episodes"])
     assert report["return_mean"] == summary["final_return_mean"]  # checkpoint restores the agent
+
+
+@pytest.mark.parametrize("action_space", ACTION_SPACES)
+def test_agent_save_load_round_trip(action_space, tmp_path):
+    modules = {
+        "perception": {"learner": "fa", "hidden": [8], "features": 5},
+        "world_model": {"learner": "dfa", "hidden": [8]},
+    }
+    config = agent_config("neuromodulated-ac", {"modules": modules}, None)
+    agent = ModularAgent(OBS, action_space, config, n_envs=2)
+    run_steps(agent, 5)
+    agent.save(tmp_path / "agent")
+    loaded = ModularAgent.load(tmp_path / "agent")
+    obs = np.random.default_rng(0).uniform(-1, 1, size=(6, 4)).astype(np.float32)
+    np.testing.assert_array_equal(
+        loaded.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0]
+    )
+    for (key, value), (key2, value2) in zip(
+        agent.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert key == key2 and torch.equal(value, value2), key

@@ -22,6 +22,8 @@ term is ``(a - mu) / sigma^2 * half_range * (1 - tanh(y)^2)``), and its ``log_st
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,10 +31,17 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from biocredit.agents.config import AgentConfig
+from biocredit.agents.config import AgentConfig, agent_config_from_dict
 from biocredit.agents.networks import TrainedNetwork
 from biocredit.errors import ConfigError
 from biocredit.learners import NetworkSpec
+from biocredit.serialization import (
+    load_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+    space_from_json,
+    space_to_json,
+)
 
 LOG_STD_MIN, LOG_STD_MAX = -3.0, 1.0
 
@@ -196,6 +205,32 @@ class ModularAgent(nn.Module):
         self.actor.end_episodes(done)
         self.critic.end_episodes(done)
         return delta
+
+    def save(self, path: str | Path) -> None:
+        """Save to the folder ``path``: weights and learner state in safetensors, the agent's
+        config and spaces in JSON (no pickle)."""
+        meta = {
+            "agent_config": asdict(self.config),
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+            "n_envs": int(self.critic.net.learner.traces()[0][1].shape[0])
+            if self.critic.modulated
+            else 1,
+        }
+        save_checkpoint(self, Path(path), meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModularAgent:
+        """An agent saved by :meth:`save`, ready to ``predict`` (or to keep learning)."""
+        meta = read_checkpoint_meta(Path(path))
+        agent = cls(
+            space_from_json(meta["observation_space"]),
+            space_from_json(meta["action_space"]),
+            agent_config_from_dict(meta["agent_config"]),
+            meta["n_envs"],
+        )
+        load_checkpoint(agent, Path(path))
+        return agent
 
     @torch.no_grad()
     def predict(

@@ -1,78 +1,21 @@
-"""Checkpoints without pickle: tensors in safetensors, everything else in JSON.
+"""Resume state of a checkpoint: optimizers and RNGs, without pickle.
 
-The policy's ``state_dict`` holds the learner's state too (feedback matrices, traces are
-buffers), so a restored policy assigns credit exactly as the saved one did. For exact resume a
-checkpoint also holds ``resume.safetensors`` (optimizer tensors, torch's RNG) and, in
-``checkpoint.json``, the rest: optimizer settings, NumPy's and Python's RNGs, env states,
-counters.
+Weights and metadata are written by :mod:`biocredit.serialization`. For exact resume a checkpoint
+also holds ``resume.safetensors`` (optimizer tensors, torch's RNG) and, in ``checkpoint.json``,
+the rest: optimizer settings, NumPy's and Python's RNGs, env states, counters.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import nn
 
-import biocredit
 from biocredit.errors import RunDirError
-
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "checkpoint.json"
-
-
-def save_checkpoint(module: nn.Module, directory: Path, meta: dict[str, Any]) -> None:
-    """Write ``module.state_dict()`` and ``meta`` (plus the library version) to ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {key: value.detach().contiguous() for key, value in module.state_dict().items()}
-    save_file(tensors, str(directory / WEIGHTS_FILE))
-    meta = {"biocredit_version": biocredit.__version__, **meta}
-    (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def load_checkpoint(
-    module: nn.Module, directory: Path, expected: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Load weights saved by :func:`save_checkpoint` into ``module``; return the metadata.
-
-    ``expected`` metadata (env, learner, agent ...) must match what the checkpoint records.
-    """
-    weights, meta_path = directory / WEIGHTS_FILE, directory / META_FILE
-    for path in (weights, meta_path):
-        if not path.is_file():
-            raise RunDirError(f"Checkpoint file '{path}' is missing.")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError) as exc:
-        raise RunDirError(f"'{weights}' is not a readable safetensors file ({exc}).") from None
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RunDirError(f"'{meta_path}' is not valid JSON ({exc}).") from None
-    for key, value in (expected or {}).items():
-        if meta.get(key) != value:
-            raise RunDirError(
-                f"Checkpoint '{directory}' was saved for {key} '{meta.get(key)}', but this model "
-                f"is for {key} '{value}'. Load it with the config it was trained with."
-            )
-    own = module.state_dict()
-    missing, unexpected = own.keys() - state.keys(), state.keys() - own.keys()
-    shapes = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
-    if missing or unexpected or shapes:
-        raise RunDirError(
-            f"Checkpoint '{directory}' does not fit this model: missing {sorted(missing)}, "
-            f"unexpected {sorted(unexpected)}, wrong shapes {sorted(shapes)}. It was saved for a "
-            "different env, learner or network size; evaluate it with its own run folder's config."
-        )
-    module.load_state_dict(state)
-    return meta
-
 
 RESUME_FILE = "resume.safetensors"
 

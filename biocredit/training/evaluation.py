@@ -13,7 +13,7 @@ from stable_baselines3.common.policies import BasePolicy
 from biocredit.agents import ModularAgent, agent_config
 from biocredit.envs import make_sb3_vec_env
 from biocredit.errors import ConfigError
-from biocredit.training.checkpoint import load_checkpoint
+from biocredit.serialization import load_checkpoint
 from biocredit.training.run import EVAL_SEED_OFFSET
 from biocredit.training.run_dir import CHECKPOINT_DIR, read_run_config
 from biocredit.training.sb3_runner import POLICY_CLASSES, policy_kwargs

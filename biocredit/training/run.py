@@ -20,13 +20,12 @@ from torch import nn
 
 import biocredit
 from biocredit.envs import make_sb3_vec_env
+from biocredit.serialization import load_checkpoint, save_checkpoint
 from biocredit.training.checkpoint import (
-    load_checkpoint,
     load_optimizer_state,
     load_resume_state,
     optimizer_state,
     rng_state,
-    save_checkpoint,
     save_resume_state,
     set_rng_state,
 )
