@@ -94,9 +94,15 @@ class ModularAgent(nn.Module):
         if modules.world_model is not None:
             w = modules.world_model
             self.world_model = make(_spec(state_dim + n_actions, w, n_obs + 1), w)
-        self.networks = nn.ModuleDict(
-            {role: module.net for role, module in self.trained_networks().items()}
-        )
+        roles = {
+            "perception": self.perception,
+            "actor": self.actor,
+            "critic": self.critic,
+            "world_model": self.world_model,
+        }
+        self._trained = {role: net for role, net in roles.items() if net is not None}
+        self._error_driven = [net for net in self._trained.values() if not net.modulated]
+        self.networks = nn.ModuleDict({role: net.net for role, net in self._trained.items()})
         if config.ortho_init:  # SB3/baselines gains: near-uniform initial policy
             self.actor.net.init_orthogonal(np.sqrt(2), 0.01)
             self.critic.net.init_orthogonal(np.sqrt(2), 1.0)
@@ -118,13 +124,7 @@ class ModularAgent(nn.Module):
 
     def trained_networks(self) -> dict[str, TrainedNetwork]:
         """The module networks present, by role."""
-        roles = {
-            "perception": self.perception,
-            "actor": self.actor,
-            "critic": self.critic,
-            "world_model": self.world_model,
-        }
-        return {role: net for role, net in roles.items() if net is not None}
+        return self._trained
 
     def encode(self, obs: Tensor) -> Tensor:
         """Perception then (passthrough) memory; keeps perception's autograd node."""
@@ -168,8 +168,7 @@ class ModularAgent(nn.Module):
     @torch.no_grad()
     def learn(self, reward: Tensor, terminated: Tensor, next_obs: Tensor, done: Tensor) -> Tensor:
         """One online update of every module from the step just taken; returns the TD errors."""
-        error_nets = [net for net in self.trained_networks().values() if not net.modulated]
-        for net in error_nets:
+        for net in self._error_driven:
             net.optimizer.zero_grad(set_to_none=True)
         next_value = self.critic.infer(self.encode_infer(next_obs)).squeeze(1)
         delta = reward + self.config.gamma * (~terminated) * next_value - self._value
@@ -193,7 +192,7 @@ class ModularAgent(nn.Module):
         if outputs:
             with torch.enable_grad():
                 torch.autograd.backward(outputs, errors)
-        for net in self.trained_networks().values():
+        for net in self._trained.values():
             net.optimizer.step()
         if not self.discrete:
             trace = self.log_std_trace

@@ -25,6 +25,8 @@ class DivergenceError(BiocreditError):
 
 
 def _nonfinite(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):  # per-tensor norms: a NaN or inf anywhere shows there
+        return not bool(torch.isfinite(torch.stack(value)).all())
     if isinstance(value, torch.Tensor):
         return not bool(torch.isfinite(value).all())
     return not bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
@@ -42,6 +44,7 @@ class DivergenceGuard:
     def __init__(self, modules: dict[str, nn.Module], step: Callable[[], int]) -> None:
         self.modules = modules
         self.step = step
+        self.params = [param for module in modules.values() for param in module.parameters()]
 
     def fail(self, what: str, module: str | None = None) -> None:
         where = ""
@@ -59,22 +62,24 @@ class DivergenceGuard:
             if value is not None and _nonfinite(value):
                 self.fail(name)
 
-    def check_parameters(self, kind: str) -> None:
-        """``kind="update"`` checks every ``.grad``, ``kind="weight"`` every parameter: one fused
-        norm over all of them, and only when it is not finite a scan to name the culprit."""
+    def check_parameters(self, *kinds: str) -> None:
+        """Check every ``.grad`` (``"update"``) and/or every parameter (``"weight"``): one fused
+        norm over all of them, and only when it is not finite a scan to name the first culprit
+        (updates before weights: a bad update is what makes a weight bad)."""
         tensors = [
             value
-            for module in self.modules.values()
-            for param in module.parameters()
+            for kind in kinds
+            for param in self.params
             if (value := param.grad if kind == "update" else param) is not None
         ]
-        if tensors and not _nonfinite(torch.nn.utils.get_total_norm(tensors)):
+        if not tensors or not _nonfinite(torch._foreach_norm(tensors)):
             return
-        for module_name, module in self.modules.items():
-            for name, param in module.named_parameters():
-                value = param.grad if kind == "update" else param
-                if value is not None and _nonfinite(value):
-                    self.fail(f"the {kind} of '{name}'", module_name)
+        for kind in kinds:
+            for module_name, module in self.modules.items():
+                for name, param in module.named_parameters():
+                    value = param.grad if kind == "update" else param
+                    if value is not None and _nonfinite(value):
+                        self.fail(f"the {kind} of '{name}'", module_name)
 
     def watch(self, optimizers: Iterable[torch.optim.Optimizer]) -> None:
         """Check updates before and weights after every ``step()`` of ``optimizers``."""
