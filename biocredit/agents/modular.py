@@ -74,6 +74,11 @@ class ModularAgent(nn.Module):
         if self.discrete:
             n_actions = int(action_space.n)
         elif isinstance(action_space, spaces.Box):
+            if not action_space.is_bounded():
+                raise ConfigError(
+                    f"Action space {action_space} is unbounded; the Gaussian policy's mean is "
+                    "kept inside the box, so it needs finite low and high."
+                )
             n_actions = int(np.prod(action_space.shape))
         else:
             raise ConfigError(f"Action space {action_space} is not Discrete or Box.")
@@ -106,7 +111,6 @@ class ModularAgent(nn.Module):
         if config.ortho_init:  # SB3/baselines gains: near-uniform initial policy
             self.actor.net.init_orthogonal(np.sqrt(2), 0.01)
             self.critic.net.init_orthogonal(np.sqrt(2), 1.0)
-        self.n_actions = n_actions
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((n_actions,), config.log_std_init))
             self.register_buffer("log_std_trace", torch.zeros(n_envs, n_actions))
