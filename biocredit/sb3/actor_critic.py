@@ -20,7 +20,13 @@ from torch import Tensor, nn
 
 from biocredit.errors import ConfigError
 from biocredit.learners.network import LocalNetwork
-from biocredit.sb3.common import action_param_dim, activation_name, build_network, hidden_sizes
+from biocredit.sb3.common import (
+    LearnerChoice,
+    action_param_dim,
+    activation_name,
+    build_network,
+    hidden_sizes,
+)
 
 
 class BioActorCriticNetworks(nn.Module):
@@ -85,12 +91,7 @@ class BioActorCriticPolicy(ActorCriticPolicy):
                 f"features_extractor_class={extractor.__name__} would be trained by backprop. "
                 "BioActorCriticPolicy needs the default FlattenExtractor."
             )
-        self.learner = learner
-        self.learner_kwargs = dict(learner_kwargs or {})
-        self.critic_learner = critic_learner or learner
-        self.critic_learner_kwargs = dict(
-            self.learner_kwargs if critic_learner_kwargs is None else critic_learner_kwargs
-        )
+        self.choice = LearnerChoice(learner, learner_kwargs, critic_learner, critic_learner_kwargs)
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
@@ -101,16 +102,16 @@ class BioActorCriticPolicy(ActorCriticPolicy):
                 hidden_sizes(self.net_arch, "pi"),
                 action_param_dim(self.action_space),
                 activation,
-                self.learner,
-                self.learner_kwargs,
+                self.choice.learner,
+                self.choice.learner_kwargs,
             ),
             value_net=build_network(
                 self.features_dim,
                 hidden_sizes(self.net_arch, "vf"),
                 1,
                 activation,
-                self.critic_learner,
-                self.critic_learner_kwargs,
+                self.choice.critic_learner,
+                self.choice.critic_learner_kwargs,
             ),
         )
 
@@ -130,10 +131,5 @@ class BioActorCriticPolicy(ActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(
-            learner=self.learner,
-            learner_kwargs=self.learner_kwargs,
-            critic_learner=self.critic_learner,
-            critic_learner_kwargs=self.critic_learner_kwargs,
-        )
+        data.update(self.choice.as_kwargs())
         return data

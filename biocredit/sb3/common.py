@@ -81,3 +81,29 @@ def build_network(
     """A :class:`LocalNetwork` trained end to end, output layer included, by ``learner``."""
     spec = NetworkSpec(in_features, hidden, out_features, activation)
     return LocalNetwork(spec, learner, **(learner_kwargs or {}))
+
+
+class LearnerChoice:
+    """Which learner trains the actor (or Q-network) and which trains the critics."""
+
+    def __init__(
+        self,
+        learner: str = "bp",
+        learner_kwargs: dict[str, Any] | None = None,
+        critic_learner: str | None = None,
+        critic_learner_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.learner = learner
+        self.learner_kwargs = dict(learner_kwargs or {})
+        self.critic_learner = critic_learner or learner
+        self.critic_learner_kwargs = dict(
+            self.learner_kwargs if critic_learner_kwargs is None else critic_learner_kwargs
+        )
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {
+            "learner": self.learner,
+            "learner_kwargs": self.learner_kwargs,
+            "critic_learner": self.critic_learner,
+            "critic_learner_kwargs": self.critic_learner_kwargs,
+        }

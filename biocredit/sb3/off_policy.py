@@ -27,33 +27,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from biocredit.errors import ConfigError
-from biocredit.sb3.common import activation_name, build_network
-
-
-class LearnerChoice:
-    """Which learner trains the actor (or Q-network) and which trains the critics."""
-
-    def __init__(
-        self,
-        learner: str = "bp",
-        learner_kwargs: dict[str, Any] | None = None,
-        critic_learner: str | None = None,
-        critic_learner_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        self.learner = learner
-        self.learner_kwargs = dict(learner_kwargs or {})
-        self.critic_learner = critic_learner or learner
-        self.critic_learner_kwargs = dict(
-            self.learner_kwargs if critic_learner_kwargs is None else critic_learner_kwargs
-        )
-
-    def as_kwargs(self) -> dict[str, Any]:
-        return {
-            "learner": self.learner,
-            "learner_kwargs": self.learner_kwargs,
-            "critic_learner": self.critic_learner,
-            "critic_learner_kwargs": self.critic_learner_kwargs,
-        }
+from biocredit.sb3.common import LearnerChoice, activation_name, build_network
 
 
 def _no_sde(kwargs: dict[str, Any]) -> None:
@@ -155,10 +129,22 @@ class BioTD3Actor(TD3Actor):
 
 
 class _BioActorCriticMixin:
-    """make_actor / make_critic for SAC and TD3 policies."""
+    """Learner options, make_actor and make_critic for SAC and TD3 policies."""
 
     actor_class: type
-    choice: LearnerChoice
+
+    def __init__(
+        self,
+        *args: Any,
+        learner: str = "bp",
+        learner_kwargs: dict | None = None,
+        critic_learner: str | None = None,
+        critic_learner_kwargs: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _no_sde(kwargs)
+        self.choice = LearnerChoice(learner, learner_kwargs, critic_learner, critic_learner_kwargs)
+        super().__init__(*args, **kwargs)
 
     def make_actor(self, features_extractor: Any = None) -> Any:
         kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
@@ -185,33 +171,8 @@ class BioSACPolicy(_BioActorCriticMixin, SACPolicy):
 
     actor_class = BioSACActor
 
-    def __init__(
-        self,
-        *args: Any,
-        learner: str = "bp",
-        learner_kwargs: dict | None = None,
-        critic_learner: str | None = None,
-        critic_learner_kwargs: dict | None = None,
-        **kwargs: Any,
-    ) -> None:
-        _no_sde(kwargs)
-        self.choice = LearnerChoice(learner, learner_kwargs, critic_learner, critic_learner_kwargs)
-        super().__init__(*args, **kwargs)
-
 
 class BioTD3Policy(_BioActorCriticMixin, TD3Policy):
     """``TD3(BioTD3Policy, env, policy_kwargs=dict(learner="dfa"))``."""
 
     actor_class = BioTD3Actor
-
-    def __init__(
-        self,
-        *args: Any,
-        learner: str = "bp",
-        learner_kwargs: dict | None = None,
-        critic_learner: str | None = None,
-        critic_learner_kwargs: dict | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.choice = LearnerChoice(learner, learner_kwargs, critic_learner, critic_learner_kwargs)
-        super().__init__(*args, **kwargs)
