@@ -56,9 +56,14 @@ def accumulate_trace(
     trace_b.mul_(decay).add_(post)
 
 
-def modulated_grad(trace: Tensor, modulator: Tensor) -> Tensor:
-    """``-sum_b M[b] e[b]``: the negative of the three-factor update ``M e`` (per unit rate)."""
-    return modulator.neg().unsqueeze(0).mm(trace.flatten(1)).view(trace.shape[1:])
+def modulated_grad(trace: Tensor, modulator: Tensor, out: Tensor | None = None) -> Tensor:
+    """``-sum_b M[b] e[b]``: the negative of the three-factor update ``M e`` (per unit rate),
+    written into ``out`` when given."""
+    row = modulator.neg().unsqueeze(0)
+    if out is None:
+        return row.mm(trace.flatten(1)).view(trace.shape[1:])
+    torch.mm(row, trace.flatten(1), out=out.view(1, -1))
+    return out
 
 
 @register
@@ -161,10 +166,14 @@ class NeuromodulatedHebbian(RandomFeedbackLearner):
             accumulate_trace(*traces[l], decay, post, cache.inputs[l])
 
     def modulate(self, layers: Sequence[nn.Linear], modulator: Tensor) -> None:
-        """Write ``.grad = -sum_env M e`` into every parameter (replacing what was there)."""
+        """Write ``.grad = -sum_env M e`` into every parameter (replacing what was there; the
+        ``.grad`` tensors are reused from step to step)."""
         for layer, (trace_w, trace_b) in zip(layers, self.traces(), strict=True):
-            layer.weight.grad = modulated_grad(trace_w, modulator)
-            layer.bias.grad = modulated_grad(trace_b, modulator)
+            for param, trace in ((layer.weight, trace_w), (layer.bias, trace_b)):
+                if param.grad is None:
+                    param.grad = modulated_grad(trace, modulator)
+                else:
+                    modulated_grad(trace, modulator, out=param.grad)
 
     def assign_credit(
         self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool

@@ -28,8 +28,11 @@ def _nonfinite(value: Any) -> bool:
     if isinstance(value, (list, tuple)):  # per-tensor norms: a NaN or inf anywhere shows there
         return not bool(torch.isfinite(torch.stack(value)).all())
     if isinstance(value, torch.Tensor):
-        return not bool(torch.isfinite(value).all())
-    return not bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
+        return value.is_floating_point() and not bool(torch.isfinite(value).all())
+    array = np.asarray(value)
+    if array.dtype.kind not in "fc":  # integers and booleans are always finite
+        return False
+    return not bool(np.isfinite(array).all())
 
 
 def learner_of(module: nn.Module) -> str:
@@ -80,6 +83,14 @@ class DivergenceGuard:
                     value = param.grad if kind == "update" else param
                     if value is not None and _nonfinite(value):
                         self.fail(f"the {kind} of '{name}'", module_name)
+
+    def check_step(self) -> None:
+        """After an optimizer step: a bad update always leaves a bad weight, so one fused check
+        of the weights covers both; only on failure are the updates scanned first, to name
+        the cause."""
+        if not _nonfinite(torch._foreach_norm(self.params)):
+            return
+        self.check_parameters("update", "weight")
 
     def watch(self, optimizers: Iterable[torch.optim.Optimizer]) -> None:
         """Check updates before and weights after every ``step()`` of ``optimizers``."""

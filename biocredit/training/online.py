@@ -150,7 +150,7 @@ class OnlineRun(TrainingRun):
     def step(self) -> None:
         """Act in every env, learn from the transition, check for divergence."""
         agent, guard = self.agent, self.guard
-        guard.check_parameters("update", "weight")  # last step's update, and any weight
+        guard.check_step()  # the last step's update, and any weight
         action = agent.act(torch.as_tensor(self.obs, dtype=torch.float32))
         next_obs, reward, terminated, truncated, info = self.envs.step(agent.env_action(action))
         self.steps += self.config.n_envs
@@ -198,13 +198,13 @@ class OnlineRun(TrainingRun):
                     if progress:
                         display.update(self.steps, self.recent())
                 if next_checkpoint is not None and self.steps >= next_checkpoint:
-                    self.guard.check_parameters("update", "weight")  # never save a bad state
+                    self.guard.check_step()  # never save a bad state
                     self.save(self.elapsed + time.perf_counter() - start)
                     next_checkpoint += every
         wall_time = self.elapsed + time.perf_counter() - start
         if progress:
             display.stop()
-        self.guard.check_parameters("update", "weight")  # the last step's update
+        self.guard.check_step()  # the last step's update
         self.save(wall_time)
         self.envs.close()
         return self.finish(wall_time, stop.signal_name)
