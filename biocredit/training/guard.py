@@ -1,8 +1,10 @@
 """Divergence guard: stop a run at the step a NaN or inf first appears, and say where.
 
 Checked every env step: observations and rewards from the env, the network outputs the agent
-acted on; checked at every optimizer step: each parameter's update (``.grad``, the learner's
-output) before it is applied and each parameter after. The run stops with a
+acted on, and the weights. Updates (``.grad``, the learner's output): in SB3 runs, hooks check
+them before every optimizer step and the weights after it; the online loop checks the weights
+once per step (a bad update always leaves a bad weight) and scans the updates only to name the
+cause. The run stops with a
 :class:`DivergenceError` naming the quantity, the module, its learner and the step; checkpoints
 written before that step are left as they were (the last good one).
 """
