@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from biocredit.training.online import OnlineRun
     from biocredit.training.resolve import resolve_config
-    from biocredit.training.run_dir import continued_progress
+    from biocredit.training.run import run_with_recovery
     from biocredit.training.sb3_runner import SB3Run
 
     keys = ("algo", "learner", "agent", "env", "steps", "seed", "n_envs", "threads", "out")
@@ -89,14 +89,14 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         run_dir = Path(args.resume)
         config = _resume_config(args, run_dir, keys)
         run_class = OnlineRun if config.agent else SB3Run
-        with continued_progress(run_dir):
-            summary = run_class.resume(config, run_dir).run(console, not args.no_progress)
+        run = run_class.resume(config, run_dir)
     else:
         config = resolve_config(
             args.config, {key: getattr(args, key) for key in keys}, args.overrides
         )
         run_class = OnlineRun if config.agent else SB3Run
-        summary = run_class.start(config).run(console, not args.no_progress)
+        run = run_class.start(config)
+    summary = run_with_recovery(run, console, not args.no_progress)
     if summary["status"] == "interrupted":
         return 130
     table = Table(title=f"biocredit run: {summary['run_dir']}")

@@ -95,6 +95,8 @@ CASES: list[Case] = [
     Case("zero envs", [*TRAIN, "--n-envs", "0"], "'n_envs' must be >= 1, got 0"),
     Case("negative seed", [*TRAIN, "--seed", "-1"], "'seed' must be >= 0, got -1"),
     Case("zero threads", [*TRAIN, "--threads", "0"], "'threads' must be >= 1, got 0"),
+    Case("unknown divergence action", [*TRAIN, "--set", "on_divergence=retry"],
+         "Unknown on_divergence action 'retry'"),
     Case("misspelt config key", [*TRAIN, "--set", "stpes=10"],
          "Unknown key 'stpes' in the command line. Did you mean 'steps'?"),
     Case("wrong type", [*TRAIN, "--set", "eval_episodes=many"],

@@ -1,5 +1,6 @@
 """Injected NaNs are caught at the step they appear, on both training paths."""
 
+import json
 import math
 
 import gymnasium as gym
@@ -8,9 +9,10 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from biocredit.training.guard import DivergenceError
-from biocredit.training.online import train_online
+from biocredit.training.online import OnlineRun, train_online
 from biocredit.training.resolve import resolve_config
-from biocredit.training.sb3_runner import train
+from biocredit.training.run import run_with_recovery
+from biocredit.training.sb3_runner import SB3Run, train
 
 INJECT_AT = 37  # env step (n_envs = 1) at which the env or a hook injects a NaN
 
@@ -136,3 +138,59 @@ def test_last_good_checkpoint_is_kept(tmp_path):
         train(cfg, progress=False)
     meta = (tmp_path / "run" / "checkpoint" / "checkpoint.json").read_text()
     assert '"num_timesteps": 1024' in meta
+
+
+def test_online_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path):
+    cfg = config(tmp_path, "neuromodulated-ac")
+    cfg.steps, cfg.checkpoint_freq, cfg.on_divergence = 1024, 256, "rollback"
+    poisoned = []
+
+    def poison_once(agent, steps):
+        if steps == 600 and not poisoned:
+            poisoned.append(steps)
+            with torch.no_grad():
+                agent.networks["critic"].layers[1].weight[0, 0] = math.nan
+
+    summary = run_with_recovery(OnlineRun.start(cfg), progress=False, callback=poison_once)
+    assert poisoned and summary["status"] == "done" and summary["steps"] == 1024
+    assert summary["rollbacks"] == 1
+    meta = json.loads((tmp_path / "run" / "checkpoint" / "checkpoint.json").read_text())
+    groups = meta["resume"]["optimizers"]["actor"]["param_groups"]
+    assert groups[0]["lr"] == pytest.approx(0.5e-3)
+
+
+def test_sb3_rollback_continues_to_the_end(tmp_path):
+    cfg = config(tmp_path)
+    cfg.steps, cfg.checkpoint_freq, cfg.on_divergence = 640, 128, "rollback"
+    summary = run_with_recovery(
+        SB3Run.start(cfg), progress=False, callbacks=[PoisonWeightOnce(300)]
+    )
+    assert summary["status"] == "done" and summary["rollbacks"] == 1
+
+
+def test_rollback_needs_a_checkpoint(tmp_path):
+    cfg = config(tmp_path, "neuromodulated-ac")
+    cfg.on_divergence = "rollback"
+
+    def poison(agent, steps):
+        if steps == INJECT_AT:
+            with torch.no_grad():
+                agent.networks["actor"].layers[0].weight[0, 0] = math.nan
+
+    with pytest.raises(DivergenceError, match="No checkpoint to roll back to"):
+        run_with_recovery(OnlineRun.start(cfg), progress=False, callback=poison)
+
+
+class PoisonWeightOnce(BaseCallback):
+    done = False  # class-level: a rolled-back run builds its callbacks again
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.at and not PoisonWeightOnce.done:
+            PoisonWeightOnce.done = True
+            with torch.no_grad():
+                self.model.policy.mlp_extractor.policy_net.layers[0].weight[0, 0] = math.nan
+        return True

@@ -18,6 +18,7 @@ import yaml
 
 from biocredit.errors import ConfigError, check_keys, unknown_name
 
+DIVERGENCE_ACTIONS = ("stop", "rollback")
 ALGOS = ("ppo", "a2c", "sac", "td3", "dqn", "online")  # "online": a native agent (``agent``)
 
 
@@ -48,6 +49,8 @@ class RunConfig:
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     eval_episodes: int = 10
     checkpoint_freq: int = 0
+    on_divergence: str = "stop"  # or "rollback": resume the last checkpoint, learning rates halved
+    max_rollbacks: int = 3
     threads: int = 1
     out: str | None = None
 
@@ -67,6 +70,10 @@ class RunConfig:
             raise ConfigError(
                 f"'checkpoint_freq' must be >= 0 (0 = only at the end), got {self.checkpoint_freq}."
             )
+        if self.on_divergence not in DIVERGENCE_ACTIONS:
+            raise unknown_name("on_divergence action", self.on_divergence, DIVERGENCE_ACTIONS)
+        if self.max_rollbacks < 0:
+            raise ConfigError(f"'max_rollbacks' must be >= 0, got {self.max_rollbacks}.")
         if self.algo not in ALGOS:
             raise unknown_name("algo", self.algo, ALGOS)
         if (self.agent is None) != (self.algo != "online"):

@@ -147,6 +147,11 @@ class OnlineRun(TrainingRun):
             "episodes": self.episodes,
         }
 
+    def scale_learning_rates(self, factor: float) -> None:
+        for optimizer in self.optimizers().values():
+            for group in optimizer.param_groups:
+                group["lr"] *= factor
+
     def step(self) -> None:
         """Act in every env, learn from the transition, check for divergence."""
         agent, guard = self.agent, self.guard

@@ -22,6 +22,7 @@ import biocredit
 from biocredit.envs import make_sb3_vec_env
 from biocredit.serialization import load_checkpoint, save_checkpoint
 from biocredit.training.checkpoint import (
+    RESUME_FILE,
     load_optimizer_state,
     load_resume_state,
     optimizer_state,
@@ -30,8 +31,14 @@ from biocredit.training.checkpoint import (
     set_rng_state,
 )
 from biocredit.training.config import RunConfig
+from biocredit.training.guard import DivergenceError
 from biocredit.training.interrupt import resume_hint
-from biocredit.training.run_dir import CHECKPOINT_DIR, create_run_dir, write_summary
+from biocredit.training.run_dir import (
+    CHECKPOINT_DIR,
+    continued_progress,
+    create_run_dir,
+    write_summary,
+)
 
 EVAL_SEED_OFFSET = 1000  # evaluation envs are seeded seed + 1000, apart from training envs
 
@@ -79,6 +86,10 @@ class TrainingRun:
 
     def summary_fields(self) -> dict[str, Any]:
         """Run-specific summary entries (algo, agent, learners, episodes ...)."""
+        raise NotImplementedError
+
+    def scale_learning_rates(self, factor: float) -> None:
+        """Multiply every learning rate of the run by ``factor`` from now on."""
         raise NotImplementedError
 
     # shared -----------------------------------------------------------------------------
@@ -154,4 +165,36 @@ class TrainingRun:
         write_summary(self.run_dir, summary)
         if stopped_by:
             print(resume_hint(str(self.run_dir), steps, stopped_by))
+        return summary
+
+
+def run_with_recovery(
+    run: TrainingRun, console: Any = None, progress: bool = True, **run_kwargs: Any
+) -> dict[str, Any]:
+    """``run.run(...)``; with ``on_divergence: rollback``, a divergence resumes the last
+    checkpoint with every learning rate halved (a bitwise resume alone would only replay the
+    divergence), up to ``max_rollbacks`` times."""
+    config, rollbacks = run.config, 0
+    while True:
+        try:
+            with continued_progress(run.run_dir):
+                summary = run.run(console, progress, **run_kwargs)
+        except DivergenceError as exc:
+            if config.on_divergence != "rollback" or rollbacks >= config.max_rollbacks:
+                raise
+            if not (run.run_dir / CHECKPOINT_DIR / RESUME_FILE).is_file():
+                raise DivergenceError(
+                    f"{exc} No checkpoint to roll back to: set checkpoint_freq (env steps)."
+                ) from None
+            rollbacks += 1
+            run = type(run).resume(config, run.run_dir)
+            run.scale_learning_rates(0.5**rollbacks)
+            print(
+                f"Rolled back to env step {run.steps_done()} after: {exc.args[0][:120]}... "
+                f"Learning rates x{0.5**rollbacks:g} ({rollbacks}/{config.max_rollbacks})."
+            )
+            continue
+        if rollbacks:
+            summary["rollbacks"] = rollbacks
+            write_summary(run.run_dir, summary)
         return summary

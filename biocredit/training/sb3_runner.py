@@ -247,6 +247,10 @@ class SB3Run(TrainingRun):
             "critic_learner": config.critic_learner or config.learner,
         }
 
+    def scale_learning_rates(self, factor: float) -> None:
+        # SB3 sets the optimizers' rates from lr_schedule before every update
+        self.algo.lr_schedule = ScaledSchedule(self.algo.lr_schedule, factor)
+
     def run(
         self,
         console: Console | None = None,
@@ -282,6 +286,16 @@ class SB3Run(TrainingRun):
         if not self.halted:
             self.save(wall_time)
         return self.finish(wall_time, stop.signal_name if self.halted else None)
+
+
+class ScaledSchedule:
+    """``factor * schedule(progress_remaining)``."""
+
+    def __init__(self, schedule: Any, factor: float) -> None:
+        self.schedule, self.factor = schedule, factor
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.factor * self.schedule(progress_remaining)
 
 
 def train(
