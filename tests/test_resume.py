@@ -33,22 +33,41 @@ COMPOSED = [
     "agent_kwargs.modules.world_model.learner=fa",
 ]
 
+OFF = [
+    "eval_episodes=1",
+    "algo_kwargs.learning_starts=100",
+    "algo_kwargs.batch_size=32",
+    "policy_kwargs.net_arch=[16, 16]",
+]
+PENDULUM = {"env": "Pendulum-v1"}
+
+# name: (flags, overrides, run class, (total steps, steps before the stop))
 CASES = {
-    "ppo-bp": ({"learner": "bp"}, SB3, SB3Run),
-    "ppo-dfa": ({"learner": "dfa"}, SB3, SB3Run),
-    "ppo-fa-pendulum": ({"learner": "fa", "env": "InvertedPendulum-v5"}, SB3, SB3Run),
+    "ppo-bp": ({"learner": "bp"}, SB3, SB3Run, (1280, 640)),
+    "ppo-dfa": ({"learner": "dfa"}, SB3, SB3Run, (1280, 640)),
+    "ppo-fa-pendulum": ({"learner": "fa", "env": "InvertedPendulum-v5"}, SB3, SB3Run, (1280, 640)),
     "a2c-dfa": (
         {"learner": "dfa", "algo": "a2c"},
         ["n_envs=2", "eval_episodes=1", "algo_kwargs.learning_rate=0.001"],
         SB3Run,
+        (1280, 640),
     ),
-    "neuromodulated-ac": ({"agent": "neuromodulated-ac"}, AGENT, OnlineRun),
+    "sac-dfa": ({"learner": "dfa", "algo": "sac", **PENDULUM}, OFF, SB3Run, (400, 200)),
+    "td3-fa": ({"learner": "fa", "algo": "td3", **PENDULUM}, OFF, SB3Run, (400, 200)),
+    "dqn-dfa": (
+        {"learner": "dfa", "algo": "dqn"},
+        [*OFF, "algo_kwargs.train_freq=4", "algo_kwargs.target_update_interval=50"],
+        SB3Run,
+        (800, 400),
+    ),
+    "neuromodulated-ac": ({"agent": "neuromodulated-ac"}, AGENT, OnlineRun, (1280, 640)),
     "neuromodulated-ac-pendulum": (
         {"agent": "neuromodulated-ac", "env": "InvertedPendulum-v5"},
         AGENT,
         OnlineRun,
+        (1280, 640),
     ),
-    "composed-agent-adam": ({"agent": "neuromodulated-ac"}, COMPOSED, OnlineRun),
+    "composed-agent-adam": ({"agent": "neuromodulated-ac"}, COMPOSED, OnlineRun, (1280, 640)),
 }
 
 
@@ -60,8 +79,7 @@ def tensors(run_dir):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_resume_is_bitwise_exact(name, tmp_path):
-    flags, overrides, run_class = CASES[name]
-    total, first = 1280, 640  # multiples of the PPO rollout (32 steps x 2 envs)
+    flags, overrides, run_class, (total, first) = CASES[name]  # PPO: whole rollouts
 
     def config(out, steps):
         return resolve_config(

@@ -19,7 +19,7 @@ from torch import nn
 
 from biocredit.envs import check_env_id, make_sb3_vec_env
 from biocredit.envs.state import capture_env, restore_env
-from biocredit.errors import ConfigError, RunDirError, check_keys
+from biocredit.errors import ConfigError, check_keys
 from biocredit.learners import LocalNetwork, learner_class
 from biocredit.sb3 import BioActorCriticPolicy, BioDQNPolicy, BioSACPolicy, BioTD3Policy
 from biocredit.sb3.common import torch_activation
@@ -48,7 +48,7 @@ POLICY_CLASSES: dict[str, type[BasePolicy]] = {
     "td3": BioTD3Policy,
     "dqn": BioDQNPolicy,
 }
-ON_POLICY = ("ppo", "a2c")  # exact resume needs no replay buffer
+ON_POLICY = ("ppo", "a2c")  # the others keep a replay buffer, saved for exact resume
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 # Arguments biocredit sets itself; the rest of the algorithm's signature is open to algo_kwargs.
 RESERVED_ALGO_KEYS = {
@@ -216,18 +216,16 @@ class SB3Run(TrainingRun):
             "ep_info_buffer": list(algo.ep_info_buffer),
             "ep_success_buffer": list(algo.ep_success_buffer),
             "envs": [capture_env(env) for env in self.env.envs],
-            "exact": self.config.algo in ON_POLICY,  # off-policy: the replay buffer is not saved
         }
+        if self.config.algo not in ON_POLICY:
+            replay_tensors, state["replay"] = replay_state(algo)
+            tensors.update(replay_tensors)
         return tensors, state
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-        if not state.get("exact"):
-            raise RunDirError(
-                f"Resuming a {self.config.algo} run is not supported yet: its replay buffer is "
-                "not checkpointed, so it could not continue exactly. Start a new run, or use "
-                "the checkpoint for evaluation (biocredit eval)."
-            )
         algo = self.algo
+        if "replay" in state:
+            load_replay_state(algo, tensors, state["replay"])
         for env, env_state in zip(self.env.envs, state["envs"], strict=True):
             restore_env(env, env_state)
         # fresh, aligned copies: matmul kernels may sum in another order on unaligned memory
@@ -286,6 +284,51 @@ class SB3Run(TrainingRun):
         if not self.halted:
             self.save(wall_time)
         return self.finish(wall_time, stop.signal_name if self.halted else None)
+
+
+REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def replay_state(algo: BaseAlgorithm) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An off-policy algorithm's replay buffer (its filled part), counters, action-space RNG and
+    entropy coefficient, for exact resume."""
+    buffer = algo.replay_buffer
+    filled = buffer.buffer_size if buffer.full else buffer.pos
+    tensors = {
+        f"replay.{name}": torch.as_tensor(getattr(buffer, name)[:filled]).clone()
+        for name in REPLAY_ARRAYS
+        if getattr(buffer, name, None) is not None
+    }
+    if isinstance(getattr(algo, "log_ent_coef", None), torch.Tensor):
+        tensors["log_ent_coef"] = algo.log_ent_coef.detach().clone()
+    state = {
+        "pos": buffer.pos,
+        "full": buffer.full,
+        "n_calls": getattr(algo, "_n_calls", 0),  # DQN's target-update clock
+        "exploration_rate": getattr(algo, "exploration_rate", None),  # DQN's current epsilon
+        # random warm-up and epsilon-greedy actions come from the action space's own RNG
+        "action_space_rng": algo.action_space.np_random.bit_generator.state,
+    }
+    return tensors, state
+
+
+def load_replay_state(
+    algo: BaseAlgorithm, tensors: dict[str, torch.Tensor], state: dict[str, Any]
+) -> None:
+    buffer = algo.replay_buffer
+    for name in REPLAY_ARRAYS:
+        if f"replay.{name}" in tensors:
+            saved = tensors[f"replay.{name}"].numpy()
+            getattr(buffer, name)[: len(saved)] = saved
+    buffer.pos, buffer.full = state["pos"], state["full"]
+    if hasattr(algo, "_n_calls"):
+        algo._n_calls = state["n_calls"]
+    if state["exploration_rate"] is not None:
+        algo.exploration_rate = state["exploration_rate"]
+    algo.action_space.np_random.bit_generator.state = state["action_space_rng"]
+    if "log_ent_coef" in tensors:
+        with torch.no_grad():
+            algo.log_ent_coef.copy_(tensors["log_ent_coef"])
 
 
 class ScaledSchedule:
