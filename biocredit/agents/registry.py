@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from biocredit.agents.config import AgentConfig, agent_config_from_dict
 from biocredit.errors import unknown_name
+from biocredit.mappings import merge
 
 AGENTS: dict[str, dict[str, Any]] = {
     "neuromodulated-ac": {
@@ -29,22 +29,12 @@ def list_agents() -> dict[str, str]:
     return {name: entry["description"] for name, entry in AGENTS.items()}
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def agent_config(name: str, agent_kwargs: dict[str, Any], learner: str | None) -> AgentConfig:
     """The named agent's defaults refined by ``agent_kwargs``; ``learner`` replaces the actor's
     and critic's learners (perception and world model keep theirs: they need errors)."""
     if name not in AGENTS:
         raise unknown_name("agent", name, AGENTS)
-    data = _merge(AGENTS[name]["defaults"], agent_kwargs)
+    data = merge(AGENTS[name]["defaults"], agent_kwargs)
     if learner is not None:
         policy = data.setdefault("modules", {}).setdefault("policy", {})
         for role in ("actor", "critic"):

@@ -33,7 +33,8 @@ import numpy as np
 from rich.console import Console
 
 from biocredit.errors import ConfigError, check_keys
-from biocredit.training.config import RunConfig, merge, read_yaml
+from biocredit.mappings import merge
+from biocredit.training.config import RunConfig, read_yaml
 from biocredit.training.online import train_online, validate_online
 from biocredit.training.plots import plot_curves, steps_to_threshold
 from biocredit.training.resolve import resolve_config

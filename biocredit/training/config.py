@@ -174,14 +174,3 @@ def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
             raise ConfigError(f"Cannot set '{'.'.join(path)}': '{part}' is not a mapping.")
         node = child
     node[path[-1]] = value
-
-
-def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Recursive merge: mappings merge key by key, anything else in ``update`` replaces."""
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from biocredit.mappings import merge
 from biocredit.training.config import (
     RunConfig,
     apply_override,
     config_from_dict,
-    merge,
     parse_override,
     read_yaml,
 )
