@@ -35,10 +35,9 @@ from rich.console import Console
 from biocredit.errors import ConfigError, check_keys
 from biocredit.mappings import merge
 from biocredit.training.config import RunConfig, read_yaml
-from biocredit.training.online import train_online, validate_online
 from biocredit.training.plots import plot_curves, steps_to_threshold
 from biocredit.training.resolve import resolve_config
-from biocredit.training.sb3_runner import train, validate
+from biocredit.training.runs import run_class, train_any
 
 BASELINE = "bp"
 
@@ -103,13 +102,13 @@ def plan_runs(spec: BenchSpec, out: Path) -> list[tuple[str, RunConfig]]:
                     "out": str(out / "runs" / env / label / f"seed{seed}"),
                 }
                 config = resolve_config(flags=merge(merge(spec.set, variant.get("set", {})), flags))
-                (validate_online if config.agent else validate)(config)
+                run_class(config).validate(config)
                 configs.append((label, config))
     return configs
 
 
 def _run_one(config: RunConfig) -> dict[str, Any]:
-    return (train_online if config.agent else train)(config, progress=False)
+    return train_any(config)
 
 
 def run_benchmark(
