@@ -14,6 +14,7 @@ env that has a native Parallel API: it is never built as an AEC env, so they wou
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from collections.abc import Sequence
 from typing import Any
@@ -131,27 +132,30 @@ def _registry_creators(target: str) -> tuple[Any, Any]:
     )
 
 
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ValueError, ImportError):  # e.g. blocked in sys.modules
+        return False
+
+
 def _import_error(target: str, exc: ModuleNotFoundError) -> ConfigError:
+    top, (parent, _, name) = target.split(".")[0], target.rpartition(".")
+    if not _installed(top):
+        if top in EXTRA_PACKAGES:
+            return ConfigError(
+                f"'{target}' needs the package '{top}', which is not installed. Install the "
+                f"multi-agent extra: {EXTRA_HINT}."
+            )
+        return ConfigError(
+            f"No module named '{top}' for the PettingZoo env '{target}'. Check the spelling, "
+            f"or install the package that provides it (the MPE envs: {EXTRA_HINT})."
+        )
     missing = exc.name or ""
-    top = target.split(".")[0]
-    if missing in EXTRA_PACKAGES:
-        return ConfigError(
-            f"'{target}' needs the package '{missing}', which is not installed. Install "
-            f"the multi-agent extra: {EXTRA_HINT}."
-        )
-    if missing == target or target.startswith(missing + "."):
-        parent, _, name = target.rpartition(".")
-        if parent and missing != top:
-            try:
-                package = importlib.import_module(parent)
-                choices = [m.name for m in pkgutil.iter_modules(getattr(package, "__path__", []))]
-            except ImportError:
-                choices = []
-            return unknown_name(f"PettingZoo env module in '{parent}'", name, choices)
-        return ConfigError(
-            f"No module named '{missing}' for the PettingZoo env '{target}'. Check the "
-            f"spelling, or install the package that provides it (MPE: {EXTRA_HINT})."
-        )
+    if missing == target and parent:
+        package = importlib.import_module(parent)
+        choices = [m.name for m in pkgutil.iter_modules(getattr(package, "__path__", []))]
+        return unknown_name(f"PettingZoo env module in '{parent}'", name, choices)
     family = target.split(".")[1] if top == "pettingzoo" and "." in target else None
     fix = f'pip install "pettingzoo[{family}]"' if family else f"pip install {missing}"
     return ConfigError(

@@ -27,6 +27,7 @@ def team_episodes(env: Any, policy: Policy, episodes: int, seed: int) -> list[di
         while env.agents:
             obs, rewards, _, _, _ = env.step(policy(obs))
             tracker.add(0, rewards)
+            obs = {agent: obs[agent] for agent in env.agents}  # only live agents are asked
         tracker.end(0)
     return list(tracker.finished)
 
