@@ -34,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--algo", help="SB3 algorithm: ppo, a2c, sac, td3 or dqn (default ppo)")
     train.add_argument("--learner", help="credit-assignment scheme, see `biocredit learners`")
     train.add_argument("--agent", help="native online agent, see `biocredit agents`")
-    train.add_argument("--env", help="Gymnasium env id (default CartPole-v1)")
+    train.add_argument(
+        "--env",
+        help="Gymnasium env id (default CartPole-v1), or a PettingZoo env as "
+        "pettingzoo:<module>, e.g. pettingzoo:mpe2.simple_spread_v3",
+    )
     train.add_argument("--steps", type=int, help="env steps to train for")
     train.add_argument("--seed", type=int, help="seed for everything (default 0)")
     train.add_argument("--n-envs", type=int, dest="n_envs", help="parallel envs")
@@ -79,23 +83,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
-    from biocredit.training.online import OnlineRun
     from biocredit.training.resolve import resolve_config
     from biocredit.training.run import run_with_recovery
-    from biocredit.training.sb3_runner import SB3Run
+    from biocredit.training.runs import run_class
 
     keys = ("algo", "learner", "agent", "env", "steps", "seed", "n_envs", "threads", "out")
     if args.resume:
         run_dir = Path(args.resume)
         config = _resume_config(args, run_dir, keys)
-        run_class = OnlineRun if config.agent else SB3Run
-        run = run_class.resume(config, run_dir)
+        run = run_class(config).resume(config, run_dir)
     else:
         config = resolve_config(
             args.config, {key: getattr(args, key) for key in keys}, args.overrides
         )
-        run_class = OnlineRun if config.agent else SB3Run
-        run = run_class.start(config)
+        run = run_class(config).start(config)
     summary = run_with_recovery(run, console, not args.no_progress)
     if summary["status"] == "interrupted":
         return 130
@@ -112,6 +113,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
 def _resume_config(args: argparse.Namespace, run_dir: Path, keys: tuple[str, ...]) -> RunConfig:
     """The run's own config; only ``--steps`` (a new total) may change on resume."""
     from biocredit.training.run_dir import read_run_config, update_run_config
+    from biocredit.training.runs import run_class
 
     given = [
         f"--{key.replace('_', '-')}"
@@ -124,6 +126,7 @@ def _resume_config(args: argparse.Namespace, run_dir: Path, keys: tuple[str, ...
             " cannot change it. Only --steps (a new total) is allowed with --resume."
         )
     config = read_run_config(run_dir)
+    run_class(config).check_resumable()  # before the config is touched
     if args.steps is not None:
         config.steps = args.steps
         update_run_config(run_dir, config)
@@ -140,8 +143,13 @@ def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
         console.print(
             f"{result['env']} {result['algo']}+{result['learner']}: return "
             f"{result['return_mean']:.1f} +/- {result['return_std']:.1f} over "
-            f"{result['episodes']} episodes (mean length {result['length_mean']:.0f})"
+            f"{result['episodes']} episodes"
+            + (f" (mean length {result['length_mean']:.0f})" if "length_mean" in result else "")
         )
+        if "agent_returns" in result:  # a multi-agent run: the team return is the sum of these
+            for kind in ("group_returns", "agent_returns"):
+                parts = ", ".join(f"{k} {v:.1f}" for k, v in result[kind].items())
+                console.print(f"  {kind.replace('_', ' ')}: {parts}")
     return 0
 
 

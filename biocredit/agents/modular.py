@@ -170,12 +170,26 @@ class ModularAgent(nn.Module):
         return torch.maximum(torch.minimum(action, self.high), self.low).numpy()
 
     @torch.no_grad()
-    def learn(self, reward: Tensor, terminated: Tensor, next_obs: Tensor, done: Tensor) -> Tensor:
-        """One online update of every module from the step just taken; returns the TD errors."""
+    def learn(
+        self,
+        reward: Tensor,
+        terminated: Tensor,
+        next_obs: Tensor,
+        done: Tensor,
+        active: Tensor | None = None,
+    ) -> Tensor:
+        """One online update of every module from the step just taken; returns the TD errors.
+
+        ``active`` (bool per row, default all) marks the rows that took a real step; the others
+        (padding, e.g. an agent that has left a multi-agent episode) get a zero TD error and
+        zero world-model error, so they change nothing.
+        """
         for net in self._error_driven:
             net.optimizer.zero_grad(set_to_none=True)
         next_value = self.critic.infer(self.encode_infer(next_obs)).squeeze(1)
         delta = reward + self.config.gamma * (~terminated) * next_value - self._value
+        if active is not None:
+            delta = delta * active
         outputs, errors = [], []
         for net, post in ((self.actor, self._post), (self.critic, torch.ones_like(delta)[:, None])):
             if net.modulated:
@@ -191,7 +205,8 @@ class ModularAgent(nn.Module):
             target = torch.cat([next_obs, reward[:, None]], dim=1)
             output = self.world_model.last_output
             outputs.append(output)
-            errors.append(output.detach() - target)  # d/dy of 0.5 ||y - target||^2
+            error = output.detach() - target  # d/dy of 0.5 ||y - target||^2
+            errors.append(error if active is None else error * active[:, None])
             self.surprise = float(errors[-1].square().sum(1).mean())
         if outputs:
             with torch.enable_grad():

@@ -32,13 +32,16 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from biocredit.envs.multiagent import is_multiagent
 from biocredit.errors import ConfigError, check_keys
 from biocredit.mappings import merge
 from biocredit.training.config import RunConfig, read_yaml
-from biocredit.training.online import train_online, validate_online
 from biocredit.training.plots import plot_curves, steps_to_threshold
 from biocredit.training.resolve import resolve_config
-from biocredit.training.sb3_runner import train, validate
+from biocredit.training.run import EVAL_SEED_OFFSET
+from biocredit.training.run_dir import read_run_config
+from biocredit.training.runs import run_class, train_any
+from biocredit.training.team_eval import evaluate_team, team_report
 
 BASELINE = "bp"
 
@@ -103,13 +106,13 @@ def plan_runs(spec: BenchSpec, out: Path) -> list[tuple[str, RunConfig]]:
                     "out": str(out / "runs" / env / label / f"seed{seed}"),
                 }
                 config = resolve_config(flags=merge(merge(spec.set, variant.get("set", {})), flags))
-                (validate_online if config.agent else validate)(config)
+                run_class(config).validate(config)
                 configs.append((label, config))
     return configs
 
 
 def _run_one(config: RunConfig) -> dict[str, Any]:
-    return (train_online if config.agent else train)(config, progress=False)
+    return train_any(config)
 
 
 def run_benchmark(
@@ -147,7 +150,8 @@ def run_benchmark(
     elapsed = time.perf_counter() - start
     command = "biocredit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     (out_dir / "results.json").write_text(json.dumps(summaries, indent=2) + "\n")
-    table = render_table(spec, summaries, command, workers, elapsed)
+    randoms = random_team_returns(spec, summaries)
+    table = render_table(spec, summaries, command, workers, elapsed, randoms)
     (out_dir / "table.md").write_text(table)
     groups = {
         env: {
@@ -159,14 +163,45 @@ def run_benchmark(
         for env in spec.envs
     }
     plot_curves(groups, out_dir / "curves.png")
+    team_groups = {g for s in summaries for g in s.get("final_group_returns") or {}}
+    for group in sorted(team_groups) if len(team_groups) > 1 else []:
+        plot_curves(groups, out_dir / f"curves_{group}.png", column=f"groups/{group}")
     return out_dir / "table.md"
 
 
+def random_team_returns(spec: BenchSpec, summaries: list[dict[str, Any]]) -> dict[str, float]:
+    """For each PettingZoo env: the mean team return of uniformly random agents, evaluated like
+    the runs (same eval seeds and episode count), averaged over the spec's seeds."""
+    randoms = {}
+    for env in spec.envs:
+        runs = [s for s in summaries if s["env"] == env and s["label"] == BASELINE]
+        if not is_multiagent(env) or not runs:
+            continue
+        values = []
+        for summary in runs:
+            config = read_run_config(Path(summary["run_dir"]))
+            seed = config.seed + EVAL_SEED_OFFSET
+            values.append(
+                team_report(evaluate_team(config, None, seed, config.eval_episodes), {})[
+                    "return_mean"
+                ]
+            )
+        randoms[env] = float(np.mean(values))
+    return randoms
+
+
 def render_table(
-    spec: BenchSpec, summaries: list[dict[str, Any]], command: str, workers: int, elapsed: float
+    spec: BenchSpec,
+    summaries: list[dict[str, Any]],
+    command: str,
+    workers: int,
+    elapsed: float,
+    randoms: dict[str, float] | None = None,
 ) -> str:
     """Markdown table: per env and learner, final return, solved seeds, steps to threshold,
-    wall time, and ratios to the bp baseline of the same invocation."""
+    wall time, and ratios to the bp baseline of the same invocation; for multi-agent envs also
+    the gap closed to bp from a random team, ``(learner - random) / (bp - random)``."""
+    randoms = randoms or {}
     lines = [
         f"# Benchmark `{spec.name}`: {spec.agent or spec.algo.upper()} x "
         f"{{{', '.join(spec.learners)}}}",
@@ -179,8 +214,8 @@ def render_table(
         "Ratios: learner / bp (return ratios only where bp's mean return is positive).",
         "",
         "| env | learner | final return | seeds >= threshold | steps to threshold | wall time (s) "
-        "| steps/s | return / bp | wall time / bp |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| steps/s | return / bp | wall time / bp | gap closed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for env, options in spec.envs.items():
         threshold = options.get("threshold")
@@ -204,13 +239,20 @@ def render_table(
                     else f"not reached (0/{len(runs)})"
                 )
             ratio = f"{finals.mean() / base_return:.2f}" if base_return > 0 else "n/a"
+            gap = "-"
+            if env in randoms and base_return != randoms[env]:
+                gap = f"{(finals.mean() - randoms[env]) / (base_return - randoms[env]):.2f}"
             lines.append(
                 f"| {env} | {learner} | {finals.mean():.1f} +/- {finals.std():.1f} | {solved} "
                 f"| {to_threshold} | {walls.mean():.1f} "
                 f"| {np.mean([s['steps_per_s'] for s in runs]):.0f} | {ratio} "
-                f"| {walls.mean() / base_wall:.2f} |"
+                f"| {walls.mean() / base_wall:.2f} | {gap} |"
             )
-    per_seed = ["", "Per seed (final return):", ""]
+    per_seed = [
+        f"\nRandom team on {env}: {value:.1f} (same eval seeds and episodes)."
+        for env, value in randoms.items()
+    ]
+    per_seed += ["", "Per seed (final return):", ""]
     for env in spec.envs:
         for learner in spec.learners:
             values = [

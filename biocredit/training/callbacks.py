@@ -52,24 +52,29 @@ class RunProgress:
             MofNCompleteColumn(),
             TextColumn("{task.fields[speed]:>6.0f} steps/s"),
             TextColumn("return {task.fields[ret]}"),
+            TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
         )
-        self.task = self.progress.add_task(description, total=total_steps, speed=0.0, ret="-")
+        self.task = self.progress.add_task(
+            description, total=total_steps, speed=0.0, ret="-", detail=""
+        )
         self.start_time = 0.0
 
     def start(self) -> None:
         self.start_time = time.perf_counter()
         self.progress.start()
 
-    def update(self, steps: int, recent: float | None) -> None:
+    def update(self, steps: int, recent: float | None, detail: str = "") -> None:
+        """``recent``: the recent mean return; ``detail``: more, e.g. per-group returns."""
         elapsed = max(time.perf_counter() - self.start_time, 1e-9)
         self.progress.update(
             self.task,
             completed=steps,
             speed=steps / elapsed,
             ret="-" if recent is None else f"{recent:.1f}",
+            detail=detail,
         )
 
     def stop(self) -> None:
@@ -77,11 +82,18 @@ class RunProgress:
 
 
 class RichProgressCallback(BaseCallback):
-    """:class:`RunProgress` for SB3, refreshed after every rollout."""
+    """:class:`RunProgress` for SB3, refreshed after every rollout; ``detail()`` adds text."""
 
-    def __init__(self, total_steps: int, description: str, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        total_steps: int,
+        description: str,
+        console: Console | None = None,
+        detail: Callable[[], str] | None = None,
+    ) -> None:
         super().__init__()
         self.display = RunProgress(total_steps, description, console)
+        self.detail = detail
 
     def _on_training_start(self) -> None:
         self.display.start()
@@ -90,7 +102,8 @@ class RichProgressCallback(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
-        self.display.update(self.num_timesteps, recent_return(self.model.ep_info_buffer))
+        detail = self.detail() if self.detail is not None else ""
+        self.display.update(self.num_timesteps, recent_return(self.model.ep_info_buffer), detail)
 
     def _on_training_end(self) -> None:
         self._on_rollout_end()

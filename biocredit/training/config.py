@@ -16,6 +16,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from biocredit.envs.multiagent import is_multiagent
 from biocredit.errors import ConfigError, check_keys, unknown_name
 
 DIVERGENCE_ACTIONS = ("stop", "rollback")
@@ -30,7 +31,10 @@ class RunConfig:
     ``"lin_1e-3"`` means a linear schedule from 1e-3 to 0, as in the RL Zoo); ``policy_kwargs``
     to the policy (``net_arch``, ``activation_fn`` by name, ``ortho_init``, ``log_std_init``).
     A native agent (``agent``, with ``algo: online``) takes ``agent_kwargs`` instead; there
-    ``learner``, if set, replaces every module's learner.
+    ``learner``, if set, replaces every module's learner. A PettingZoo env
+    (``env: pettingzoo:...``) takes ``multiagent`` (scheme, groups; see
+    :mod:`biocredit.agents.team`), and ``steps`` then counts agent steps (one per agent per env
+    step).
     """
 
     env: str = "CartPole-v1"
@@ -47,6 +51,7 @@ class RunConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    multiagent: dict[str, Any] = field(default_factory=dict)
     eval_episodes: int = 10
     checkpoint_freq: int = 0
     on_divergence: str = "stop"  # or "rollback": resume the last checkpoint, learning rates halved
@@ -83,6 +88,12 @@ class RunConfig:
             )
         if self.agent is None and self.learner is None:
             raise ConfigError("An SB3 run needs a learner, e.g. --learner dfa.")
+        if self.multiagent and not is_multiagent(self.env):
+            raise ConfigError(
+                f"'multiagent' options apply to PettingZoo envs (env: pettingzoo:...), but env is "
+                f"'{self.env}'. Remove 'multiagent' or name a PettingZoo env, e.g. "
+                "pettingzoo:mpe2.simple_spread_v3."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,11 +12,38 @@ from stable_baselines3.common.policies import BasePolicy
 
 from biocredit.agents import ModularAgent, agent_config
 from biocredit.envs import make_sb3_vec_env
+from biocredit.envs.multiagent import is_multiagent
 from biocredit.errors import ConfigError
 from biocredit.serialization import load_checkpoint
+from biocredit.training.config import RunConfig
 from biocredit.training.run import EVAL_SEED_OFFSET
 from biocredit.training.run_dir import CHECKPOINT_DIR, read_run_config
 from biocredit.training.sb3_runner import POLICY_CLASSES, policy_kwargs
+from biocredit.training.team_eval import evaluate_team, team_report
+
+
+def evaluate_multiagent_run(
+    run_dir: Path, config: RunConfig, episodes: int, seed: int | None, deterministic: bool
+) -> dict[str, Any]:
+    """Team (sum over agents), per-group and per-agent returns of a multi-agent run."""
+    from biocredit.training.runs import run_class
+
+    run = run_class(config)(config)
+    meta = load_checkpoint(run.model(), Path(run_dir) / CHECKPOINT_DIR, {"env": config.env})
+    seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
+    with torch.no_grad():
+        returns = evaluate_team(config, run.team_policy(deterministic), seed, episodes)
+    return {
+        "run_dir": str(run_dir),
+        "env": config.env,
+        "algo": config.algo,
+        "agent": config.agent,
+        "learner": config.learner,
+        "seed": seed,
+        "trained_steps": meta.get("num_timesteps"),
+        "episodes": episodes,
+        **team_report(returns, run.groups),
+    }
 
 
 def load_run_policy(run_dir: Path) -> tuple[BasePolicy | ModularAgent, dict]:
@@ -45,6 +72,8 @@ def evaluate_run(
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}.")
     config = read_run_config(run_dir)
+    if is_multiagent(config.env):
+        return evaluate_multiagent_run(run_dir, config, episodes, seed, deterministic)
     policy, meta = load_run_policy(run_dir)
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     env = make_sb3_vec_env(config.env, 1, seed, config.env_kwargs)

@@ -102,8 +102,13 @@ class TrainingRun:
         return run
 
     @classmethod
+    def check_resumable(cls) -> None:
+        """Raise a :class:`~biocredit.errors.ConfigError` if runs of this kind cannot resume."""
+
+    @classmethod
     def resume(cls, config: RunConfig, run_dir: Path) -> TrainingRun:
         """Rebuild the run as it started, then load every piece of state it had."""
+        cls.check_resumable()
         run = cls(config)
         run.run_dir = Path(run_dir)
         directory = run.run_dir / CHECKPOINT_DIR

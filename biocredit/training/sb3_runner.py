@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -181,6 +182,7 @@ class SB3Run(TrainingRun):
         self.halted = False  # stopped by a signal one env step into a rollout
 
     validate = staticmethod(validate)
+    progress_detail: Callable[[], str] | None = None  # more text for the progress bar
 
     def model(self) -> nn.Module:
         return self.algo.policy
@@ -272,7 +274,8 @@ class SB3Run(TrainingRun):
             all_callbacks = [*(callbacks or []), guard, checkpoints]
             if progress:
                 label = f"{config.algo}+{config.learner} {config.env} seed {config.seed}"
-                all_callbacks.append(RichProgressCallback(config.steps, label, console))
+                display = RichProgressCallback(config.steps, label, console, self.progress_detail)
+                all_callbacks.append(display)
             algo.learn(
                 total_timesteps=config.steps - algo.num_timesteps,
                 callback=all_callbacks,

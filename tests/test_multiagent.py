@@ -1,0 +1,248 @@
+"""PettingZoo multi-agent runs: who is asked to act, return bookkeeping, parameter sharing,
+bad inputs and the CLI."""
+
+import json
+import subprocess
+import sys
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from biocredit.agents.team import Team, multiagent_config
+from biocredit.envs.multiagent import make_parallel_env
+from biocredit.envs.parallel_vec_env import ParallelVecEnv
+from biocredit.errors import ConfigError
+from biocredit.training.resolve import resolve_config
+from biocredit.training.runs import run_class
+
+SPREAD = "pettingzoo:mpe2.simple_spread_v3"
+DYING = "pettingzoo:test_multiagent"  # this module: its parallel_env() below
+
+
+class DyingEnv(ParallelEnv):
+    """Agent ``runner_<i>`` leaves after ``i + 2`` steps (runner_0 terminated, the others
+    truncated); reward 1 + action per step. Records every action dict it receives and refuses
+    actions for agents that are not live."""
+
+    metadata: ClassVar[dict] = {"name": "dying_v0", "is_parallelizable": True}
+
+    def __init__(self) -> None:
+        self.possible_agents = ["runner_0", "runner_1", "runner_2"]
+        self.received: list[tuple[list[str], list[str]]] = []  # (live, asked) per step
+
+    def observation_space(self, agent):
+        return spaces.Box(-10.0, 10.0, (2,), dtype=np.float32)
+
+    def action_space(self, agent):
+        return spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        self.agents, self.t = list(self.possible_agents), 0
+        return {a: self._obs(a) for a in self.agents}, {a: {} for a in self.agents}
+
+    def _obs(self, agent):
+        return np.array([self.t, self.possible_agents.index(agent)], dtype=np.float32)
+
+    def step(self, actions):
+        assert set(actions) <= set(self.agents), f"asked dead agents: {actions}"
+        self.received.append((list(self.agents), sorted(actions)))
+        self.t += 1
+        rewards = {a: 1.0 + float(actions[a]) for a in self.agents}
+        leaving = {a: self.t >= self.possible_agents.index(a) + 2 for a in self.agents}
+        terminated = {a: leaving[a] and a == "runner_0" for a in self.agents}
+        truncated = {a: leaving[a] and a != "runner_0" for a in self.agents}
+        obs = {a: self._obs(a) for a in self.agents}
+        self.agents = [a for a in self.agents if not leaving[a]]
+        return obs, rewards, terminated, truncated, {a: {} for a in obs}
+
+
+def parallel_env():
+    return DyingEnv()
+
+
+def config(env=DYING, overrides=(), **flags):
+    flags = {"agent": "neuromodulated-ac", "env": env, "steps": 60, "eval_episodes": 2, **flags}
+    return resolve_config(flags=flags, overrides=list(overrides))
+
+
+@pytest.mark.parametrize("scheme", ["shared", "independent"])
+def test_only_live_agents_are_asked_and_returns_add_up(scheme, tmp_path):
+    cfg = config(n_envs=2, out=str(tmp_path / "run"), overrides=[f"multiagent.scheme={scheme}"])
+    run = run_class(cfg).start(cfg)
+    summary = run.run(progress=False)
+    for env in run.envs:
+        assert env.received, "the env was never stepped"
+        for live, asked in env.received:
+            assert asked == sorted(live)  # every live agent acts, no one else
+    assert [len(live) for live, _ in run.envs[0].received[:4]] == [3, 3, 2, 1]
+    # an agent's return is its reward while live: 1 + action per step, for i + 2 steps
+    for episode in run.episodes.finished:
+        for agent, ret in episode.items():
+            steps = int(agent[-1]) + 2
+            assert steps <= ret <= 2 * steps
+    report = summary["final_agent_returns"]
+    assert sum(report.values()) == pytest.approx(summary["final_return_mean"])
+    assert summary["final_group_returns"] == {"runner": pytest.approx(summary["final_return_mean"])}
+
+
+def test_vec_env_adapter_asks_live_agents_and_reports_team_returns():
+    vec = ParallelVecEnv(parallel_env, n_copies=2)
+    vec.seed(0)
+    obs = vec.reset()
+    assert vec.num_envs == 6 and obs.shape == (6, 2 + 3)
+    np.testing.assert_array_equal(obs[:3, 2:], np.eye(3))  # one-hot agent id appended
+    for t in range(1, 5):
+        _, rewards, dones, infos = vec.step(np.ones(6, dtype=np.int64))
+        for env in vec.envs:
+            live, asked = env.received[-1]
+            assert asked == sorted(live)
+        if t == 2:  # runner_0 terminated
+            assert dones[0] and dones[3] and not infos[0]["TimeLimit.truncated"]
+            assert "terminal_observation" in infos[0]
+        if t == 3:  # runner_1 truncated; runner_0's slot is padding
+            assert dones[1] and infos[1]["TimeLimit.truncated"] and rewards[0] == 0.0
+    # after 4 steps every agent left: the copies reset and the team return is reported
+    assert infos[0]["episode"]["r"] == pytest.approx(2 * (2 + 3 + 4))
+    episode = vec.episodes.finished[-1]
+    assert sum(episode.values()) == pytest.approx(infos[0]["episode"]["r"])
+
+
+def spread_team(scheme):
+    env = make_parallel_env(SPREAD, {"N": 3})
+    agents = env.possible_agents
+    team = Team(
+        {a: env.observation_space(a) for a in agents},
+        {a: env.action_space(a) for a in agents},
+        multiagent_config({"scheme": scheme}),
+        "neuromodulated-ac",
+        {},
+        None,
+        n_copies=2,
+    )
+    return team, agents
+
+
+def acting_weights(team, agent):
+    unit = next(u for u, members in team.members.items() if agent in members)
+    return team.units[unit].actor.net.layers[0].weight
+
+
+def test_parameter_sharing_shares_one_set_of_tensors():
+    team, agents = spread_team("shared")
+    assert list(team.units) == ["agent"]
+    pointers = {acting_weights(team, a).data_ptr() for a in agents}
+    assert len(pointers) == 1
+    # the shared network sees each agent's one-hot id after its 18 observation entries
+    assert team.units["agent"].observation_space.shape == (18 + 3,)
+
+
+def test_independent_learners_have_their_own_tensors():
+    team, agents = spread_team("independent")
+    assert sorted(team.units) == sorted(agents)
+    weights = [acting_weights(team, a) for a in agents]
+    assert len({w.data_ptr() for w in weights}) == len(agents)
+    assert not torch.equal(weights[0], weights[1])
+    all_params = [p.data_ptr() for unit in team.units.values() for p in unit.parameters()]
+    assert len(all_params) == len(set(all_params))
+
+
+def test_groups_give_predators_and_prey_their_own_learners():
+    env = make_parallel_env("pettingzoo:mpe2.simple_tag_v3", {})
+    agents = env.possible_agents
+    groups = {
+        "predators": {"agents": "adversary_*", "learner": "hebbian3f"},
+        "prey": {"agents": ["agent_*"], "learner": "dfa"},
+    }
+    team = Team(
+        {a: env.observation_space(a) for a in agents},
+        {a: env.action_space(a) for a in agents},
+        multiagent_config({"scheme": "shared", "groups": groups}),
+        "neuromodulated-ac",
+        {},
+        None,
+    )
+    assert team.groups == {
+        "predators": ["adversary_0", "adversary_1", "adversary_2"],
+        "prey": ["agent_0"],
+    }
+    assert team.learners() == {"predators": "hebbian3f/hebbian3f", "prey": "dfa/dfa"}
+
+
+@pytest.mark.parametrize(
+    "env, kwargs, wrappers, message",
+    [
+        ("mpe2.simple_spread_v3", {}, [], "is not a PettingZoo env id"),
+        ("pettingzoo:os.path", {}, [], "is not a PettingZoo env module"),
+        ("pettingzoo:mpe2.simple_sprad_v3", {}, [], "Did you mean 'simple_spread_v3'?"),
+        ("pettingzoo:classic/chesss-v6", {}, [], "Did you mean 'classic/chess-v6'?"),
+        ("pettingzoo:classic/tictactoe-v3", {}, [], "turn-based AEC env"),
+        (SPREAD, {"n_agents": 3}, [], "do not fit"),
+        (SPREAD, {}, ["clip_out_of_bounds"], "AEC-only options"),
+        (SPREAD, {}, ["clip"], "Unknown AEC wrapper 'clip'"),
+    ],
+)
+def test_bad_env_input_gets_a_clear_error(env, kwargs, wrappers, message):
+    with pytest.raises(ConfigError, match=message.replace("?", r"\?").replace("(", r"\(")):
+        make_parallel_env(env, kwargs, wrappers)
+
+
+def test_missing_extra_names_the_install_command(monkeypatch):
+    for name in [m for m in sys.modules if m == "mpe2" or m.startswith("mpe2.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "mpe2", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r'pip install "biocredit\[multiagent\]"'):
+        make_parallel_env(SPREAD, {})
+
+
+@pytest.mark.parametrize(
+    "flags, overrides, message",
+    [
+        ({}, ["multiagent.scheme=shard"], "Did you mean 'shared'?"),
+        ({}, ["multiagent.groups={x: {agents: b*}}"], "matches no group"),
+        ({"env": "CartPole-v1"}, ["multiagent.scheme=shared"], "apply to PettingZoo envs"),
+        (
+            {"algo": "ppo", "agent": None, "learner": "dfa"},
+            ["multiagent.scheme=independent"],
+            "every agent shares one policy",
+        ),
+        ({"algo": "sac", "agent": None, "learner": "dfa"}, [], "on-policy"),
+    ],
+)
+def test_bad_multiagent_config_is_refused_before_anything_is_written(
+    flags, overrides, message, tmp_path
+):
+    with pytest.raises(ConfigError, match=message.replace("?", r"\?")):
+        cfg = config(out=str(tmp_path / "run"), overrides=overrides, **flags)
+        run_class(cfg).start(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def biocredit(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "biocredit.cli", *args], capture_output=True, text=True, timeout=240
+    )
+
+
+@pytest.mark.slow
+def test_cli_trains_evaluates_and_refuses_resume(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--agent", "neuromodulated-ac", "--env", SPREAD, "--steps", "600"]
+    result = biocredit(*args, "--out", str(out), "--no-progress", "--set", "eval_episodes=2")
+    assert result.returncode == 0, result.stderr
+    names = {p.name for p in out.iterdir()}
+    assert {"config.yaml", "progress.csv", "summary.json", "checkpoint"} <= names
+    header = (out / "progress.csv").read_text().splitlines()[0].split(",")
+    assert {"rollout/ep_rew_mean", "groups/agent", "agents/agent_0", "agents/agent_2"} <= set(
+        header
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    report = json.loads(biocredit("eval", str(out), "--episodes", "2", "--json").stdout)
+    assert report["return_mean"] == pytest.approx(summary["final_return_mean"])
+    assert sum(report["agent_returns"].values()) == pytest.approx(report["return_mean"])
+    resumed = biocredit("train", "--resume", str(out), "--steps", "1200")
+    assert resumed.returncode == 2 and "cannot be resumed" in resumed.stderr
+    assert "steps: 600" in (out / "config.yaml").read_text()
