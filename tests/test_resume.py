@@ -68,6 +68,12 @@ CASES = {
         (1280, 640),
     ),
     "composed-agent-adam": ({"agent": "neuromodulated-ac"}, COMPOSED, OnlineRun, (1280, 640)),
+    "eqprop-memory-tmaze": (
+        {"agent": "eqprop-memory-ac", "env": "CuedTMaze-v0"},
+        [*AGENT, "agent_kwargs.modules.memory.optimizer=adam"],
+        OnlineRun,
+        (1280, 650),  # the stop falls mid-episode: the memory state must come back
+    ),
 }
 
 

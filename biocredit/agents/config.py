@@ -2,7 +2,7 @@
 
     modules:
       perception: {learner: dfa, hidden: [64], features: 32}   # or null: passthrough
-      memory: {kind: passthrough}                               # or null
+      memory: {kind: eqprop, units: 32}                         # or passthrough / null
       policy:
         actor:  {learner: hebbian3f, hidden: [64, 64], lr: 1.0e-3}
         critic: {learner: hebbian3f, hidden: [64, 64], lr: 3.0e-4}
@@ -24,7 +24,7 @@ from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.learners import learner_class
 
 OPTIMIZERS = ("sgd", "adam")
-MEMORY_KINDS = ("passthrough",)
+MEMORY_KINDS = ("passthrough", "eqprop")
 
 
 @dataclass
@@ -61,13 +61,39 @@ class PerceptionConfig(NetworkConfig):
 
 @dataclass
 class MemoryConfig:
-    """Features + previous state -> state. Only ``passthrough`` exists so far."""
+    """Features + previous state -> state: ``passthrough`` (no memory) or ``eqprop``, an
+    energy-based recurrent memory learned by equilibrium propagation
+    (:mod:`biocredit.agents.memory`); the other keys configure ``eqprop``."""
 
     kind: str = "passthrough"
+    units: int = 32
+    steps: int = 10
+    beta: float = 0.1
+    dt: float = 0.5
+    self_excitation: float = 1.5
+    recurrence: float = 0.0
+    lr: float = 1e-3
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
         if self.kind not in MEMORY_KINDS:
             raise unknown_name("memory kind", self.kind, MEMORY_KINDS)
+        for key in ("units", "steps"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"modules.memory.{key} must be an integer >= 1, got {value!r}.")
+        if not self.beta > 0:
+            raise ConfigError(f"modules.memory.beta must be > 0, got {self.beta!r}.")
+        if not 0 < self.dt <= 1:
+            raise ConfigError(f"modules.memory.dt must be in (0, 1], got {self.dt!r}.")
+        if not self.lr > 0:
+            raise ConfigError(f"modules.memory.lr must be > 0, got {self.lr!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
+
+    @property
+    def learned(self) -> bool:
+        return self.kind != "passthrough"
 
 
 @dataclass
@@ -116,13 +142,16 @@ class AgentConfig:
             policy.critic.error_driven,
             modules.world_model is not None,
         ]
-        if modules.perception is not None and not any(senders):
-            raise ConfigError(
-                "modules.perception would never learn: the actor and critic use modulator-driven "
-                "learners that send no error down, and there is no world_model. Add "
-                "modules.world_model (e.g. {learner: dfa}), give the actor or critic an "
-                "error-driven learner, or set perception: null."
-            )
+        learned = {"perception": modules.perception is not None}
+        learned["memory"] = modules.memory is not None and modules.memory.learned
+        for role, present in learned.items():
+            if present and not any(senders):
+                raise ConfigError(
+                    f"modules.{role} would never learn: the actor and critic use "
+                    "modulator-driven learners that send no error down, and there is no "
+                    "world_model. Add modules.world_model (e.g. {learner: dfa}), give the actor "
+                    f"or critic an error-driven learner, or set {role}: null."
+                )
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

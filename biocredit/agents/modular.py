@@ -3,7 +3,8 @@
 Each module is a local network with its own learner and optimizer, and everything learns
 online, at every step, for every env in parallel (batch of one per env, no replay):
 
-    s = memory(perception(o)),  a ~ pi(.|s)
+    f = perception(o),  s = (f, m) with m = memory(f, m_prev) (or s = f without memory)
+    a ~ pi(.|s)
     delta = r + gamma (1 - terminated) v(s') - v(s)            the TD error
     actor  post = onehot(a) - pi(s)   (softmax)  or  (a - mu) / sigma^2   (Gaussian)
     critic post = 1
@@ -17,7 +18,9 @@ Fremaux & Gerstner (2016) and Sutton & Barto (2018, section 13.5). A Gaussian po
 bounded to the action box, ``mu = centre + half_range * tanh(y)`` (so the output unit's post
 term is ``(a - mu) / sigma^2 * half_range * (1 - tanh(y)^2)``), and its ``log_std``, kept in
 ``[LOG_STD_MIN, LOG_STD_MAX]``, is an output-level parameter with its own trace of
-``(a - mu)^2 / sigma^2 - 1``.
+``(a - mu)^2 / sigma^2 - 1``. An ``eqprop`` memory (:mod:`biocredit.agents.memory`) learns from
+the errors the actor, critic and world model send into ``m`` and keeps one state per env, reset
+at episode start.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 from biocredit.agents.config import AgentConfig, agent_config_from_dict
-from biocredit.agents.networks import TrainedNetwork
+from biocredit.agents.memory import EqPropMemory
+from biocredit.agents.networks import OPTIMIZERS, TrainedNetwork
 from biocredit.errors import ConfigError
 from biocredit.learners import NetworkSpec
 from biocredit.serialization import (
@@ -67,7 +71,7 @@ class ModularAgent(nn.Module):
         if not isinstance(observation_space, spaces.Box):
             raise ConfigError(f"Observation space {observation_space} is not a Box.")
         self.observation_space, self.action_space = observation_space, action_space
-        self.config = config
+        self.config, self.n_envs = config, n_envs
         modules = config.modules
         n_obs = int(np.prod(observation_space.shape))
         self.discrete = isinstance(action_space, spaces.Discrete)
@@ -92,6 +96,22 @@ class ModularAgent(nn.Module):
             p = modules.perception
             self.perception = make(_spec(n_obs, p, p.features), p)
             state_dim = p.features
+        self.memory = None
+        if modules.memory is not None and modules.memory.learned:
+            m = modules.memory
+            self.memory = EqPropMemory(
+                state_dim,
+                n_envs,
+                m.units,
+                m.steps,
+                m.beta,
+                m.dt,
+                m.self_excitation,
+                m.recurrence,
+                OPTIMIZERS[m.optimizer],
+                m.lr,
+            )
+            state_dim += m.units
         policy = modules.policy
         self.actor = make(_spec(state_dim, policy.actor, n_actions), policy.actor)
         self.critic = make(_spec(state_dim, policy.critic, 1), policy.critic)
@@ -131,14 +151,24 @@ class ModularAgent(nn.Module):
         return self._trained
 
     def encode(self, obs: Tensor) -> Tensor:
-        """Perception then (passthrough) memory; keeps perception's autograd node."""
-        if self.perception is None:
-            return obs
-        self.perception.forward(obs)
-        return self.perception.last_output
+        """Perception then memory (committing its next state); keeps the autograd nodes, so
+        errors sent into the result reach both."""
+        features = obs
+        if self.perception is not None:
+            self.perception.forward(obs)
+            features = self.perception.last_output
+        if self.memory is None:
+            return features
+        with torch.enable_grad():
+            return torch.cat([features, self.memory(features)], dim=1)
 
-    def encode_infer(self, obs: Tensor) -> Tensor:
-        return obs if self.perception is None else self.perception.infer(obs)
+    def encode_infer(self, obs: Tensor, memory_start: Tensor | None = None) -> Tensor:
+        """What :meth:`encode` would return, without recording or committing anything; the
+        memory settles from ``memory_start`` (default: its committed state)."""
+        features = obs if self.perception is None else self.perception.infer(obs)
+        if self.memory is None:
+            return features
+        return torch.cat([features, self.memory.infer(features, memory_start)], dim=1)
 
     @torch.no_grad()
     def act(self, obs: Tensor) -> Tensor:
@@ -186,6 +216,8 @@ class ModularAgent(nn.Module):
         """
         for net in self._error_driven:
             net.optimizer.zero_grad(set_to_none=True)
+        if self.memory is not None:
+            self.memory.optimizer.zero_grad(set_to_none=True)
         next_value = self.critic.infer(self.encode_infer(next_obs)).squeeze(1)
         delta = reward + self.config.gamma * (~terminated) * next_value - self._value
         if active is not None:
@@ -213,6 +245,9 @@ class ModularAgent(nn.Module):
                 torch.autograd.backward(outputs, errors)
         for net in self._trained.values():
             net.optimizer.step()
+        if self.memory is not None:
+            self.memory.optimizer.step()
+            self.memory.reset(done)
         if not self.discrete:
             trace = self.log_std_trace
             trace.mul_(self.log_std_decay).add_(self._log_std_post)
@@ -231,9 +266,7 @@ class ModularAgent(nn.Module):
             "agent_config": asdict(self.config),
             "observation_space": space_to_json(self.observation_space),
             "action_space": space_to_json(self.action_space),
-            "n_envs": int(self.critic.net.learner.traces()[0][1].shape[0])
-            if self.critic.modulated
-            else 1,
+            "n_envs": self.n_envs,
         }
         save_checkpoint(self, Path(path), meta)
 
@@ -257,12 +290,26 @@ class ModularAgent(nn.Module):
         state: Any = None,
         episode_start: Any = None,
         deterministic: bool = False,
-    ) -> tuple[np.ndarray, None]:
-        """SB3-style prediction: greedy (argmax / mean) when ``deterministic``."""
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """SB3-style prediction: greedy (argmax / mean) when ``deterministic``.
+
+        With a memory, ``state`` is its state (as returned by the last call; zeros when
+        ``None``), rows where ``episode_start`` is true start from zero, and the new state is
+        returned, as SB3's recurrent policies do; the agent's own training state is untouched.
+        """
         obs = torch.as_tensor(np.asarray(observation), dtype=torch.float32)
         single = obs.ndim == len(self.observation_space.shape)
         obs = obs.reshape(1 if single else obs.shape[0], -1)
-        out = self.actor.infer(self.encode_infer(obs))
+        start = None
+        if self.memory is not None:
+            start = torch.zeros(obs.shape[0], self.memory.units)
+            if state is not None:
+                start = torch.as_tensor(np.asarray(state), dtype=torch.float32).reshape(start.shape)
+            if episode_start is not None:
+                fresh = torch.as_tensor(np.asarray(episode_start), dtype=torch.bool).reshape(-1)
+                start = start * (~fresh).float()[:, None]
+        encoded = self.encode_infer(obs, start)
+        out = self.actor.infer(encoded)
         if self.discrete:
             action = out.argmax(1) if deterministic else torch.multinomial(out.softmax(1), 1)[:, 0]
         else:
@@ -270,4 +317,5 @@ class ModularAgent(nn.Module):
             if not deterministic:
                 action = action + self.log_std.exp() * torch.randn_like(out)
         action_np = self.env_action(action)
-        return (action_np[0] if single else action_np), None
+        new_state = None if self.memory is None else encoded[:, -self.memory.units :].numpy()
+        return (action_np[0] if single else action_np), new_state

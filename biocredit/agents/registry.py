@@ -21,6 +21,20 @@ AGENTS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "eqprop-memory-ac": {
+        "description": "energy-based recurrent memory learned by equilibrium propagation "
+        "(state persists across steps, no BPTT) feeding an actor-critic whose learners send it "
+        "their input errors; for partially observable tasks",
+        "defaults": {
+            "modules": {
+                "memory": {"kind": "eqprop", "units": 32},
+                "policy": {
+                    "actor": {"learner": "fa", "hidden": [64], "lr": 1e-3},
+                    "critic": {"learner": "fa", "hidden": [64], "lr": 1e-3},
+                },
+            },
+        },
+    },
 }
 
 

@@ -87,6 +87,8 @@ class OnlineRun(TrainingRun):
         self.next_log = LOG_EVERY_STEPS
         self.returns: deque[float] = deque(maxlen=100)
         modules: dict[str, nn.Module] = dict(self.agent.networks)
+        if self.agent.memory is not None:
+            modules["memory"] = self.agent.memory
         if isinstance(getattr(self.agent, "log_std", None), nn.Parameter):
             modules["log_std"] = nn.ParameterDict({"log_std": self.agent.log_std})
         self.guard = DivergenceGuard(modules, lambda: self.steps)
@@ -104,17 +106,19 @@ class OnlineRun(TrainingRun):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         optimizers = {role: net.optimizer for role, net in self.agent.trained_networks().items()}
+        if self.agent.memory is not None:
+            optimizers["memory"] = self.agent.memory.optimizer
         if not self.agent.discrete:
             optimizers["log_std"] = self.agent.log_std_optimizer
         return optimizers
 
     def identity(self) -> dict[str, Any]:
-        networks = self.agent.trained_networks()
-        return {
-            "env": self.config.env,
-            "agent": self.config.agent,
-            "modules": {role: net.net.learner.name for role, net in networks.items()},
+        modules = {
+            role: net.net.learner.name for role, net in self.agent.trained_networks().items()
         }
+        if self.agent.memory is not None:
+            modules["memory"] = "eqprop"
+        return {"env": self.config.env, "agent": self.config.agent, "modules": modules}
 
     def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {"obs": torch.as_tensor(self.obs).clone()}

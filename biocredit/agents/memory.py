@@ -1,0 +1,162 @@
+"""An energy-based recurrent memory whose weights learn by equilibrium propagation.
+
+At step ``t`` the memory state ``m`` (``units`` hard-tanh units in [-1, 1]) settles, starting
+from ``m_{t-1}``, toward a minimum of
+
+    E_t(m) = ||m||^2 / 2 - m^T J m / 2 - m^T (U f_t + V m_{t-1} + b)
+
+with the current features ``f_t`` and the previous state ``m_{t-1}`` clamped as inputs and ``J``
+symmetric lateral connections. Information persists two ways: through ``V`` (the previous state
+as an input) and through the attractors of ``J`` (settling starts where the last step ended).
+The free phase is projected gradient descent, ``m <- clamp(m - dt dE/dm, -1, 1)``, and its end
+point ``m_t`` is what the policy reads.
+
+Learning is equilibrium propagation through an autograd boundary, as for the ``eqprop``
+learner: the agent's modules send ``e = dL/dm_t`` (the actor's and critic's input errors, the
+world model's next-observation error); the nudged phases settle ``F = E + beta e.m`` from
+``m_t`` with ``+beta`` and ``-beta`` and every synapse compares its units' co-activity:
+
+    dW = -(m^+ z^T - m^- z^T) / (2 beta),  z = (f_t, m_{t-1}),  W = (U V)
+    dJ = -(m^+ m^+^T - m^- m^-^T) / (4 beta),  db = -(m^+ - m^-) / (2 beta)
+
+``m_{t-1}`` is a clamped input, never differentiated: no backpropagation through time. The state
+is a buffer (one row per env), so checkpoints carry it; rows are reset to zero at episode start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx
+
+from biocredit.learners.eqprop import contrastive_grads
+
+LOW, HIGH = -1.0, 1.0
+
+
+def memory_step(
+    state: Tensor, lateral: Tensor, drive: Tensor, nudge: Tensor | None, dt: float
+) -> Tensor:
+    """One projected gradient step of a unit: ``m <- clamp(m + dt (J m + drive - m - nudge))``
+    with ``drive = U f + V m_prev + b`` its clamped inputs and ``nudge = beta e`` (or ``None``)."""
+    force = torch.addmm(drive, state, lateral).sub_(state)
+    if nudge is not None:
+        force.sub_(nudge)
+    return state.add(force, alpha=dt).clamp_(LOW, HIGH)
+
+
+def memory_energy(state: Tensor, lateral: Tensor, drive: Tensor) -> Tensor:
+    """Per-sample ``E = ||m||^2/2 - m.(J m)/2 - m.drive`` (a diagnostic)."""
+    return (0.5 * state.square() - 0.5 * state * state.mm(lateral) - state * drive).sum(1)
+
+
+class EqPropMemory(nn.Module):
+    """The memory module: ``forward(features)`` settles and commits the next state.
+
+    :param n_features: width of the features it reads
+    :param n_envs: parallel envs (rows of the state)
+    :param units: memory units
+    :param steps: settling steps of the free and of each nudged phase
+    :param beta: nudging strength, relative to the root mean square of ``e``
+    :param dt: step size of the settling, in (0, 1]
+    :param self_excitation: initial diagonal of ``J``; above 1 a unit is bistable (it keeps its
+        sign until its input pushes it over), an attractor that holds a bit
+    :param recurrence: initial ``V = recurrence * I``
+    :param optimizer: optimizer class
+    :param lr: learning rate
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_envs: int,
+        units: int,
+        steps: int,
+        beta: float,
+        dt: float,
+        self_excitation: float,
+        recurrence: float,
+        optimizer: type[torch.optim.Optimizer],
+        lr: float,
+    ) -> None:
+        super().__init__()
+        self.units, self.steps, self.beta, self.dt = units, steps, beta, dt
+        inputs = nn.Linear(n_features + units, units)
+        with torch.no_grad():
+            inputs.weight[:, n_features:] = recurrence * torch.eye(units)
+        self.inputs = inputs  # W = (U V) and b
+        self.lateral = nn.Parameter(self_excitation * torch.eye(units))  # J (used symmetrised)
+        self.register_buffer("state", torch.zeros(n_envs, units))
+        self.optimizer = optimizer(self.parameters(), lr=lr)
+
+    @property
+    def out_features(self) -> int:
+        return self.units
+
+    def symmetric_lateral(self) -> Tensor:
+        return 0.5 * (self.lateral + self.lateral.t())
+
+    def settle(
+        self, start: Tensor, drive: Tensor, lateral: Tensor, nudge: Tensor | None = None
+    ) -> Tensor:
+        state = start
+        for _ in range(self.steps):
+            state = memory_step(state, lateral, drive, nudge, self.dt)
+        return state
+
+    def infer(self, features: Tensor, start: Tensor | None = None) -> Tensor:
+        """The state reached from ``start`` (default: the committed state), without committing."""
+        start = self.state if start is None else start
+        with torch.no_grad():
+            z = torch.cat([features, start], dim=1)
+            return self.settle(start, self.inputs(z), self.symmetric_lateral())
+
+    def forward(self, features: Tensor) -> Tensor:
+        """Settle from the committed state with ``features`` clamped, commit, and return the new
+        state attached to the equilibrium-propagation boundary."""
+        params = (self.inputs.weight, self.inputs.bias, self.lateral)
+        state = MemoryBoundary.apply(self, features, *params)
+        self.state.copy_(state.detach())
+        return state
+
+    def reset(self, done: Tensor) -> None:
+        """Zero the state of the envs whose episode just ended (the next one starts afresh)."""
+        self.state.mul_((~done).to(self.state.dtype)[:, None])
+
+    def extra_repr(self) -> str:
+        return f"units={self.units}, steps={self.steps}, beta={self.beta}, dt={self.dt}"
+
+
+class MemoryBoundary(torch.autograd.Function):
+    """``m_t = settle(m_{t-1}, f_t)``, whose backward is the nudged phases' contrastive update."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, memory: EqPropMemory, features: Tensor, *params: Tensor
+    ) -> Tensor:
+        with torch.no_grad():
+            z = torch.cat([features, memory.state], dim=1)
+            drive, lateral = memory.inputs(z), memory.symmetric_lateral()
+            free = memory.settle(memory.state, drive, lateral)
+        ctx.memory, ctx.z, ctx.drive = memory, z, drive  # type: ignore[attr-defined]
+        ctx.lateral, ctx.free = lateral, free  # type: ignore[attr-defined]
+        return free
+
+    @staticmethod
+    def backward(ctx: Any, error: Tensor) -> tuple[Tensor | None, ...]:
+        memory: EqPropMemory = ctx.memory
+        scale = float(error.square().mean().sqrt())
+        beta = memory.beta / max(scale, 1e-12)
+        nudge = error * beta
+        plus = memory.settle(ctx.free, ctx.drive, ctx.lateral, nudge)
+        minus = memory.settle(ctx.free, ctx.drive, ctx.lateral, -nudge)
+        span = 2 * beta
+        grad_w, grad_b = contrastive_grads(plus, ctx.z, minus, ctx.z, span)
+        grad_j = contrastive_grads(plus, plus, minus, minus, 2 * span)[0]
+        n_features = ctx.z.shape[1] - memory.units
+        grad_features = None
+        if ctx.needs_input_grad[1]:  # dE/df = -m U, compared between the phases
+            grad_features = (minus - plus).mm(memory.inputs.weight[:, :n_features]).div_(span)
+        return None, grad_features, grad_w, grad_b, grad_j

@@ -1,0 +1,216 @@
+"""Equilibrium propagation (Scellier & Bengio 2017, Front. Comput. Neurosci. 11:24), with the
+symmetric nudging and linear readout of Laborieux et al. 2021 (Front. Neurosci. 15:633674).
+
+The hidden layers are one energy-based network with bounded (hard-sigmoid) units and symmetric
+connections; the input ``x = s_0`` is clamped:
+
+    E(s) = sum_{l=1..H} ( ||s_l||^2 / 2 - s_l^T W_l s_{l-1} - b_l^T s_l ),   s_l in [low, high]
+
+(inside the box the firing rate is the state, ``rho(s) = s``). The output ``y = W_L s_H + b_L``
+is a linear readout that takes no part in the free dynamics: in RL the value head's outputs are
+large, and fed back into the energy they would saturate the hidden units. The network computes
+``y`` at the *free* fixed point, so whatever uses the network (an SB3 policy) sees the output
+that equilibrium propagation trains.
+
+Free phase: from the feedforward pass, settle by exact block-coordinate descent on E, odd hidden
+layers then even ones (a layer's neighbours are held fixed, so its minimiser is the clamp of its
+input, and E never increases):
+
+    s_l <- (1 - dt) s_l + dt clamp(W_l s_{l-1} + s_{l+1} W_{l+1} + b_l, low, high)
+
+Nudged phase: with only ``e = dL/dy`` from the autograd boundary, the cost is linearised,
+``C = e . y``, and ``F = E + beta C`` adds the force ``-beta e W_L`` to the top hidden layer
+(the readout units carry ``-beta e`` back through the same synapses). The option ``beta`` is the
+nudge in units of the error's root mean square, ``beta = beta_option / rms(e)``, so the nudge
+stays well inside the states' range and above float32 rounding whether the loss is a batch sum
+or a batch mean. Settling again from the
+free state gives ``s^beta``; with symmetric nudging both ``s^{+beta}`` and ``s^{-beta}``. Each
+synapse compares the co-activity of its two units between the phases (gradient sign):
+
+    dW_l = -(s_l^a s_{l-1}^a^T - s_l^b s_{l-1}^b^T) / span,  db_l = -(s_l^a - s_l^b) / span
+    (a, b, span) = (+beta, -beta, 2 beta) symmetric, (+beta, free, beta) one-sided
+    dW_L = e^T s_H,  db_L = e                 the readout: delta rule at the free state
+
+As ``beta -> 0`` this is the gradient of ``L`` through the free fixed point (implicit
+differentiation), which ``tests/test_eqprop.py`` checks against autograd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from biocredit.errors import ConfigError, unknown_name
+from biocredit.learners.base import ForwardCache, Learner, linear_grads
+from biocredit.learners.plausibility import Plausibility
+from biocredit.learners.registry import register
+
+UNITS: dict[str, tuple[float, float]] = {"hard_sigmoid": (0.0, 1.0), "hard_tanh": (-1.0, 1.0)}
+
+
+def unit_drive(
+    below: Tensor, w_in: Tensor, bias: Tensor, above: Tensor | None, w_above: Tensor | None
+) -> Tensor:
+    """Total input to a layer's units: ``W_l s_{l-1} + b_l`` from below, plus ``s_{l+1} W_{l+1}``
+    from above through the same synapses (``above`` is ``-beta e`` at the top in a nudged phase,
+    ``None`` when nothing is above)."""
+    drive = torch.addmm(bias, below, w_in.t())
+    return drive if above is None else drive.addmm_(above, w_above)
+
+
+def settle_layer(state: Tensor, drive: Tensor, dt: float, low: float, high: float) -> Tensor:
+    """One block step on ``E``: ``s <- (1 - dt) s + dt clamp(drive, low, high)``; ``dt = 1``
+    jumps to the layer's exact minimiser given its neighbours."""
+    target = drive.clamp_(low, high)
+    return target if dt == 1.0 else torch.lerp(state, target, dt)
+
+
+def contrastive_grads(
+    post_a: Tensor, pre_a: Tensor, post_b: Tensor, pre_b: Tensor, span: float
+) -> tuple[Tensor, Tensor]:
+    """Gradient-sign equilibrium-propagation update of one weight layer from the co-activity of
+    its pre- and post-synaptic units in two phases: ``dW = -(post_a^T pre_a - post_b^T pre_b) /
+    span``, ``db = -sum_batch (post_a - post_b) / span``."""
+    grad_w = post_b.t().mm(pre_b).sub_(post_a.t().mm(pre_a)).div_(span)
+    return grad_w, (post_b - post_a).sum(0).div_(span)
+
+
+def energy(states: Sequence[Tensor], weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:
+    """Per-sample ``E(s) = sum_l ||s_l||^2/2 - s_l.(W_l s_{l-1}) - b_l.s_l`` over the hidden
+    layers ``states[1:]``; ``states[0]`` is the clamped input (a diagnostic, not used to learn)."""
+    total = torch.zeros(states[0].shape[0], dtype=states[0].dtype)
+    for below, state, weight, bias in zip(states[:-1], states[1:], weights, biases, strict=True):
+        total += 0.5 * state.square().sum(1) - (state * (below.mm(weight.t()) + bias)).sum(1)
+    return total
+
+
+@register
+class EquilibriumPropagation(Learner):
+    """Equilibrium propagation: free and nudged settling of an energy network, contrastive
+    Hebbian updates.
+
+    :param free_steps: sweeps (odd layers, then even layers) of the free phase
+    :param nudge_steps: sweeps of each nudged phase, started from the free state
+    :param beta: nudging strength, relative to the root mean square of the output error
+    :param symmetric: nudge with ``+beta`` and ``-beta`` (Laborieux et al. 2021) instead of
+        ``+beta`` against the free phase; removes the O(beta) bias of the estimate
+    :param dt: step toward each layer's minimiser, in (0, 1]
+    :param units: hidden units' range, ``"hard_sigmoid"`` [0, 1] or ``"hard_tanh"`` [-1, 1];
+        the network spec's ``activation`` is not used: the units are the energy's
+    :param seed: unused (no random state); accepted like every learner's
+    """
+
+    name = "eqprop"
+    family = "equilibrium propagation"
+    signal = "error"
+    paper = "Scellier & Bengio 2017, Front. Comput. Neurosci. 11:24; Laborieux et al. 2021"
+    plausibility = Plausibility(
+        p1_global_feedback=True,
+        local_plasticity=True,
+        p6_inference_learning=True,
+        control=True,
+    )
+
+    def __init__(
+        self,
+        free_steps: int = 4,
+        nudge_steps: int = 4,
+        beta: float = 0.1,
+        symmetric: bool = True,
+        dt: float = 1.0,
+        units: str = "hard_sigmoid",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(seed)
+        for key, value in (("free_steps", free_steps), ("nudge_steps", nudge_steps)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(
+                    f"eqprop '{key}' must be an integer >= 1, got {value!r}. Try {key}: 4."
+                )
+        if not beta > 0:
+            raise ConfigError(f"eqprop 'beta' must be > 0, got {beta!r}. Try beta: 0.1.")
+        if not 0 < dt <= 1:
+            raise ConfigError(f"eqprop 'dt' must be in (0, 1], got {dt!r}. Try dt: 1.0.")
+        if not isinstance(symmetric, bool):
+            raise ConfigError(f"eqprop 'symmetric' must be true or false, got {symmetric!r}.")
+        if units not in UNITS:
+            raise unknown_name("eqprop units", units, UNITS)
+        self.free_steps, self.nudge_steps, self.beta = free_steps, nudge_steps, float(beta)
+        self.symmetric, self.dt, self.units = symmetric, float(dt), units
+        self.low, self.high = UNITS[units]
+
+    def settle(
+        self,
+        layers: Sequence[nn.Linear],
+        states: list[Tensor],
+        steps: int,
+        top: Tensor | None = None,
+    ) -> list[Tensor]:
+        """``steps`` sweeps of block-coordinate descent from ``states`` (``[x, s_1 .. s_H]``,
+        not modified); ``top`` is the force on ``s_H`` from above (``-beta e`` in a nudged
+        phase)."""
+        states = list(states)
+        n_hidden = len(states) - 1
+        for _ in range(steps):
+            for first in (1, 2):  # odd layers, then even: each block's neighbours are fixed
+                for l in range(first, n_hidden + 1, 2):
+                    above = states[l + 1] if l < n_hidden else top
+                    weight, bias = layers[l - 1].weight, layers[l - 1].bias
+                    drive = unit_drive(states[l - 1], weight, bias, above, layers[l].weight)
+                    states[l] = settle_layer(states[l], drive, self.dt, self.low, self.high)
+        return states
+
+    def free_phase(self, layers: Sequence[nn.Linear], x: Tensor) -> list[Tensor]:
+        """``[x, s_1 .. s_H]`` at the free fixed point, started from the feedforward pass."""
+        states = [x]
+        for layer in layers[:-1]:
+            drive = unit_drive(states[-1], layer.weight, layer.bias, None, None)
+            states.append(drive.clamp_(self.low, self.high))
+        if len(states) > 2:  # one hidden layer: the feedforward pass is the fixed point
+            states = self.settle(layers, states, self.free_steps)
+        return states
+
+    def forward_pass(
+        self, layers: Sequence[nn.Linear], x: Tensor, record: bool
+    ) -> tuple[Tensor, ForwardCache | None]:
+        """The readout ``y = W_L s_H + b_L`` of the free fixed point (``s_H = x`` without hidden
+        layers); with ``record`` the free states are kept in ``cache.inputs``."""
+        states = self.free_phase(layers, x)
+        out = layers[-1]
+        y = torch.addmm(out.bias, states[-1], out.weight.t())
+        return y, (ForwardCache(states, [], y) if record else None)
+
+    def assign_credit(
+        self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        free = cache.inputs
+        readout = layers[-1].weight
+        grads = list(linear_grads(error, free[-1]))
+        if len(free) == 1:  # no hidden layer: the readout is the whole network
+            return (error.mm(readout) if input_grad else None), grads
+        scale = float(error.square().mean().sqrt())
+        if scale == 0.0:  # no error: no update
+            return (torch.zeros_like(free[0]) if input_grad else None), [
+                torch.zeros_like(p) for layer in layers for p in (layer.weight, layer.bias)
+            ]
+        beta = self.beta / scale  # a nudge of size self.beta in the states' units
+        force = error * -beta
+        plus = self.settle(layers, free, self.nudge_steps, force)
+        if self.symmetric:
+            minus, span = self.settle(layers, free, self.nudge_steps, -force), 2 * beta
+        else:
+            minus, span = free, beta
+        for l in range(len(free) - 1, 0, -1):
+            grads[:0] = contrastive_grads(plus[l], plus[l - 1], minus[l], minus[l - 1], span)
+        grad_x = None
+        if input_grad:  # dE/dx = -s_1 W_1, compared between the phases like any synapse
+            grad_x = (minus[1] - plus[1]).mm(layers[0].weight).div_(span)
+        return grad_x, grads
+
+    def extra_repr(self) -> str:
+        return (
+            f"free_steps={self.free_steps}, nudge_steps={self.nudge_steps}, beta={self.beta}, "
+            f"symmetric={self.symmetric}, dt={self.dt}, units={self.units!r}"
+        )

@@ -1,0 +1,152 @@
+"""The eqprop memory: its kernel and energy descent, the beta -> 0 limit, its place in the agent
+(learning, per-env reset, SB3-style predict state), bad config, and holding a cue after a short
+seeded T-maze run."""
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from biocredit.agents import ModularAgent, agent_config
+from biocredit.agents.memory import EqPropMemory, memory_energy, memory_step
+from biocredit.errors import BiocreditError
+from biocredit.training.online import OnlineRun
+from biocredit.training.resolve import resolve_config
+
+OBS = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+
+
+def memory(self_excitation=1.5, steps=10, beta=0.1, dt=0.5, n_envs=4) -> EqPropMemory:
+    torch.manual_seed(0)
+    return EqPropMemory(3, n_envs, 6, steps, beta, dt, self_excitation, 0.3, torch.optim.SGD, 0.1)
+
+
+def test_step_kernel_and_energy_descent():
+    torch.manual_seed(1)
+    m, lateral, drive, nudge = torch.rand(4, 6) * 2 - 1, torch.randn(6, 6), torch.randn(4, 6), None
+    lateral = 0.5 * (lateral + lateral.T) * 0.2
+    expected = (m + 0.3 * (m @ lateral + drive - m)).clamp(-1, 1)
+    torch.testing.assert_close(memory_step(m, lateral, drive, nudge, 0.3), expected)
+    e = torch.randn(4, 6)
+    torch.testing.assert_close(
+        memory_step(m, lateral, drive, e, 0.3),
+        (m + 0.3 * (m @ lateral + drive - m - e)).clamp(-1, 1),
+    )
+    energies = [memory_energy(m, lateral, drive)]
+    for _ in range(50):
+        m = memory_step(m, lateral, drive, None, 0.5)
+        energies.append(memory_energy(m, lateral, drive))
+    steps = torch.stack(energies)
+    assert (steps[1:] <= steps[:-1] + 1e-6).all()
+    assert float((memory_step(m, lateral, drive, None, 1.0) - m).abs().max()) < 1e-5
+
+
+def test_small_beta_gives_the_gradient_through_the_fixed_point():
+    torch.set_default_dtype(torch.float64)
+    try:
+        mem = memory(self_excitation=0.3, steps=300, beta=1e-5)
+        features, target = torch.randn(4, 3), torch.randn(4, 6)
+        mem.state.copy_(torch.rand(4, 6) - 0.5)
+        start = mem.state.clone()
+        out = mem(features.requires_grad_(True))
+        (0.5 * (out - target).square().sum()).backward()
+        got = [mem.inputs.weight.grad, mem.inputs.bias.grad, mem.lateral.grad, features.grad]
+        # reference: the same settling in differentiable torch, autograd through it
+        f = features.detach().clone().requires_grad_(True)
+        z = torch.cat([f, start], dim=1)
+        drive, lateral = mem.inputs(z), 0.5 * (mem.lateral + mem.lateral.T)
+        m = start
+        for _ in range(300):
+            m = (m + 0.5 * (m @ lateral + drive - m)).clamp(-1, 1)
+        want = torch.autograd.grad(
+            0.5 * (m - target).square().sum(), [mem.inputs.weight, mem.inputs.bias, mem.lateral, f]
+        )
+        for g, w in zip(got, want, strict=True):
+            cos = torch.nn.functional.cosine_similarity(g.flatten(), w.flatten(), dim=0)
+            assert cos >= 0.99
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def build(n_envs=2, **memory_kwargs) -> ModularAgent:
+    kwargs = {"modules": {"memory": {"units": 8, **memory_kwargs}}}
+    return ModularAgent(
+        OBS, spaces.Discrete(2), agent_config("eqprop-memory-ac", kwargs, None), n_envs
+    )
+
+
+def test_memory_learns_and_resets_per_env():
+    agent = build()
+    before = [p.detach().clone() for p in agent.memory.parameters()]
+    obs = torch.tensor([[1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]])
+    for done in (torch.tensor([False, False]), torch.tensor([False, True])):
+        agent.act(obs)
+        agent.learn(torch.tensor([1.0, -1.0]), done, obs, done)
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, agent.memory.parameters(), strict=True)
+    )
+    assert agent.memory.state[0].abs().sum() > 0  # env 0 goes on remembering ...
+    assert agent.memory.state[1].abs().sum() == 0  # ... env 1's episode ended: fresh state
+
+
+def test_predict_carries_the_memory_state_like_sb3_recurrent_policies():
+    agent = build()
+    committed = agent.memory.state.clone()
+    cue = np.array([[1.0, 1.0, 0.0]], dtype=np.float32)
+    _, state = agent.predict(cue)
+    assert state.shape == (1, 8) and np.abs(state).sum() > 0
+    corridor = np.array([[0.0, 1.0, 0.0]], dtype=np.float32)
+    _, carried = agent.predict(corridor, state=state, episode_start=np.array([False]))
+    _, fresh = agent.predict(corridor, state=state, episode_start=np.array([True]))
+    _, from_zero = agent.predict(corridor)
+    np.testing.assert_array_equal(fresh, from_zero)
+    assert not np.allclose(carried, fresh)
+    torch.testing.assert_close(agent.memory.state, committed)  # training state untouched
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"modules": {"memory": {"kind": "eqpro"}}}, "Did you mean 'eqprop'"),
+        ({"modules": {"memory": {"units": 0}}}, "units must be an integer >= 1"),
+        ({"modules": {"memory": {"dt": 2.0}}}, r"dt must be in \(0, 1\]"),
+        ({"modules": {"memory": {"unit": 8}}}, "Did you mean 'units'"),
+        (
+            {
+                "modules": {
+                    "policy": {
+                        "actor": {"learner": "hebbian3f"},
+                        "critic": {"learner": "hebbian3f"},
+                    }
+                }
+            },
+            "modules.memory would never learn",
+        ),
+    ],
+)
+def test_bad_memory_config(kwargs, match):
+    with pytest.raises(BiocreditError, match=match):
+        agent_config("eqprop-memory-ac", kwargs, None)
+
+
+@pytest.mark.slow
+def test_memory_holds_a_one_step_cue_after_a_short_tmaze_run(tmp_path):
+    config = resolve_config(
+        flags={"agent": "eqprop-memory-ac", "algo": "online", "env": "CuedTMaze-v0", "seed": 0},
+        overrides=["steps=4000", "n_envs=4", "env_kwargs.delay=5", f"out={tmp_path / 'run'}"],
+    )
+    run = OnlineRun.start(config)
+    run.run(progress=False)
+    mem = run.agent.memory
+    states = {}
+    for cue in (1.0, -1.0):  # the cue once, then no input at all for 30 steps
+        start = torch.zeros(1, mem.units)
+        trace = [mem.infer(torch.tensor([[cue, 1.0, 0.0]]), start)]
+        for _ in range(30):
+            trace.append(mem.infer(torch.zeros(1, 3), trace[-1]))
+        states[cue] = torch.cat(trace)
+    for trace in states.values():
+        drift = (trace[1:] - trace[1]).norm(dim=1).max()  # after the first silent step
+        assert drift < 0.05 * trace[1].norm(), drift
+    gap = (states[1.0][-1] - states[-1.0][-1]).norm()
+    assert gap > 0.5 * (states[1.0][0] - states[-1.0][0]).norm()  # the cue is still there
