@@ -79,6 +79,13 @@ def select_action(free_energy: Tensor) -> Tensor:
     return free_energy.argmin(dim=-1)
 
 
+def precision_weighted_surprise(squared_error: Tensor, variance: Tensor) -> Tensor:
+    """``S = mean_d pi_d e_d^2 / 2``: the negative log-likelihood (up to a constant) of the
+    observed outcome under the world model's Gaussian prediction with precision ``pi = 1/var``,
+    per transition (rows)."""
+    return (squared_error / variance).mean(-1) / 2
+
+
 def td_target(reward: Tensor, continues: Tensor, next_value: Tensor, gamma: float) -> Tensor:
     """One-step target ``r + gamma * continues * V(s')``."""
     return reward + gamma * continues * next_value
@@ -149,6 +156,7 @@ class ActiveInferenceAgent(nn.Module):
             }
         )
         self.replay = ReplayBuffer(config.buffer_size, n_obs, action_dim)
+        self.register_buffer("error_variance", torch.ones(n_obs + 1))  # 1 / precision
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("update_rounds", torch.zeros((), dtype=torch.long))
@@ -296,7 +304,9 @@ class ActiveInferenceAgent(nn.Module):
         scaled_reward = config.reward_scale * batch.reward
         observed = torch.cat([batch.next_obs - batch.obs, scaled_reward[:, None]], dim=1)
         model_error = prediction - observed
-        surprise = model_error.square().mean(1)
+        squared = model_error.square()
+        self.error_variance.lerp_(squared.mean(0), 1.0 - config.precision_decay)
+        surprise = precision_weighted_surprise(squared, self.error_variance)
         self.surprise = float(surprise.mean())
         # targets from the target copies, each value greedy in its own right
         next_q = self._target_max("value", batch.next_obs)
@@ -308,7 +318,9 @@ class ActiveInferenceAgent(nn.Module):
             next_e,
             config.epistemic_gamma,
         )
-        outputs, errors = [self.world_model.last_output], [model_error / size]
+        # dS/dm: the precision-weighted prediction error, as predictive coding weights it
+        model_grad = model_error / self.error_variance / model_error.shape[1]
+        outputs, errors = [self.world_model.last_output], [model_grad / size]
         for net, target in ((self.value, q_target), (self.epistemic, e_target)):
             output, error = self._value_error(net, batch, target)
             outputs.append(output)

@@ -7,7 +7,8 @@
     epistemic_weight: 1.0          # w at the start ...
     epistemic_weight_final: 0.0    # ... decaying linearly to this
     epistemic_decay_steps: 20000   # over this many env steps
-    surprise_scale: 100.0          # intrinsic reward = surprise_scale * surprise
+    surprise_scale: 1.0            # intrinsic reward = surprise_scale * surprise
+    precision_decay: 0.99          # running error variance (1 / precision) per output
     candidates: 32                 # sampled actions per step (continuous action spaces)
     buffer_size: 50000             # replay buffer (transitions), saved with the run
     batch_size: 64
@@ -59,7 +60,8 @@ class ActiveInferenceConfig:
     epistemic_weight: float = 1.0
     epistemic_weight_final: float = 0.0
     epistemic_decay_steps: int = 20_000
-    surprise_scale: float = 100.0
+    surprise_scale: float = 1.0
+    precision_decay: float = 0.99
     reward_scale: float = 1.0
     error_clip: float = 1.0
     normalize_observations: bool = True
@@ -79,7 +81,7 @@ class ActiveInferenceConfig:
                     f"'agent_kwargs.{item.name}' must be {item.type}, got "
                     f"{type(value).__name__} {value!r}."
                 )
-        for key in ("gamma", "epistemic_gamma"):
+        for key in ("gamma", "epistemic_gamma", "precision_decay"):
             value = getattr(self, key)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"'{key}' must be in [0, 1], got {value!r}.")
