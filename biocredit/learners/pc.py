@@ -190,12 +190,12 @@ class PredictiveCoding(Learner):
             raise ConfigError(
                 f"pc 'steps' must be >= 0 (or null: one per hidden layer), got {steps}."
             )
-        for key, value, low, high in (
-            ("step_size", step_size, 0.0, 1.0),
-            ("feedback_decay", feedback_decay, 0.0, 1.0),
-        ):
-            if not low < value <= high and not (key == "feedback_decay" and value == 0.0):
-                raise ConfigError(f"pc '{key}' must be in ({low}, {high}], got {value!r}.")
+        if not 0.0 < step_size <= 1.0:
+            raise ConfigError(f"pc 'step_size' must be in (0, 1], got {step_size!r}. Try 0.5.")
+        if not 0.0 <= feedback_decay < 1.0:
+            raise ConfigError(
+                f"pc 'feedback_decay' must be in [0, 1), got {feedback_decay!r}. Try 1e-3."
+            )
         for key, value in (("nudge", nudge), ("feedback_lr", feedback_lr)):
             if not value > 0:
                 raise ConfigError(f"pc '{key}' must be > 0, got {value!r}. Try the default.")
