@@ -261,13 +261,22 @@ class PredictiveCoding(Learner):
         ]
         errors = [torch.zeros_like(a) for a in cache.pre_activations] + [output_error]
         energies = [energy(errors)] if record_energy else None
-        for _ in range(self.n_steps()):
+        for step in range(self.n_steps()):
+            reached = max(0, len(fprimes) - 1 - step)  # below: still exactly 0, skipped
             errors = [
-                value_step(eps, eps, error_message(above, b), fprime, self.step_size)
-                for eps, above, b, fprime in zip(
-                    errors, errors[1:], feedback[1:], fprimes, strict=False
-                )
-            ] + [output_error]
+                *errors[:reached],
+                *(
+                    value_step(eps, eps, error_message(above, b), fprime, self.step_size)
+                    for eps, above, b, fprime in zip(
+                        errors[reached:],
+                        errors[reached + 1 :],
+                        feedback[reached + 1 :],
+                        fprimes[reached:],
+                        strict=False,
+                    )
+                ),
+                output_error,
+            ]
             if energies is not None:
                 energies.append(energy(errors))
         return Settled(errors, cache.inputs, beta, energies)
