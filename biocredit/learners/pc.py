@@ -91,13 +91,13 @@ def value_step(
     value: Tensor, error: Tensor, message: Tensor, fprime: Tensor, step_size: float
 ) -> Tensor:
     """One inference step of a hidden value node: ``x_l + eta (-eps_l + f'(x_l) * message)``."""
-    return value + step_size * (fprime * message - error)
+    return torch.addcmul(value, fprime, message, value=step_size).sub_(error, alpha=step_size)
 
 
 def output_step(value: Tensor, error: Tensor, force: Tensor, step_size: float) -> Tensor:
     """One inference step of the free output node, pulled by the loss's nudge ``-beta e``:
     ``x_L + eta (-eps_L - beta e)``, whose rest point is ``eps_L = -beta e``."""
-    return value + step_size * (force - error)
+    return torch.add(value, force, alpha=step_size).sub_(error, alpha=step_size)
 
 
 def pc_weight_grads(error: Tensor, pre: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
