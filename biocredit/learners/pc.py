@@ -74,6 +74,7 @@ from biocredit.learners.spec import NetworkSpec
 FEEDBACK_MODES = ("symmetric", "learned", "random")
 FORMULATIONS = ("fixed_prediction", "iterative")
 OUTPUTS = ("nudged", "clamped")
+ITERATIVE_STEPS, ITERATIVE_STEP_SIZE = 20, 0.1
 
 
 def prediction_error(value: Tensor, prediction: Tensor) -> Tensor:
@@ -136,8 +137,11 @@ class PredictiveCoding(Learner):
         (held at ``y - beta e``); only the iterative formulation tells them apart
     :param feedback: ``"symmetric"`` (``W^T``), ``"learned"`` (error synapses with a local rule)
         or ``"random"`` (fixed) carries the error messages down
-    :param steps: inference steps; ``None`` means one per hidden layer
-    :param step_size: inference rate ``eta``
+    :param steps: inference steps; ``None``: one per hidden layer with fixed predictions (exact
+        convergence), ``ITERATIVE_STEPS`` with the iterative dynamics
+    :param step_size: inference rate ``eta``; ``None``: 1 with fixed predictions,
+        ``ITERATIVE_STEP_SIZE`` with the iterative dynamics (whose curvature grows with
+        ``||W||^2``: 0.5 diverged within a PPO run, 0.1 did not)
     :param nudge: how far the output is pushed against the loss
     :param relative_nudge: measure ``nudge`` in units of ``rms(e)`` (``beta = nudge / rms(e)``)
         instead of using ``beta = nudge``
@@ -167,7 +171,7 @@ class PredictiveCoding(Learner):
         output: str = "nudged",
         feedback: str = "symmetric",
         steps: int | None = None,
-        step_size: float = 1.0,
+        step_size: float | None = None,
         nudge: float = 0.1,
         relative_nudge: bool = True,
         feedback_lr: float = 0.1,
@@ -187,9 +191,9 @@ class PredictiveCoding(Learner):
         if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool)):
             raise ConfigError(f"pc 'steps' must be an integer >= 0 or null, got {steps!r}.")
         if steps is not None and steps < 0:
-            raise ConfigError(
-                f"pc 'steps' must be >= 0 (or null: one per hidden layer), got {steps}."
-            )
+            raise ConfigError(f"pc 'steps' must be >= 0 (or null for the default), got {steps}.")
+        if step_size is None:
+            step_size = 1.0 if formulation == "fixed_prediction" else ITERATIVE_STEP_SIZE
         if not 0.0 < step_size <= 1.0:
             raise ConfigError(f"pc 'step_size' must be in (0, 1], got {step_size!r}. Try 0.5.")
         if not 0.0 <= feedback_decay < 1.0:
@@ -223,7 +227,9 @@ class PredictiveCoding(Learner):
 
     def n_steps(self) -> int:
         assert self.spec is not None
-        return len(self.spec.hidden) if self.steps is None else self.steps
+        if self.steps is not None:
+            return self.steps
+        return len(self.spec.hidden) if self.formulation == "fixed_prediction" else ITERATIVE_STEPS
 
     def output_nudge(self, error: Tensor) -> Tensor:
         """``beta``: the absolute nudge, ``nudge / rms(e)`` when relative."""
