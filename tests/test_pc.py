@@ -260,3 +260,26 @@ def test_ppo_with_pc_from_the_cli(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["learner"] == "pc" and summary["status"] == "done"
     assert summary["steps"] >= 2048 and summary["final_return_mean"] > 0
+
+
+def test_learned_feedback_mirrors_the_forward_weights(batch):
+    """Error synapses get the forward weights' own update, so under SGD with the matching weight
+    decay their gap to W shrinks by (1 - decay) per step (Kolen-Pollack), without reading W."""
+    x, target = batch
+    lr, decay = 0.1, 0.05
+    net = LocalNetwork(SPEC, "pc", feedback="learned", feedback_lr=lr, feedback_decay=decay)
+    weights = [layer.weight for layer in net.layers]
+    optimizer = torch.optim.SGD(weights, lr=lr, weight_decay=decay / lr)
+
+    def gaps():
+        return [
+            float((layer.weight.detach() - getattr(net.learner, f"feedback_{l}")).norm())
+            for l, layer in enumerate(net.layers)
+        ]
+
+    before = gaps()
+    for _ in range(20):
+        grads_of(net, x, target)
+        optimizer.step()
+    for now, then in zip(gaps(), before, strict=True):
+        assert now == pytest.approx(then * (1 - decay) ** 20, rel=1e-9)
