@@ -4,13 +4,17 @@ After the active neural generative coding agent (ANGC) of Ororbia & Mali (2022, 
 reinforcement learning with active neural generative coding", AAAI), every network here learns
 from local prediction errors (learner ``pc`` by default; no backprop anywhere):
 
-- a generative **world model** ``m(s, a) -> (s' - s, r)``; its prediction error on a transition,
-  the *surprise* ``S = mean((m(s, a) - (s' - s, c r))^2)``, is the epistemic signal;
+- a generative **world model** ``m(s, a) -> (s' - s, c r)`` (``s`` the observation scaled to
+  its bounds); its prediction error ``e`` on a transition, as the surprise of a Gaussian with a
+  learned precision per output, ``S = mean_d (e_d^2 / var_d + log var_d) / 2`` (``var_d`` a
+  running mean of ``e_d^2``), is the epistemic signal; the model learns from the
+  precision-weighted error ``dS/dm = e / var`` (Friston 2005);
 - an **instrumental value** ``Q(s, a)``, learned by Q-learning on the (scaled) extrinsic reward,
   ``y = c r + gamma (1 - terminated) max_a' Q_target(s', a')``;
 - an **epistemic value** ``E(s, a)``, learned the same way on the intrinsic reward
-  ``k S`` (never cut at termination: the end of an episode does not end what can be learned),
-  ``y_E = k S + gamma_E max_a' E_target(s', a')``.
+  ``k mean_d e_d^2 / (2 var_d)``, the part of ``S`` that differs between transitions (never cut
+  at termination: the end of an episode does not end what can be learned),
+  ``y_E = k e^2 / (2 var) + gamma_E max_a' E_target(s', a')``.
 
 Actions minimise the expected free energy over candidate actions (all actions when discrete,
 ``candidates`` uniform samples from the box when continuous)::
@@ -66,6 +70,7 @@ from biocredit.serialization import (
     space_to_json,
 )
 
+MIN_VARIANCE = 1e-8  # floor of the world model's error variance (its precision's ceiling)
 MAX_NORMALISED_RANGE = 1e3  # observation bounds wider than this are left unscaled (CartPole's inf)
 
 
@@ -79,11 +84,12 @@ def select_action(free_energy: Tensor) -> Tensor:
     return free_energy.argmin(dim=-1)
 
 
-def precision_weighted_surprise(squared_error: Tensor, variance: Tensor) -> Tensor:
-    """``S = mean_d pi_d e_d^2 / 2``: the negative log-likelihood (up to a constant) of the
-    observed outcome under the world model's Gaussian prediction with precision ``pi = 1/var``,
-    per transition (rows)."""
-    return (squared_error / variance).mean(-1) / 2
+def gaussian_surprise(squared_error: Tensor, variance: Tensor) -> Tensor:
+    """``S = mean_d (e_d^2 / var_d + log var_d) / 2``, per transition (rows): the negative
+    log-likelihood (up to a constant) of the observed outcome under the world model's Gaussian
+    prediction with precision ``1 / var``. It falls as the model's errors (and so ``var``)
+    shrink, and is large where an error is large for its precision."""
+    return (squared_error / variance + variance.log()).mean(-1) / 2
 
 
 def td_target(reward: Tensor, continues: Tensor, next_value: Tensor, gamma: float) -> Tensor:
@@ -302,18 +308,20 @@ class ActiveInferenceAgent(nn.Module):
         # world model: error of the predicted (s' - s, c r); its size per transition is S
         prediction = self.world_model.forward(torch.cat([batch.obs, batch.action], dim=1))
         scaled_reward = config.reward_scale * batch.reward
-        observed = torch.cat([batch.next_obs - batch.obs, scaled_reward[:, None]], dim=1)
-        model_error = prediction - observed
+        model_error = prediction - self._outcome(batch)
         squared = model_error.square()
         self.error_variance.lerp_(squared.mean(0), 1.0 - config.precision_decay)
-        surprise = precision_weighted_surprise(squared, self.error_variance)
+        self.error_variance.clamp_(min=MIN_VARIANCE)
+        surprise = gaussian_surprise(squared, self.error_variance)
         self.surprise = float(surprise.mean())
+        # the intrinsic reward leaves out log(var) / 2, the same for every transition at a time
+        information = surprise - self.error_variance.log().mean() / 2
         # targets from the target copies, each value greedy in its own right
         next_q = self._target_max("value", batch.next_obs)
         next_e = self._target_max("epistemic", batch.next_obs)
         q_target = td_target(scaled_reward, 1.0 - batch.terminated, next_q, config.gamma)
         e_target = td_target(
-            config.surprise_scale * surprise,
+            config.surprise_scale * information,
             torch.ones_like(surprise),
             next_e,
             config.epistemic_gamma,
@@ -333,6 +341,19 @@ class ActiveInferenceAgent(nn.Module):
         if int(self.updates) % config.target_update_interval == 0:
             self.targets["value"].load_state_dict(self.value.net.layers.state_dict())
             self.targets["epistemic"].load_state_dict(self.epistemic.net.layers.state_dict())
+
+    def _outcome(self, batch: Transitions) -> Tensor:
+        """What the world model predicts: ``(s' - s, c r)``."""
+        scaled_reward = self.config.reward_scale * batch.reward
+        return torch.cat([batch.next_obs - batch.obs, scaled_reward[:, None]], dim=1)
+
+    @torch.no_grad()
+    def surprise_of(self, batch: Transitions) -> Tensor:
+        """The world model's surprise ``S`` at each transition of ``batch`` (normalised
+        observations, action codes), without learning from it."""
+        prediction = self.world_model.infer(torch.cat([batch.obs, batch.action], dim=1))
+        squared = (prediction - self._outcome(batch)).square()
+        return gaussian_surprise(squared, self.error_variance)
 
     def _value_error(
         self, net: TrainedNetwork, batch: Transitions, target: Tensor

@@ -22,7 +22,15 @@ AnyAgentConfig = AgentConfig | ActiveInferenceConfig
 
 
 def _pc_module(**options: Any) -> dict[str, Any]:
-    return {"learner": "pc", "hidden": [64, 64], "lr": 1e-3, "optimizer": "adam", **options}
+    """A pc network with learned error synapses (NGC's: no weight transport)."""
+    return {
+        "learner": "pc",
+        "learner_kwargs": {"feedback": "learned"},
+        "hidden": [64, 64],
+        "lr": 1e-3,
+        "optimizer": "adam",
+        **options,
+    }
 
 
 AGENTS: dict[str, dict[str, Any]] = {
@@ -71,16 +79,29 @@ def agent_config(name: str, agent_kwargs: dict[str, Any], learner: str | None) -
     if name not in AGENTS:
         raise unknown_name("agent", name, AGENTS)
     entry = AGENTS[name]
-    data = merge(entry["defaults"], agent_kwargs)
+    defaults = merge(entry["defaults"], {})
+    if learner is not None:  # the defaults' learner options belong to the defaults' learners
+        for node in _role_nodes(defaults, entry["learner_roles"]):
+            if node.get("learner") != learner:
+                node.pop("learner_kwargs", None)
+    data = merge(defaults, agent_kwargs)
     if learner is not None:
-        for path in entry["learner_roles"]:
-            node = data.get("modules")
-            for part in path:
-                node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(node, dict):
-                node["learner"] = learner
+        for node in _role_nodes(data, entry["learner_roles"]):
+            node["learner"] = learner
     build: Callable[[dict[str, Any]], AnyAgentConfig] = entry["config"]
     return build(data)
+
+
+def _role_nodes(data: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> list[dict]:
+    """The module mappings at ``modules.<path>`` that are present."""
+    nodes = []
+    for path in paths:
+        node = data.get("modules")
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            nodes.append(node)
+    return nodes
 
 
 def make_agent(
