@@ -17,7 +17,7 @@ from biocredit.training.resolve import resolve_config
 
 OBS = spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
 ACTION_SPACES = [spaces.Discrete(3), spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)]
-ERROR_LEARNERS = ["bp", "fa", "dfa", "eqprop"]
+ERROR_LEARNERS = ["bp", "fa", "dfa", "eqprop", "pc"]
 
 
 def run_steps(agent: ModularAgent, n: int = 3) -> None:

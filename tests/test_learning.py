@@ -22,7 +22,7 @@ def random_return(env_id: str, episodes: int = 20) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("learner", ["fa", "dfa", "eqprop"])
+@pytest.mark.parametrize("learner", ["fa", "dfa", "eqprop", "pc"])
 def test_ppo_learns_cartpole(learner, tmp_path):
     config = resolve_config(
         flags={"learner": learner, "steps": 20_000, "seed": 1, "out": str(tmp_path / learner)}

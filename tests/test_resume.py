@@ -45,6 +45,12 @@ PENDULUM = {"env": "Pendulum-v1"}
 CASES = {
     "ppo-bp": ({"learner": "bp"}, SB3, SB3Run, (1280, 640)),
     "ppo-dfa": ({"learner": "dfa"}, SB3, SB3Run, (1280, 640)),
+    "ppo-pc-learned": (
+        {"learner": "pc"},
+        [*SB3, "learner_kwargs.feedback=learned"],
+        SB3Run,
+        (1280, 640),
+    ),
     "ppo-fa-pendulum": ({"learner": "fa", "env": "InvertedPendulum-v5"}, SB3, SB3Run, (1280, 640)),
     "a2c-dfa": (
         {"learner": "dfa", "algo": "a2c"},

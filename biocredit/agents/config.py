@@ -154,16 +154,22 @@ class AgentConfig:
                 )
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    """Instantiate the dataclass ``cls`` from a mapping, checking keys and nested sections."""
+def build_section(
+    cls: type, data: Any, where: str, nested: dict[tuple[type, str], type] | None = None
+) -> Any:
+    """Instantiate the dataclass ``cls`` from a mapping, checking keys and the nested sections
+    that ``nested`` maps ``(class, key)`` to (the modular agent's by default)."""
+    nested = NESTED if nested is None else nested
     if not isinstance(data, dict):
         raise ConfigError(f"'{where}' must be a mapping, got {type(data).__name__} {data!r}.")
     check_keys(data, [f.name for f in fields(cls)], where)
     kwargs = {}
     for key, value in data.items():
-        nested = NESTED.get((cls, key))
+        section = nested.get((cls, key))
         kwargs[key] = (
-            value if nested is None or value is None else _build(nested, value, f"{where}.{key}")
+            value
+            if section is None or value is None
+            else build_section(section, value, f"{where}.{key}", nested)
         )
     try:
         return cls(**kwargs)
@@ -191,4 +197,4 @@ def agent_config_from_dict(data: dict[str, Any]) -> AgentConfig:
         raise ConfigError(
             "modules.policy is missing: every agent needs a policy (actor and critic)."
         )
-    return _build(AgentConfig, data, "agent_kwargs")
+    return build_section(AgentConfig, data, "agent_kwargs")

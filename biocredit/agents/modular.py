@@ -150,6 +150,25 @@ class ModularAgent(nn.Module):
         """The module networks present, by role."""
         return self._trained
 
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        optimizers = {role: net.optimizer for role, net in self._trained.items()}
+        if self.memory is not None:
+            optimizers["memory"] = self.memory.optimizer
+        if not self.discrete:
+            optimizers["log_std"] = self.log_std_optimizer
+        return optimizers
+
+    def learner_names(self) -> dict[str, str]:
+        """Learners of the actor and critic, for the run summary."""
+        return {
+            "learner": self.actor.net.learner.name,
+            "critic_learner": self.critic.net.learner.name,
+        }
+
+    def diagnostics(self) -> dict[str, float]:
+        """Values the online loop logs."""
+        return {} if self.world_model is None else {"agent/surprise": self.surprise}
+
     def encode(self, obs: Tensor) -> Tensor:
         """Perception then memory (committing its next state); keeps the autograd nodes, so
         errors sent into the result reach both."""

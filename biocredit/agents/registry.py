@@ -2,16 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from gymnasium import spaces
+
+from biocredit.agents.active_inference import ActiveInferenceAgent
+from biocredit.agents.active_inference_config import (
+    ActiveInferenceConfig,
+    active_inference_config_from_dict,
+)
 from biocredit.agents.config import AgentConfig, agent_config_from_dict
+from biocredit.agents.modular import ModularAgent
 from biocredit.errors import unknown_name
 from biocredit.mappings import merge
+
+Agent = ModularAgent | ActiveInferenceAgent
+AnyAgentConfig = AgentConfig | ActiveInferenceConfig
+
+
+def _pc_module(**options: Any) -> dict[str, Any]:
+    """A pc network with learned error synapses (NGC's: no weight transport)."""
+    return {
+        "learner": "pc",
+        "learner_kwargs": {"feedback": "learned"},
+        "hidden": [64, 64],
+        "lr": 1e-3,
+        "optimizer": "adam",
+        **options,
+    }
+
 
 AGENTS: dict[str, dict[str, Any]] = {
     "neuromodulated-ac": {
         "description": "actor and critic trained by hebbian3f with the TD error as the third "
         "factor on eligibility traces; online, batch of one per env, no replay",
+        "class": ModularAgent,
+        "config": agent_config_from_dict,
+        "learner_roles": (("policy", "actor"), ("policy", "critic")),
         "defaults": {
             "modules": {
                 "policy": {
@@ -25,6 +53,9 @@ AGENTS: dict[str, dict[str, Any]] = {
         "description": "energy-based recurrent memory learned by equilibrium propagation "
         "(state persists across steps, no BPTT) feeding an actor-critic whose learners send it "
         "their input errors; for partially observable tasks",
+        "class": ModularAgent,
+        "config": agent_config_from_dict,
+        "learner_roles": (("policy", "actor"), ("policy", "critic")),
         "defaults": {
             "modules": {
                 "memory": {"kind": "eqprop", "units": 32},
@@ -32,6 +63,21 @@ AGENTS: dict[str, dict[str, Any]] = {
                     "actor": {"learner": "fa", "hidden": [64], "lr": 1e-3},
                     "critic": {"learner": "fa", "hidden": [64], "lr": 1e-3},
                 },
+            },
+        },
+    },
+    "active-inference": {
+        "description": "predictive-coding world model (surprise = epistemic value), instrumental "
+        "and epistemic Q networks, actions by expected free energy over candidate actions; "
+        "every network learns by pc, replay buffer",
+        "class": ActiveInferenceAgent,
+        "config": active_inference_config_from_dict,
+        "learner_roles": (("world_model",), ("value",), ("epistemic",)),
+        "defaults": {
+            "modules": {
+                "world_model": _pc_module(),
+                "value": _pc_module(),
+                "epistemic": _pc_module(),
             },
         },
     },
@@ -43,15 +89,46 @@ def list_agents() -> dict[str, str]:
     return {name: entry["description"] for name, entry in AGENTS.items()}
 
 
-def agent_config(name: str, agent_kwargs: dict[str, Any], learner: str | None) -> AgentConfig:
-    """The named agent's defaults refined by ``agent_kwargs``; ``learner`` replaces the actor's
-    and critic's learners (perception and world model keep theirs: they need errors)."""
+def agent_config(name: str, agent_kwargs: dict[str, Any], learner: str | None) -> AnyAgentConfig:
+    """The named agent's defaults refined by ``agent_kwargs``; ``learner`` replaces the learners
+    of the agent's learner roles (neuromodulated-ac: actor and critic, whereas perception and
+    world model keep theirs, as they need errors; active-inference: every module)."""
     if name not in AGENTS:
         raise unknown_name("agent", name, AGENTS)
-    data = merge(AGENTS[name]["defaults"], agent_kwargs)
+    entry = AGENTS[name]
+    defaults = merge(entry["defaults"], {})
+    if learner is not None:  # the defaults' learner options belong to the defaults' learners
+        for node in _role_nodes(defaults, entry["learner_roles"]):
+            if node.get("learner") != learner:
+                node.pop("learner_kwargs", None)
+    data = merge(defaults, agent_kwargs)
     if learner is not None:
-        policy = data.setdefault("modules", {}).setdefault("policy", {})
-        for role in ("actor", "critic"):
-            if isinstance(policy.get(role), dict):
-                policy[role]["learner"] = learner
-    return agent_config_from_dict(data)
+        for node in _role_nodes(data, entry["learner_roles"]):
+            node["learner"] = learner
+    build: Callable[[dict[str, Any]], AnyAgentConfig] = entry["config"]
+    return build(data)
+
+
+def _role_nodes(data: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> list[dict]:
+    """The module mappings at ``modules.<path>`` that are present."""
+    nodes = []
+    for path in paths:
+        node = data.get("modules")
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            nodes.append(node)
+    return nodes
+
+
+def make_agent(
+    name: str,
+    agent_kwargs: dict[str, Any],
+    learner: str | None,
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    n_envs: int,
+) -> Agent:
+    """The named agent, configured, for these spaces and ``n_envs`` parallel envs."""
+    config = agent_config(name, agent_kwargs, learner)
+    return AGENTS[name]["class"](observation_space, action_space, config, n_envs)

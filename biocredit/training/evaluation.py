@@ -10,7 +10,7 @@ import torch
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.policies import BasePolicy
 
-from biocredit.agents import ModularAgent, agent_config
+from biocredit.agents import Agent, make_agent
 from biocredit.envs import make_sb3_vec_env
 from biocredit.envs.multiagent import is_multiagent
 from biocredit.errors import ConfigError
@@ -46,14 +46,20 @@ def evaluate_multiagent_run(
     }
 
 
-def load_run_policy(run_dir: Path) -> tuple[BasePolicy | ModularAgent, dict]:
+def load_run_policy(run_dir: Path) -> tuple[BasePolicy | Agent, dict]:
     """The trained policy or native agent of ``run_dir`` (in eval mode) and its metadata."""
     config = read_run_config(run_dir)
     env = make_sb3_vec_env(config.env, 1, config.seed, config.env_kwargs)
-    policy: BasePolicy | ModularAgent
+    policy: BasePolicy | Agent
     if config.agent is not None:
-        agent_cfg = agent_config(config.agent, config.agent_kwargs, config.learner)
-        policy = ModularAgent(env.observation_space, env.action_space, agent_cfg, config.n_envs)
+        policy = make_agent(
+            config.agent,
+            config.agent_kwargs,
+            config.learner,
+            env.observation_space,
+            env.action_space,
+            config.n_envs,
+        )
     else:
         policy = POLICY_CLASSES[config.algo](
             env.observation_space, env.action_space, lambda _: 0.0, **policy_kwargs(config)

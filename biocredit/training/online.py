@@ -21,7 +21,7 @@ from rich.console import Console
 from stable_baselines3.common.logger import configure
 from torch import nn
 
-from biocredit.agents import ModularAgent, agent_config
+from biocredit.agents import Agent, agent_config, make_agent
 from biocredit.envs import check_env_id
 from biocredit.envs.state import capture_env, restore_env
 from biocredit.training.callbacks import RunProgress
@@ -46,11 +46,15 @@ def make_online_envs(config: RunConfig) -> gym.vector.VectorEnv:
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
-def build_agent(config: RunConfig, envs: gym.vector.VectorEnv) -> ModularAgent:
+def build_agent(config: RunConfig, envs: gym.vector.VectorEnv) -> Agent:
     assert config.agent is not None
-    agent_cfg = agent_config(config.agent, config.agent_kwargs, config.learner)
-    return ModularAgent(
-        envs.single_observation_space, envs.single_action_space, agent_cfg, config.n_envs
+    return make_agent(
+        config.agent,
+        config.agent_kwargs,
+        config.learner,
+        envs.single_observation_space,
+        envs.single_action_space,
+        config.n_envs,
     )
 
 
@@ -87,8 +91,9 @@ class OnlineRun(TrainingRun):
         self.next_log = LOG_EVERY_STEPS
         self.returns: deque[float] = deque(maxlen=100)
         modules: dict[str, nn.Module] = dict(self.agent.networks)
-        if self.agent.memory is not None:
-            modules["memory"] = self.agent.memory
+        memory = getattr(self.agent, "memory", None)  # only modular agents have one
+        if memory is not None:
+            modules["memory"] = memory
         if isinstance(getattr(self.agent, "log_std", None), nn.Parameter):
             modules["log_std"] = nn.ParameterDict({"log_std": self.agent.log_std})
         self.guard = DivergenceGuard(modules, lambda: self.steps)
@@ -98,25 +103,20 @@ class OnlineRun(TrainingRun):
     def model(self) -> nn.Module:
         return self.agent
 
-    def predictor(self) -> ModularAgent:
+    def predictor(self) -> Agent:
         return self.agent
 
     def steps_done(self) -> int:
         return self.steps
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        optimizers = {role: net.optimizer for role, net in self.agent.trained_networks().items()}
-        if self.agent.memory is not None:
-            optimizers["memory"] = self.agent.memory.optimizer
-        if not self.agent.discrete:
-            optimizers["log_std"] = self.agent.log_std_optimizer
-        return optimizers
+        return self.agent.optimizers()
 
     def identity(self) -> dict[str, Any]:
         modules = {
             role: net.net.learner.name for role, net in self.agent.trained_networks().items()
         }
-        if self.agent.memory is not None:
+        if getattr(self.agent, "memory", None) is not None:
             modules["memory"] = "eqprop"
         return {"env": self.config.env, "agent": self.config.agent, "modules": modules}
 
@@ -146,8 +146,7 @@ class OnlineRun(TrainingRun):
         return {
             "algo": "online",
             "agent": self.config.agent,
-            "learner": self.agent.actor.net.learner.name,
-            "critic_learner": self.agent.critic.net.learner.name,
+            **self.agent.learner_names(),
             "episodes": self.episodes,
         }
 
@@ -181,7 +180,7 @@ class OnlineRun(TrainingRun):
         self,
         console: Console | None = None,
         progress: bool = True,
-        callback: Callable[[ModularAgent, int], None] | None = None,
+        callback: Callable[[Agent, int], None] | None = None,
     ) -> dict[str, Any]:
         """Train to ``config.steps``; checkpoint every ``checkpoint_freq`` steps, on SIGINT or
         SIGTERM, and at the end; return the summary also written to ``summary.json``.
@@ -225,8 +224,8 @@ class OnlineRun(TrainingRun):
         self.next_log += LOG_EVERY_STEPS
         if (recent := self.recent()) is not None:
             logger.record("rollout/ep_rew_mean", recent)
-        if self.agent.world_model is not None:
-            logger.record("agent/surprise", self.agent.surprise)
+        for key, value in self.agent.diagnostics().items():
+            logger.record(key, value)
         logger.record("time/total_timesteps", self.steps)
         logger.record("time/episodes", self.episodes)
         logger.record("time/fps", int(self.steps / max(elapsed, 1e-9)))
@@ -237,7 +236,7 @@ def train_online(
     config: RunConfig,
     console: Console | None = None,
     progress: bool = True,
-    callback: Callable[[ModularAgent, int], None] | None = None,
+    callback: Callable[[Agent, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run a native agent online for ``config.steps`` env steps; return the summary."""
     return OnlineRun.start(config).run(console, progress, callback)

@@ -1,0 +1,135 @@
+"""Configuration of the active-inference agent (``agent: active-inference``).
+
+    modules:
+      world_model: {learner: pc, hidden: [64, 64], lr: 1.0e-3, optimizer: adam}  # (s, a) -> (ds, r)
+      value:       {learner: pc, hidden: [64, 64], lr: 1.0e-3, optimizer: adam}  # instrumental Q
+      epistemic:   {learner: pc, hidden: [64, 64], lr: 1.0e-3, optimizer: adam}  # epistemic Q
+    epistemic_weight: 1.0          # w at the start ...
+    epistemic_weight_final: 0.0    # ... decaying linearly to this
+    epistemic_decay_steps: 20000   # over this many env steps
+    surprise_scale: 1.0            # intrinsic reward = surprise_scale * surprise
+    precision_decay: 0.99          # running error variance (1 / precision) per output
+    candidates: 32                 # sampled actions per step (continuous action spaces)
+    buffer_size: 50000             # replay buffer (transitions), saved with the run
+    batch_size: 64
+    learning_starts: 1000          # env steps before the first update
+    train_freq: 1                  # env steps (over all envs) between updates
+    gradient_steps: 1              # updates each time
+    target_update_interval: 500    # updates between target-network copies
+
+Every module receives errors only, so each must use an error-driven learner (pc, bp, fa, dfa).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from biocredit.agents.config import NetworkConfig, build_section
+from biocredit.errors import ConfigError
+from biocredit.learners import learner_class
+
+
+def _is(value: Any, kind: str) -> bool:
+    """Whether ``value`` is of the YAML scalar type ``kind`` (an int counts as a float)."""
+    if isinstance(value, bool) or kind == "bool":
+        return kind == "bool" and isinstance(value, bool)
+    return isinstance(value, int) or (kind == "float" and isinstance(value, float))
+
+
+def _pc_network() -> NetworkConfig:
+    return NetworkConfig(learner="pc", hidden=[64, 64], lr=1e-3, optimizer="adam")
+
+
+@dataclass
+class ActiveInferenceModules:
+    """The three networks: generative world model, instrumental and epistemic values."""
+
+    world_model: NetworkConfig = field(default_factory=_pc_network)
+    value: NetworkConfig = field(default_factory=_pc_network)
+    epistemic: NetworkConfig = field(default_factory=_pc_network)
+
+
+@dataclass
+class ActiveInferenceConfig:
+    """Everything that defines an active-inference agent; see the module docstring."""
+
+    modules: ActiveInferenceModules = field(default_factory=ActiveInferenceModules)
+    gamma: float = 0.99
+    epistemic_gamma: float = 0.99
+    epistemic_weight: float = 1.0
+    epistemic_weight_final: float = 0.0
+    epistemic_decay_steps: int = 20_000
+    surprise_scale: float = 1.0
+    precision_decay: float = 0.99
+    reward_scale: float = 1.0
+    error_clip: float = 1.0
+    normalize_observations: bool = True
+    candidates: int = 32
+    buffer_size: int = 50_000
+    batch_size: int = 64
+    learning_starts: int = 1000
+    train_freq: int = 1
+    gradient_steps: int = 1
+    target_update_interval: int = 500
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.type in ("int", "float", "bool") and not _is(value, item.type):
+                raise ConfigError(
+                    f"'agent_kwargs.{item.name}' must be {item.type}, got "
+                    f"{type(value).__name__} {value!r}."
+                )
+        for key in ("gamma", "epistemic_gamma", "precision_decay"):
+            value = getattr(self, key)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"'{key}' must be in [0, 1], got {value!r}.")
+        for key in ("epistemic_weight", "epistemic_weight_final", "surprise_scale"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"'{key}' must be >= 0, got {getattr(self, key)!r}.")
+        for key in ("reward_scale", "error_clip"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"'{key}' must be > 0, got {getattr(self, key)!r}.")
+        for key in (
+            "candidates",
+            "buffer_size",
+            "batch_size",
+            "train_freq",
+            "gradient_steps",
+            "target_update_interval",
+        ):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"'{key}' must be >= 1, got {getattr(self, key)!r}.")
+        for key in ("epistemic_decay_steps", "learning_starts"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"'{key}' must be >= 0, got {getattr(self, key)!r}.")
+        modules = self.modules
+        for role in ("world_model", "value", "epistemic"):
+            config = getattr(modules, role)
+            if config is None:
+                raise ConfigError(
+                    f"modules.{role} is null, but the active-inference agent needs all three "
+                    "modules (world_model, value, epistemic). Give it a network, e.g. "
+                    "{learner: pc, hidden: [64, 64]}."
+                )
+            if not config.error_driven:
+                raise ConfigError(
+                    f"modules.{role} uses learner '{config.learner}', which learns from a "
+                    f"{learner_class(config.learner).signal} signal, but every module of the "
+                    "active-inference agent learns from prediction or TD errors. Use an "
+                    "error-driven learner: pc, bp, fa or dfa."
+                )
+
+
+NESTED: dict[tuple[type, str], type] = {
+    (ActiveInferenceConfig, "modules"): ActiveInferenceModules,
+    (ActiveInferenceModules, "world_model"): NetworkConfig,
+    (ActiveInferenceModules, "value"): NetworkConfig,
+    (ActiveInferenceModules, "epistemic"): NetworkConfig,
+}
+
+
+def active_inference_config_from_dict(data: dict[str, Any]) -> ActiveInferenceConfig:
+    """Validate ``agent_kwargs`` into an :class:`ActiveInferenceConfig`."""
+    return build_section(ActiveInferenceConfig, data, "agent_kwargs", NESTED)

@@ -1,0 +1,364 @@
+"""Predictive coding (Rao & Ballard 1999, Nat. Neurosci. 2:79; Whittington & Bogacz 2017, Neural
+Comput. 29:1229) and its neural-generative-coding form with learned error synapses (Ororbia &
+Kifer 2022, Nat. Commun. 13:2064).
+
+Every layer ``l = 1..L`` has value nodes ``x_l`` and error nodes ``eps_l``; each layer predicts
+the one above from its own activity:
+
+    mu_l  = W_l f(x_{l-1}) + b_l          (f(x_0) = x_0, the clamped input)
+    eps_l = x_l - mu_l
+    F     = sum_l ||eps_l||^2 / 2
+
+The value nodes start where the forward pass put them (amortised initialisation: ``x_l = a_l``,
+so every hidden ``eps_l = 0``). The loss reaches the network only as ``e = dL/dy`` through the
+autograd boundary; it nudges the output to ``x_L = y - beta e`` and the hidden value nodes
+descend F:
+
+    x_l <- x_l + eta (-eps_l + f'(x_l) * (B_{l+1} eps_{l+1}))
+
+With ``output="nudged"`` the output node stays free under the force ``-beta e`` (the total energy
+is ``F + beta e . x_L``): ``x_L <- x_L + eta (-eps_L - beta e)``, so at rest ``eps_L = -beta e``
+and the settled updates tend to backprop's as ``beta -> 0`` (Whittington & Bogacz 2017; Scellier
+& Bengio 2017). With ``output="clamped"`` the output is held at ``y - beta e``, the NGC set-up
+in which the hidden layers absorb part of the output error; with ``relative_nudge=False`` and
+``nudge=1`` a squared error ``||y - t||^2 / 2`` then clamps the output to the target ``t``.
+
+``B_{l+1}`` carries the error message down: ``W_{l+1}^T`` with ``feedback="symmetric"`` (exact
+descent on F), a fixed random matrix with ``"random"``, or separate error synapses ``E_{l+1}``
+with ``"learned"``, which learn by the same local product as the forward weights plus decay
+(NGC; with matching updates ``E`` comes to mirror ``W^T``, as in Kolen-Pollack learning):
+
+    E_l <- (1 - feedback_decay) E_l + feedback_lr eps_l f(x_{l-1})^T / beta
+
+After ``steps`` inference steps every synapse changes by its own pre- and post-synaptic terms:
+
+    dW_l = eps_l f(x_{l-1})^T / beta,  db_l = eps_l     so  W.grad = -dW_l
+
+Dividing by ``beta`` gives the size of a gradient. ``beta = nudge / rms(e)`` by default
+(``relative_nudge``): the output moves by about ``nudge`` whatever the loss's scale, which keeps
+the errors well above float32 rounding.
+
+``formulation="fixed_prediction"`` (Millidge, Tschantz & Buckley 2022, Neural Comput. 34:1329;
+Song et al. 2020, NeurIPS) holds each prediction ``mu_l``, ``f(x_{l-1})`` and ``f'`` at their
+forward values and the output error at its rest point ``-beta e``; the hidden errors obey
+
+    eps_l <- eps_l + eta (-eps_l + f'(a_l) * (B_{l+1} eps_{l+1}))
+
+With ``eta = 1`` they settle exactly in one step per hidden layer, to ``-beta`` times the
+backprop deltas, so symmetric feedback gives backprop's gradients exactly, at any ``beta``.
+``"iterative"`` is the full dynamics: predictions move with the value nodes.
+
+The input's error, for a module upstream, is the message that would reach ``x_0``:
+``-(B_1 eps_1) / beta``.
+
+Defaults were chosen by measurement (PPO on CartPole-v1; table in
+``experiments/benchmarks/pc_ppo.yaml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+import torch
+from torch import Tensor, nn
+
+from biocredit.errors import ConfigError, unknown_name
+from biocredit.learners.base import ForwardCache, Learner
+from biocredit.learners.feedback import check_feedback_options, random_feedback
+from biocredit.learners.plausibility import Plausibility
+from biocredit.learners.registry import register
+from biocredit.learners.spec import NetworkSpec
+
+FEEDBACK_MODES = ("symmetric", "learned", "random")
+FORMULATIONS = ("fixed_prediction", "iterative")
+OUTPUTS = ("nudged", "clamped")
+ITERATIVE_STEPS, ITERATIVE_STEP_SIZE = 20, 0.1
+
+
+def prediction_error(value: Tensor, prediction: Tensor) -> Tensor:
+    """Error node of one layer: ``eps_l = x_l - mu_l``."""
+    return value - prediction
+
+
+def error_message(error_above: Tensor, feedback: Tensor) -> Tensor:
+    """What the error nodes above tell layer ``l``: ``B_{l+1} eps_{l+1}`` (row vectors:
+    ``eps_{l+1} @ B``, ``B`` shaped like the forward weights above, ``(n_{l+1}, n_l)``)."""
+    return error_above.mm(feedback)
+
+
+def value_step(
+    value: Tensor, error: Tensor, message: Tensor, fprime: Tensor, step_size: float
+) -> Tensor:
+    """One inference step of a hidden value node: ``x_l + eta (-eps_l + f'(x_l) * message)``."""
+    return torch.addcmul(value, fprime, message, value=step_size).sub_(error, alpha=step_size)
+
+
+def output_step(value: Tensor, error: Tensor, force: Tensor, step_size: float) -> Tensor:
+    """One inference step of the free output node, pulled by the loss's nudge ``-beta e``:
+    ``x_L + eta (-eps_L - beta e)``, whose rest point is ``eps_L = -beta e``."""
+    return torch.add(value, force, alpha=step_size).sub_(error, alpha=step_size)
+
+
+def pc_weight_grads(error: Tensor, pre: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradient-sign Hebbian update of one layer from its own error and input:
+    ``W.grad = -eps_l^T f(x_{l-1}) / beta``, ``b.grad = -sum_batch eps_l / beta``."""
+    scaled = error / -beta
+    return scaled.t().mm(pre), scaled.sum(0)
+
+
+def feedback_step(
+    feedback: Tensor, error: Tensor, pre: Tensor, beta: Tensor, rate: float, decay: float
+) -> None:
+    """In place, the error synapses' local rule:
+    ``E_l <- (1 - decay) E_l + rate eps_l^T f(x_{l-1}) / beta``."""
+    feedback.mul_(1.0 - decay).add_((error * (rate / beta)).t().mm(pre))
+
+
+@dataclass
+class Settled:
+    """The end of inference: each layer's error ``eps_l`` and pre-synaptic activity
+    ``f(x_{l-1})``, the nudge ``beta`` and, when asked for, ``F`` after every step."""
+
+    errors: list[Tensor]
+    pre: list[Tensor]
+    beta: Tensor
+    energies: list[float] | None
+
+
+@register
+class PredictiveCoding(Learner):
+    """Predictive coding: settle value nodes on the energy F, then local Hebbian updates.
+
+    :param formulation: ``"fixed_prediction"`` (predictions held at their forward values;
+        settles exactly in one step per hidden layer) or ``"iterative"`` (full dynamics)
+    :param output: ``"nudged"`` (free output under the force ``-beta e``) or ``"clamped"``
+        (held at ``y - beta e``); only the iterative formulation tells them apart
+    :param feedback: ``"symmetric"`` (``W^T``), ``"learned"`` (error synapses with a local rule)
+        or ``"random"`` (fixed) carries the error messages down
+    :param steps: inference steps; ``None``: one per hidden layer with fixed predictions (exact
+        convergence), ``ITERATIVE_STEPS`` with the iterative dynamics
+    :param step_size: inference rate ``eta``; ``None``: 1 with fixed predictions,
+        ``ITERATIVE_STEP_SIZE`` with the iterative dynamics (whose curvature grows with
+        ``||W||^2``: 0.5 diverged within a PPO run, 0.1 did not)
+    :param nudge: how far the output is pushed against the loss
+    :param relative_nudge: measure ``nudge`` in units of ``rms(e)`` (``beta = nudge / rms(e)``)
+        instead of using ``beta = nudge``
+    :param feedback_lr: learning rate of the learned error synapses
+    :param feedback_decay: their weight decay per update
+    :param init: ``"uniform"`` or ``"gaussian"`` initial learned/random feedback entries
+    :param scale: their spread, relative to default ``nn.Linear`` weights
+    :param seed: seed for the feedback matrices; by default drawn from torch's global RNG
+    """
+
+    name = "pc"
+    family = "predictive coding / neural generative coding"
+    signal = "error"  # a target t clamps the output via e = y - t (relative_nudge=False)
+    paper = "Whittington & Bogacz 2017, Neural Comput. 29:1229; Ororbia & Kifer 2022"
+    # For the default symmetric feedback; "learned" and "random" also address P2.
+    plausibility = Plausibility(
+        p1_global_feedback=True,
+        local_plasticity=True,
+        p6_inference_learning=True,
+        architecture_agnostic=True,
+        control=True,
+    )
+
+    def __init__(
+        self,
+        formulation: str = "fixed_prediction",
+        output: str = "nudged",
+        feedback: str = "symmetric",
+        steps: int | None = None,
+        step_size: float | None = None,
+        nudge: float = 0.1,
+        relative_nudge: bool = True,
+        feedback_lr: float = 0.1,
+        feedback_decay: float = 1e-3,
+        init: str = "uniform",
+        scale: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(seed)
+        if formulation not in FORMULATIONS:
+            raise unknown_name("pc formulation", formulation, FORMULATIONS)
+        if output not in OUTPUTS:
+            raise unknown_name("pc output", output, OUTPUTS)
+        if feedback not in FEEDBACK_MODES:
+            raise unknown_name("pc feedback", feedback, FEEDBACK_MODES)
+        check_feedback_options(init, scale)
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool)):
+            raise ConfigError(f"pc 'steps' must be an integer >= 0 or null, got {steps!r}.")
+        if steps is not None and steps < 0:
+            raise ConfigError(f"pc 'steps' must be >= 0 (or null for the default), got {steps}.")
+        if step_size is None:
+            step_size = 1.0 if formulation == "fixed_prediction" else ITERATIVE_STEP_SIZE
+        if not 0.0 < step_size <= 1.0:
+            raise ConfigError(f"pc 'step_size' must be in (0, 1], got {step_size!r}. Try 0.5.")
+        if not 0.0 <= feedback_decay < 1.0:
+            raise ConfigError(
+                f"pc 'feedback_decay' must be in [0, 1), got {feedback_decay!r}. Try 1e-3."
+            )
+        for key, value in (("nudge", nudge), ("feedback_lr", feedback_lr)):
+            if not value > 0:
+                raise ConfigError(f"pc '{key}' must be > 0, got {value!r}. Try the default.")
+        self.formulation, self.output, self.feedback_mode = formulation, output, feedback
+        self.steps = steps
+        self.step_size, self.nudge, self.relative_nudge = step_size, nudge, relative_nudge
+        self.feedback_lr, self.feedback_decay = feedback_lr, feedback_decay
+        self.init, self.scale = init, scale
+        self._feedback: list[Tensor] = []
+
+    def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
+        if self.feedback_mode == "symmetric":
+            return
+        for l, (n_in, n_out) in enumerate(pairwise(spec.sizes)):  # B_l shaped like W_l
+            matrix = random_feedback((n_out, n_in), n_in, self.init, self.scale, generator)
+            self.register_buffer(f"feedback_{l}", matrix)
+            self._feedback.append(getattr(self, f"feedback_{l}"))
+
+    def feedback_matrices(self, layers: Sequence[nn.Linear]) -> list[Tensor]:
+        """``B_l`` for every layer: the forward weights only with symmetric feedback, otherwise
+        the learner's own buffers (``layers`` is then not read)."""
+        if self.feedback_mode == "symmetric":
+            return [layer.weight for layer in layers]
+        return self._feedback
+
+    def n_steps(self) -> int:
+        assert self.spec is not None
+        if self.steps is not None:
+            return self.steps
+        return len(self.spec.hidden) if self.formulation == "fixed_prediction" else ITERATIVE_STEPS
+
+    def output_nudge(self, error: Tensor) -> Tensor:
+        """``beta``: the absolute nudge, ``nudge / rms(e)`` when relative."""
+        if not self.relative_nudge:
+            return error.new_tensor(self.nudge)
+        return self.nudge / error.pow(2).mean().sqrt().clamp_min(1e-30)
+
+    def settle(
+        self,
+        layers: Sequence[nn.Linear],
+        cache: ForwardCache,
+        error: Tensor,
+        record_energy: bool = False,
+    ) -> Settled:
+        """Nudge the output to ``y - beta e``, run inference, return the settled errors."""
+        beta = self.output_nudge(error)
+        output_error = error * -beta  # eps_L = (y - beta e) - y
+        feedback = self.feedback_matrices(layers)
+        if self.formulation == "fixed_prediction":
+            return self._settle_fixed(cache, output_error, feedback, beta, record_energy)
+        return self._settle_iterative(layers, cache, output_error, feedback, beta, record_energy)
+
+    def _settle_fixed(
+        self,
+        cache: ForwardCache,
+        output_error: Tensor,
+        feedback: list[Tensor],
+        beta: Tensor,
+        record_energy: bool,
+    ) -> Settled:
+        assert self.activation is not None
+        derivative = self.activation.derivative
+        fprimes = [
+            derivative(a, h) for a, h in zip(cache.pre_activations, cache.inputs[1:], strict=True)
+        ]
+        errors = [torch.zeros_like(a) for a in cache.pre_activations] + [output_error]
+        energies = [energy(errors)] if record_energy else None
+        for step in range(self.n_steps()):
+            reached = max(0, len(fprimes) - 1 - step)  # below: still exactly 0, skipped
+            errors = [
+                *errors[:reached],
+                *(
+                    value_step(eps, eps, error_message(above, b), fprime, self.step_size)
+                    for eps, above, b, fprime in zip(
+                        errors[reached:],
+                        errors[reached + 1 :],
+                        feedback[reached + 1 :],
+                        fprimes[reached:],
+                        strict=False,
+                    )
+                ),
+                output_error,
+            ]
+            if energies is not None:
+                energies.append(energy(errors))
+        return Settled(errors, cache.inputs, beta, energies)
+
+    def _settle_iterative(
+        self,
+        layers: Sequence[nn.Linear],
+        cache: ForwardCache,
+        output_error: Tensor,
+        feedback: list[Tensor],
+        beta: Tensor,
+        record_energy: bool,
+    ) -> Settled:
+        assert self.activation is not None
+        f, derivative = self.activation.fn, self.activation.derivative
+        values = [a.clone() for a in cache.pre_activations]  # amortised: x_l = a_l
+        output = cache.output + output_error  # x_L = y - beta e
+        force = output_error if self.output == "nudged" else None  # -beta e; None: clamped
+        first_prediction = cache.pre_activations[0] if values else cache.output
+        energies: list[float] | None = [] if record_energy else None
+        for step in range(self.n_steps() + 1):
+            pre = [cache.inputs[0], *(f(x) for x in values)]
+            predictions = [first_prediction] + [
+                torch.addmm(layer.bias, h, layer.weight.t())
+                for layer, h in zip(layers[1:], pre[1:], strict=True)
+            ]
+            errors = [
+                prediction_error(x, mu)
+                for x, mu in zip([*values, output], predictions, strict=True)
+            ]
+            if energies is not None:
+                energies.append(energy(errors, force, output - cache.output))
+            if step == self.n_steps():
+                return Settled(errors, pre, beta, energies)
+            values = [
+                value_step(x, eps, error_message(above, b), derivative(x, h), self.step_size)
+                for x, eps, above, b, h in zip(
+                    values, errors, errors[1:], feedback[1:], pre[1:], strict=False
+                )
+            ]
+            if force is not None:
+                output = output_step(output, errors[-1], force, self.step_size)
+        raise AssertionError("unreachable")
+
+    def assign_credit(
+        self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        settled = self.settle(layers, cache, error)
+        grads = [
+            g
+            for eps, pre in zip(settled.errors, settled.pre, strict=True)
+            for g in pc_weight_grads(eps, pre, settled.beta)
+        ]
+        grad_x = None
+        if input_grad:
+            message = error_message(settled.errors[0], self.feedback_matrices(layers)[0])
+            grad_x = message / -settled.beta
+        if self.feedback_mode == "learned":
+            for b, eps, pre in zip(self._feedback, settled.errors, settled.pre, strict=True):
+                feedback_step(b, eps, pre, settled.beta, self.feedback_lr, self.feedback_decay)
+        return grad_x, grads
+
+    def extra_repr(self) -> str:
+        return (
+            f"formulation={self.formulation!r}, output={self.output!r}, "
+            f"feedback={self.feedback_mode!r}, steps={self.steps}, "
+            f"step_size={self.step_size}, nudge={self.nudge}, seed={self.seed}"
+        )
+
+
+def energy(
+    errors: Sequence[Tensor], force: Tensor | None = None, displacement: Tensor | None = None
+) -> float:
+    """What inference descends: ``F = sum_l ||eps_l||^2 / 2`` over the batch, plus the nudge's
+    potential ``beta e . (x_L - y)`` when the output is nudged rather than clamped."""
+    total = sum(eps.pow(2).sum() for eps in errors) / 2
+    if force is not None and displacement is not None:
+        total = total - (force * displacement).sum()
+    return float(total)

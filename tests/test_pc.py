@@ -1,0 +1,285 @@
+"""Predictive coding: kernels against their formulas, the equivalences with backprop, the energy
+descent, the learned feedback's locality and state, option errors and a PPO run from the CLI."""
+
+import json
+import subprocess
+import sys
+from itertools import pairwise
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch.nn.functional import cosine_similarity
+
+from biocredit.errors import ConfigError, UnknownNameError
+from biocredit.learners import LocalNetwork, NetworkSpec, make_learner
+from biocredit.learners.pc import (
+    error_message,
+    feedback_step,
+    output_step,
+    pc_weight_grads,
+    prediction_error,
+    value_step,
+)
+
+SPEC = NetworkSpec(6, (24, 16), 3, "tanh")
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+@pytest.fixture
+def batch():
+    torch.manual_seed(1)
+    return torch.randn(8, 6), torch.randn(8, 3)
+
+
+def grads_of(net: LocalNetwork, x: torch.Tensor, target: torch.Tensor):
+    """Parameter gradients and input gradient for a mean squared error through ``net``."""
+    x = x.clone().requires_grad_(True)
+    net.zero_grad()
+    (0.5 * (net(x) - target).pow(2).sum(1).mean()).backward()
+    return [p.grad.clone() for p in net.parameters_in_order()], x.grad.clone()
+
+
+def pc_like(reference: LocalNetwork, **kwargs) -> LocalNetwork:
+    """A pc network with ``reference``'s forward weights."""
+    net = LocalNetwork(reference.spec, "pc", **kwargs)
+    net.load_state_dict(reference.state_dict(), strict=False)
+    return net
+
+
+def test_kernels_match_their_formulas():
+    torch.manual_seed(2)
+    x, mu, eps, above, B, fprime, pre = (
+        torch.randn(4, 5),
+        torch.randn(4, 5),
+        torch.randn(4, 5),
+        torch.randn(4, 3),
+        torch.randn(3, 5),
+        torch.rand(4, 5),
+        torch.randn(4, 7),
+    )
+    beta = torch.tensor(0.3)
+    torch.testing.assert_close(prediction_error(x, mu), x - mu)
+    torch.testing.assert_close(error_message(above, B), above @ B)
+    message = above @ B
+    torch.testing.assert_close(
+        value_step(x, eps, message, fprime, 0.2), x + 0.2 * (-eps + fprime * message)
+    )
+    force = torch.randn(4, 5)
+    torch.testing.assert_close(output_step(x, eps, force, 0.2), x + 0.2 * (-eps + force))
+    grad_w, grad_b = pc_weight_grads(eps, pre, beta)
+    torch.testing.assert_close(grad_w, -(eps.T @ pre) / beta)
+    torch.testing.assert_close(grad_b, -eps.sum(0) / beta)
+    E = torch.randn(5, 7)
+    expected = 0.99 * E + 0.05 * (eps.T @ pre) / beta
+    feedback_step(E, eps, pre, beta, rate=0.05, decay=0.01)
+    torch.testing.assert_close(E, expected)
+
+
+@pytest.mark.parametrize("nudge", [1e-3, 0.1, 1.0])
+def test_fixed_prediction_with_symmetric_feedback_is_backprop(nudge, batch):
+    """With eta = 1 the errors settle in one step per hidden layer to -beta x backprop's deltas,
+    at any nudge; the input error too."""
+    x, target = batch
+    bp = LocalNetwork(SPEC, "bp")
+    pc = pc_like(bp, formulation="fixed_prediction", nudge=nudge)
+    (g_pc, x_pc), (g_bp, x_bp) = grads_of(pc, x, target), grads_of(bp, x, target)
+    for got, want in zip([*g_pc, x_pc], [*g_bp, x_bp], strict=True):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-9)
+
+
+def test_fixed_prediction_needs_its_steps(batch):
+    """One step short of the depth, the first layer has not heard of the error yet."""
+    x, target = batch
+    pc = LocalNetwork(SPEC, "pc", steps=len(SPEC.hidden) - 1)
+    grads, _ = grads_of(pc, x, target)
+    assert torch.count_nonzero(grads[0]) == 0 and torch.count_nonzero(grads[2]) > 0
+
+
+@pytest.mark.parametrize("output", ["nudged", "clamped"])
+def test_iterative_symmetric_updates_approach_backprop(output, batch):
+    x, target = batch
+    bp = LocalNetwork(SPEC, "bp")
+    pc = pc_like(bp, formulation="iterative", output=output, steps=100, step_size=0.2, nudge=0.01)
+    (g_pc, x_pc), (g_bp, x_bp) = grads_of(pc, x, target), grads_of(bp, x, target)
+    cosines = [
+        float(cosine_similarity(a.flatten(), b.flatten(), 0))
+        for a, b in zip(g_pc, g_bp, strict=True)
+    ]
+    if output == "nudged":  # the settled errors are -beta x backprop's deltas, up to O(beta)
+        assert min(cosines) >= 0.99, cosines
+        assert float(cosine_similarity(x_pc.flatten(), x_bp.flatten(), 0)) >= 0.99
+    else:  # the clamped output shares its error with the hidden layers: not backprop
+        assert min(cosines) < 0.99, cosines
+
+
+def test_iterative_inference_descends_the_energy(batch):
+    """Symmetric feedback makes inference gradient descent on the (total) energy: monotone for
+    a small step, from the forward pass's initialisation."""
+    x, target = batch
+    for output in ("nudged", "clamped"):
+        net = LocalNetwork(
+            SPEC, "pc", formulation="iterative", output=output, steps=60, step_size=0.05
+        )
+        learner = net.learner
+        with torch.no_grad():
+            y, cache = learner.forward_pass(net.layers, x, record=True)
+            settled = learner.settle(net.layers, cache, (y - target) / len(x), record_energy=True)
+        energies = settled.energies
+        assert len(energies) == 61
+        assert all(b <= a + 1e-15 for a, b in pairwise(energies)), (output, energies)
+        assert energies[-1] < energies[0] - 1e-6
+
+
+def _null_space_twin(net: LocalNetwork, x: torch.Tensor) -> LocalNetwork:
+    """A copy whose upper weights change only in directions orthogonal to their inputs on this
+    batch: the same forward pass, different transposes."""
+    twin = LocalNetwork(net.spec, "pc", feedback=net.learner.feedback_mode)
+    twin.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        _, cache = net.learner.forward_pass(net.layers, x, record=True)
+        for l in (1, 2):
+            null = torch.linalg.svd(cache.inputs[l], full_matrices=True).Vh[-1]
+            twin.layers[l].weight.add_(5.0 * torch.randn(twin.layers[l].out_features, 1) * null)
+    return twin
+
+
+@pytest.mark.parametrize("feedback", ["learned", "random", "symmetric"])
+def test_error_messages_never_read_forward_weights(feedback, batch):
+    """Learned and random feedback settle to the same hidden errors when W's transposes change
+    behind an unchanged forward pass; symmetric feedback (the probe's control) does not."""
+    x, target = batch
+    torch.manual_seed(5)
+    net = LocalNetwork(SPEC, "pc", feedback=feedback, seed=0)
+    twin = _null_space_twin(net, x)
+    torch.testing.assert_close(net(x), twin(x))
+    g_net, g_twin = grads_of(net, x, target)[0], grads_of(twin, x, target)[0]
+    same = [
+        torch.allclose(a, b, atol=1e-12, rtol=0) for a, b in zip(g_net[:4], g_twin[:4], strict=True)
+    ]
+    assert all(same) == (feedback != "symmetric"), same
+
+
+def test_learned_feedback_messages_come_from_the_error_synapses(batch):
+    """Iterative inference: with E copied from W the learned variant matches symmetric exactly,
+    and its messages do not change when the forward weights are replaced."""
+    x, target = batch
+    symmetric = LocalNetwork(SPEC, "pc", formulation="iterative", steps=10, step_size=0.3)
+    learned = pc_like(
+        symmetric, formulation="iterative", steps=10, step_size=0.3, feedback="learned"
+    )
+    with torch.no_grad():
+        for l, layer in enumerate(learned.layers):
+            getattr(learned.learner, f"feedback_{l}").copy_(layer.weight)
+    for got, want in zip(
+        grads_of(learned, x, target)[0], grads_of(symmetric, x, target)[0], strict=True
+    ):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    others = LocalNetwork(SPEC, "bp").layers
+    for mine, theirs in zip(
+        learned.learner.feedback_matrices(learned.layers),
+        learned.learner.feedback_matrices(others),
+        strict=True,
+    ):
+        assert mine is theirs
+    assert learned.learner.feedback_matrices(others)[1] is not others[1].weight
+
+
+def test_learned_feedback_follows_its_local_rule(batch):
+    """Output layer: eps_L = -beta e at rest, so E_L <- (1 - d) E_L - lr e^T h_{L-1}; random
+    feedback stays fixed."""
+    x, target = batch
+    net = LocalNetwork(SPEC, "pc", feedback="learned", feedback_lr=0.05, feedback_decay=0.01)
+    fixed = LocalNetwork(SPEC, "pc", feedback="random")
+    before, fixed_before = net.learner.feedback_2.clone(), fixed.learner.feedback_2.clone()
+    with torch.no_grad():
+        y, cache = net.learner.forward_pass(net.layers, x, record=True)
+    e = (y - target) / len(x)
+    grads_of(net, x, target)
+    grads_of(fixed, x, target)
+    torch.testing.assert_close(net.learner.feedback_2, 0.99 * before - 0.05 * e.T @ cache.inputs[2])
+    assert torch.equal(fixed.learner.feedback_2, fixed_before)
+
+
+def test_save_load_carries_learned_feedback(tmp_path, batch):
+    x, target = batch
+    net = LocalNetwork(SPEC, "pc", feedback="learned", seed=0)
+    for _ in range(3):
+        grads_of(net, x, target)
+    save_file(net.state_dict(), str(tmp_path / "pc.safetensors"))
+    copy = LocalNetwork(SPEC, "pc", feedback="learned", seed=1)
+    assert not torch.equal(copy.learner.feedback_1, net.learner.feedback_1)
+    copy.load_state_dict(load_file(str(tmp_path / "pc.safetensors")))
+    for l in range(3):
+        assert torch.equal(
+            getattr(copy.learner, f"feedback_{l}"), getattr(net.learner, f"feedback_{l}")
+        )
+    for got, want in zip(grads_of(copy, x, target)[0], grads_of(net, x, target)[0], strict=True):
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"formulation": "iterativ"}, "Did you mean 'iterative'"),
+        ({"feedback": "symetric"}, "Did you mean 'symmetric'"),
+        ({"output": "clamp"}, "Did you mean 'clamped'"),
+        ({"steps": -1}, "'steps' must be >= 0"),
+        ({"steps": 2.5}, "'steps' must be an integer"),
+        ({"step_size": 0.0}, "'step_size' must be in (0, 1], got 0.0"),
+        ({"step_size": 1.5}, "'step_size' must be in (0, 1], got 1.5"),
+        ({"nudge": 0}, "'nudge' must be > 0, got 0"),
+        ({"feedback_lr": -1.0}, "'feedback_lr' must be > 0"),
+        ({"feedback_decay": 2.0}, "'feedback_decay' must be in [0, 1), got 2.0"),
+        ({"init": "normal"}, "Unknown feedback init 'normal'"),
+        ({"inference_steps": 3}, "Learner 'pc' does not accept these options"),
+    ],
+)
+def test_bad_options_are_clear(kwargs, message):
+    with pytest.raises(ConfigError) as info:
+        make_learner("pc", **kwargs)
+    assert message in str(info.value)
+    if "Did you mean" in message:
+        assert isinstance(info.value, UnknownNameError)
+
+
+@pytest.mark.slow
+def test_ppo_with_pc_from_the_cli(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "biocredit.cli", "train", "--learner", "pc", "--steps", "2048"]
+    command += ["--seed", "0", "--threads", "1", "--no-progress", "--out", str(out)]
+    command += ["--set", "learner_kwargs.feedback=learned", "--set", "eval_episodes=2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["learner"] == "pc" and summary["status"] == "done"
+    assert summary["steps"] >= 2048 and summary["final_return_mean"] > 0
+
+
+def test_learned_feedback_mirrors_the_forward_weights(batch):
+    """Error synapses get the forward weights' own update, so under SGD with the matching weight
+    decay their gap to W shrinks by (1 - decay) per step (Kolen-Pollack), without reading W."""
+    x, target = batch
+    lr, decay = 0.1, 0.05
+    net = LocalNetwork(SPEC, "pc", feedback="learned", feedback_lr=lr, feedback_decay=decay)
+    weights = [layer.weight for layer in net.layers]
+    optimizer = torch.optim.SGD(weights, lr=lr, weight_decay=decay / lr)
+
+    def gaps():
+        return [
+            float((layer.weight.detach() - getattr(net.learner, f"feedback_{l}")).norm())
+            for l, layer in enumerate(net.layers)
+        ]
+
+    before = gaps()
+    for _ in range(20):
+        grads_of(net, x, target)
+        optimizer.step()
+    for now, then in zip(gaps(), before, strict=True):
+        assert now == pytest.approx(then * (1 - decay) ** 20, rel=1e-9)
