@@ -16,6 +16,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from biocredit.envs.normalize import normalize_options
 from biocredit.errors import ConfigError, check_keys, unknown_name
 
 DIVERGENCE_ACTIONS = ("stop", "rollback")
@@ -30,7 +31,9 @@ class RunConfig:
     ``"lin_1e-3"`` means a linear schedule from 1e-3 to 0, as in the RL Zoo); ``policy_kwargs``
     to the policy (``net_arch``, ``activation_fn`` by name, ``ortho_init``, ``log_std_init``).
     A native agent (``agent``, with ``algo: online``) takes ``agent_kwargs`` instead; there
-    ``learner``, if set, replaces every module's learner.
+    ``learner``, if set, replaces every module's learner. ``normalize`` is the RL Zoo's
+    observation/return normalisation (``true``, or ``{norm_obs: true, norm_reward: false}``
+    ...; see :mod:`biocredit.envs.normalize`), for SB3 runs.
     """
 
     env: str = "CartPole-v1"
@@ -45,6 +48,7 @@ class RunConfig:
     seed: int = 0
     n_envs: int = 1
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    normalize: bool | dict[str, Any] | str = False
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     eval_episodes: int = 10
@@ -83,6 +87,13 @@ class RunConfig:
             )
         if self.agent is None and self.learner is None:
             raise ConfigError("An SB3 run needs a learner, e.g. --learner dfa.")
+        if isinstance(self.normalize, str):  # the Zoo's text form, stored as a mapping
+            self.normalize = normalize_options(self.normalize) or False
+        if normalize_options(self.normalize) is not None and self.agent is not None:
+            raise ConfigError(
+                f"normalize is for SB3 runs; the native agent '{self.agent}' reads raw "
+                "observations. Remove 'normalize' or train with --algo ppo/sac/td3."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

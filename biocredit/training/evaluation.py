@@ -12,6 +12,7 @@ from stable_baselines3.common.policies import BasePolicy
 
 from biocredit.agents import ModularAgent, agent_config
 from biocredit.envs import make_sb3_vec_env
+from biocredit.envs.normalize import frozen, normalize_options, read_statistics
 from biocredit.errors import ConfigError
 from biocredit.serialization import load_checkpoint
 from biocredit.training.run import EVAL_SEED_OFFSET
@@ -48,6 +49,9 @@ def evaluate_run(
     policy, meta = load_run_policy(run_dir)
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     env = make_sb3_vec_env(config.env, 1, seed, config.env_kwargs)
+    normalize = normalize_options(config.normalize)
+    if normalize is not None:  # the training statistics, frozen, rewards as they are
+        env = frozen(env, normalize, read_statistics(Path(run_dir) / CHECKPOINT_DIR))
     with torch.no_grad():
         returns, lengths = evaluate_policy(
             policy,
