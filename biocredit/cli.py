@@ -56,10 +56,20 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="evaluate a trained run")
     evaluate.add_argument("run_dir", help="run folder written by `biocredit train`")
-    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument(
+        "--episodes", type=int, help="episodes to run (default 10; 1 with --video)"
+    )
     evaluate.add_argument("--seed", type=int, help="env seed (default: run seed + 1000)")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.add_argument(
+        "--video",
+        action="store_true",
+        help="also write an MP4 of the episodes (offscreen rendering; needs biocredit[video])",
+    )
+    evaluate.add_argument(
+        "--video-path", dest="video_path", help="MP4 to write (default RUN_DIR/video.mp4)"
+    )
 
     agents = sub.add_parser("agents", help="list named native agents")
     agents.add_argument("--json", action="store_true", help="print JSON")
@@ -133,7 +143,11 @@ def _resume_config(args: argparse.Namespace, run_dir: Path, keys: tuple[str, ...
 def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
     from biocredit.training.evaluation import evaluate_run
 
-    result = evaluate_run(args.run_dir, args.episodes, args.seed, not args.stochastic)
+    if args.video_path and not args.video:
+        raise ConfigError("--video-path is only used with --video; add --video.")
+    video = Path(args.video_path or Path(args.run_dir) / "video.mp4") if args.video else None
+    episodes = args.episodes if args.episodes is not None else (1 if video else 10)
+    result = evaluate_run(args.run_dir, episodes, args.seed, not args.stochastic, video)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -142,6 +156,8 @@ def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
             f"{result['return_mean']:.1f} +/- {result['return_std']:.1f} over "
             f"{result['episodes']} episodes (mean length {result['length_mean']:.0f})"
         )
+        if video is not None:
+            console.print(f"wrote {video} ({result['video_frames']} frames)")
     return 0
 
 

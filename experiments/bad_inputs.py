@@ -172,6 +172,8 @@ CASES: list[Case] = [
     Case("eval of a folder that is not a run", ["eval", "{tmp}"], "is not a biocredit run folder"),
     Case("eval with zero episodes", ["eval", "{run}", "--episodes", "0"],
          "--episodes must be >= 1, got 0"),
+    Case("--video-path without --video", ["eval", "{run}", "--video-path", "{tmp}/x.mp4"],
+         "--video-path is only used with --video; add --video."),
     Case("truncated weights file", ["eval", "{tmp}/bad_run"],
          "is not a readable safetensors file", _copy_run(_truncate)),
     Case("missing weights file", ["eval", "{tmp}/bad_run"],

@@ -18,6 +18,7 @@ from biocredit.serialization import load_checkpoint
 from biocredit.training.run import EVAL_SEED_OFFSET
 from biocredit.training.run_dir import CHECKPOINT_DIR, read_run_config
 from biocredit.training.sb3_runner import POLICY_CLASSES, policy_kwargs
+from biocredit.training.video import choose_gl_backend, first_frame, open_writer
 
 
 def load_run_policy(run_dir: Path) -> tuple[BasePolicy | ModularAgent, dict]:
@@ -40,27 +41,53 @@ def load_run_policy(run_dir: Path) -> tuple[BasePolicy | ModularAgent, dict]:
 
 
 def evaluate_run(
-    run_dir: Path, episodes: int = 10, seed: int | None = None, deterministic: bool = True
+    run_dir: Path,
+    episodes: int = 10,
+    seed: int | None = None,
+    deterministic: bool = True,
+    video: Path | None = None,
 ) -> dict[str, Any]:
-    """Mean and std of the return of the run's policy over ``episodes`` fresh episodes."""
+    """Mean and std of the return of the run's policy over ``episodes`` fresh episodes; with
+    ``video``, those episodes are also rendered offscreen into that MP4 file."""
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}.")
+    backend = choose_gl_backend() if video is not None else None  # before MuJoCo loads GL
     config = read_run_config(run_dir)
     policy, meta = load_run_policy(run_dir)
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
-    env = make_sb3_vec_env(config.env, 1, seed, config.env_kwargs)
+    env_kwargs = dict(config.env_kwargs, **({"render_mode": "rgb_array"} if video else {}))
+    env = make_sb3_vec_env(config.env, 1, seed, env_kwargs)
     normalize = normalize_options(config.normalize)
     if normalize is not None:  # the training statistics, frozen, rewards as they are
         env = frozen(env, normalize, read_statistics(Path(run_dir) / CHECKPOINT_DIR))
-    with torch.no_grad():
-        returns, lengths = evaluate_policy(
-            policy,
-            env,
-            n_eval_episodes=episodes,
-            deterministic=deterministic,
-            return_episode_rewards=True,
-        )
-    env.close()
+    writer, frames = None, 0
+    if video is not None:
+        frame = first_frame(env, config.env, backend)
+        env.seed(seed)  # that reset used the seed: evaluation resets to the same first state
+        writer = open_writer(Path(video), env.metadata.get("render_fps") or 30)
+        writer.append_data(frame)
+        frames = 1
+
+    def record(_locals: dict[str, Any], _globals: dict[str, Any]) -> None:
+        nonlocal frames
+        if writer is not None:
+            writer.append_data(env.get_images()[0])
+            frames += 1
+
+    try:
+        with torch.no_grad():
+            returns, lengths = evaluate_policy(
+                policy,
+                env,
+                n_eval_episodes=episodes,
+                deterministic=deterministic,
+                return_episode_rewards=True,
+                callback=record,
+            )
+    finally:
+        env.close()
+        if writer is not None:
+            writer.close()
     return {
         "run_dir": str(run_dir),
         "env": config.env,
@@ -74,4 +101,5 @@ def evaluate_run(
         "return_std": float(np.std(returns)),
         "length_mean": float(np.mean(lengths)),
         "returns": [float(r) for r in returns],
+        **({"video": str(video), "video_frames": frames} if video is not None else {}),
     }
