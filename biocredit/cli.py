@@ -83,8 +83,19 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run a benchmark matrix with the bp baseline")
     bench.add_argument("spec", help="benchmark spec YAML (see experiments/benchmarks/)")
-    bench.add_argument("--workers", type=int, default=1, help="parallel processes")
+    bench.add_argument("--workers", type=int, default=1, help="parallel processes (or Ray CPUs)")
     bench.add_argument("--out", help="results folder (default from the spec)")
+    bench.add_argument(
+        "--backend",
+        default="local",
+        help="local (a process pool, default) or ray (Ray tasks; needs biocredit[ray])",
+    )
+    bench.add_argument(
+        "--ray-address",
+        dest="ray_address",
+        help="Ray cluster to join, e.g. ray://head:10001 (default: start a local Ray)",
+    )
+    bench.add_argument("--steps", type=int, help="train every run for this many env steps")
     return parser
 
 
@@ -230,7 +241,15 @@ def _cmd_plot(args: argparse.Namespace, console: Console) -> int:
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     from biocredit.training.bench import run_benchmark
 
-    table_path = run_benchmark(args.spec, workers=args.workers, out=args.out, console=console)
+    table_path = run_benchmark(
+        args.spec,
+        workers=args.workers,
+        out=args.out,
+        console=console,
+        backend=args.backend,
+        ray_address=args.ray_address,
+        steps=args.steps,
+    )
     console.print(table_path.read_text())
     console.print(f"table: {table_path}")
     return 0
