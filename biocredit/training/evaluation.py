@@ -18,7 +18,12 @@ from biocredit.serialization import load_checkpoint
 from biocredit.training.run import EVAL_SEED_OFFSET
 from biocredit.training.run_dir import CHECKPOINT_DIR, read_run_config
 from biocredit.training.sb3_runner import POLICY_CLASSES, policy_kwargs
-from biocredit.training.video import choose_gl_backend, first_frame, open_writer
+from biocredit.training.video import (
+    choose_gl_backend,
+    first_frame,
+    open_writer,
+    require_video_extra,
+)
 
 
 def load_run_policy(run_dir: Path) -> tuple[BasePolicy | ModularAgent, dict]:
@@ -51,6 +56,8 @@ def evaluate_run(
     ``video``, those episodes are also rendered offscreen into that MP4 file."""
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}.")
+    if video is not None:
+        require_video_extra()
     backend = choose_gl_backend() if video is not None else None  # before MuJoCo loads GL
     config = read_run_config(run_dir)
     policy, meta = load_run_policy(run_dir)

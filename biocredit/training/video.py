@@ -48,16 +48,23 @@ def choose_gl_backend() -> str | None:
     return backend
 
 
-def open_writer(path: Path, fps: float) -> Any:
-    """An imageio ffmpeg writer for ``path`` (H.264), or a clear error naming the extra."""
+def require_video_extra() -> None:
+    """A clear error naming the extra when imageio or its ffmpeg plugin is missing."""
     try:
-        import imageio
+        import imageio  # noqa: F401
         import imageio_ffmpeg  # noqa: F401  (imageio's ffmpeg plugin needs it)
     except ImportError:
         raise ConfigError(
             "--video needs imageio with its ffmpeg plugin, which are not installed. "
             "Install them with: pip install 'biocredit[video]' (imageio, imageio-ffmpeg)."
         ) from None
+
+
+def open_writer(path: Path, fps: float) -> Any:
+    """An imageio ffmpeg writer for ``path`` (H.264)."""
+    require_video_extra()
+    import imageio
+
     path.parent.mkdir(parents=True, exist_ok=True)
     # even frame sizes for yuv420p; imageio pads other sizes up to a multiple of 2
     return imageio.get_writer(str(path), fps=fps, codec="libx264", macro_block_size=2)
