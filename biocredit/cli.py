@@ -60,10 +60,20 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="evaluate a trained run")
     evaluate.add_argument("run_dir", help="run folder written by `biocredit train`")
-    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument(
+        "--episodes", type=int, help="episodes to run (default 10; 1 with --video)"
+    )
     evaluate.add_argument("--seed", type=int, help="env seed (default: run seed + 1000)")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.add_argument(
+        "--video",
+        action="store_true",
+        help="also write an MP4 of the episodes (offscreen rendering; needs biocredit[video])",
+    )
+    evaluate.add_argument(
+        "--video-path", dest="video_path", help="MP4 to write (default RUN_DIR/video.mp4)"
+    )
 
     agents = sub.add_parser("agents", help="list named native agents")
     agents.add_argument("--json", action="store_true", help="print JSON")
@@ -77,8 +87,19 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run a benchmark matrix with the bp baseline")
     bench.add_argument("spec", help="benchmark spec YAML (see experiments/benchmarks/)")
-    bench.add_argument("--workers", type=int, default=1, help="parallel processes")
+    bench.add_argument("--workers", type=int, default=1, help="parallel processes (or Ray CPUs)")
     bench.add_argument("--out", help="results folder (default from the spec)")
+    bench.add_argument(
+        "--backend",
+        default="local",
+        help="local (a process pool, default) or ray (Ray tasks; needs biocredit[ray])",
+    )
+    bench.add_argument(
+        "--ray-address",
+        dest="ray_address",
+        help="Ray cluster to join, e.g. ray://head:10001 (default: start a local Ray)",
+    )
+    bench.add_argument("--steps", type=int, help="train every run for this many env steps")
     return parser
 
 
@@ -136,7 +157,11 @@ def _resume_config(args: argparse.Namespace, run_dir: Path, keys: tuple[str, ...
 def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
     from biocredit.training.evaluation import evaluate_run
 
-    result = evaluate_run(args.run_dir, args.episodes, args.seed, not args.stochastic)
+    if args.video_path and not args.video:
+        raise ConfigError("--video-path is only used with --video; add --video.")
+    video = Path(args.video_path or Path(args.run_dir) / "video.mp4") if args.video else None
+    episodes = args.episodes if args.episodes is not None else (1 if video else 10)
+    result = evaluate_run(args.run_dir, episodes, args.seed, not args.stochastic, video)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -150,6 +175,8 @@ def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
             for kind in ("group_returns", "agent_returns"):
                 parts = ", ".join(f"{k} {v:.1f}" for k, v in result[kind].items())
                 console.print(f"  {kind.replace('_', ' ')}: {parts}")
+        if video is not None:
+            console.print(f"wrote {video} ({result['video_frames']} frames)")
     return 0
 
 
@@ -222,7 +249,15 @@ def _cmd_plot(args: argparse.Namespace, console: Console) -> int:
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     from biocredit.training.bench import run_benchmark
 
-    table_path = run_benchmark(args.spec, workers=args.workers, out=args.out, console=console)
+    table_path = run_benchmark(
+        args.spec,
+        workers=args.workers,
+        out=args.out,
+        console=console,
+        backend=args.backend,
+        ray_address=args.ray_address,
+        steps=args.steps,
+    )
     console.print(table_path.read_text())
     console.print(f"table: {table_path}")
     return 0

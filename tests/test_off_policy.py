@@ -135,3 +135,50 @@ def test_cli_runs_write_their_folders_and_resume(name, learner, tmp_path):
     )
     assert resume.returncode == 0, resume.stderr
     assert json.loads((out / "summary.json").read_text())["steps"] == 400
+
+
+def _action_grads(model, obs, actions, first_critic=False):
+    x = actions.clone().requires_grad_(True)
+    if first_critic:
+        model.critic.q1_forward(obs, x).sum().backward()
+    else:
+        torch.cat(model.critic(obs, x), dim=1).min(dim=1).values.sum().backward()
+    return x.grad
+
+
+@pytest.mark.parametrize("name", ["sac", "td3"])
+def test_perturbation_action_grad_matches_the_exact_one_for_a_bp_critic(name):
+    """Central differences of the critic equal backprop's dQ/da (smooth tanh critic)."""
+    exact = make(name, learner="bp", activation_fn=torch.nn.Tanh)
+    perturbed = make(name, learner="bp", activation_fn=torch.nn.Tanh)
+    perturbed.policy.critic.action_grad = "perturbation"
+    perturbed.policy.load_state_dict(exact.policy.state_dict())
+    torch.manual_seed(0)
+    obs, actions = torch.randn(16, 3), torch.rand(16, 1) * 2 - 1
+    want, got = _action_grads(exact, obs, actions), _action_grads(perturbed, obs, actions)
+    torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-4)
+    assert want.abs().mean() > 1e-3  # a real gradient, not two zeros
+    assert all(p.grad is None for p in perturbed.policy.critic.parameters())  # actor loss only
+
+
+def test_perturbation_gives_a_dfa_critic_a_state_dependent_action_grad(tmp_path):
+    model = make("sac", critic_action_grad="perturbation")
+    learner_grad = make("sac")
+    torch.manual_seed(1)
+    obs, actions = torch.randn(64, 3), torch.rand(64, 1) * 2 - 1
+    learner_grad.policy.load_state_dict(model.policy.state_dict())
+    by_learner = _action_grads(learner_grad, obs, actions, first_critic=True)
+    by_perturbation = _action_grads(model, obs, actions, first_critic=True)
+    # dfa's input error is e D_0 with e = 1 here: one value for all states; the estimate varies
+    assert torch.allclose(by_learner, by_learner[0].expand_as(by_learner))
+    assert torch.sign(by_learner).unique().numel() == 1
+    assert torch.sign(by_perturbation).unique().numel() == 2
+    model.learn(100)
+    model.save(tmp_path / "model.zip")
+    loaded = SAC.load(tmp_path / "model.zip", device="cpu")
+    assert loaded.policy.critic.action_grad == "perturbation"
+
+
+def test_unknown_critic_action_grad_is_refused():
+    with pytest.raises(ValueError, match="Unknown critic_action_grad 'finite'"):
+        make("sac", critic_action_grad="finite")

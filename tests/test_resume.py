@@ -52,6 +52,12 @@ CASES = {
         (1280, 640),
     ),
     "ppo-fa-pendulum": ({"learner": "fa", "env": "InvertedPendulum-v5"}, SB3, SB3Run, (1280, 640)),
+    "ppo-dfa-normalized": (
+        {"learner": "dfa", "env": "InvertedPendulum-v5"},
+        [*SB3, "normalize=true"],  # observation and return statistics
+        SB3Run,
+        (1280, 640),
+    ),
     "a2c-dfa": (
         {"learner": "dfa", "algo": "a2c"},
         ["n_envs=2", "eval_episodes=1", "algo_kwargs.learning_rate=0.001"],
@@ -59,6 +65,12 @@ CASES = {
         (1280, 640),
     ),
     "sac-dfa": ({"learner": "dfa", "algo": "sac", **PENDULUM}, OFF, SB3Run, (400, 200)),
+    "sac-dfa-normalized-obs": (
+        {"learner": "dfa", "algo": "sac", **PENDULUM},
+        [*OFF, "normalize={norm_obs: true, norm_reward: false}"],
+        SB3Run,
+        (400, 200),
+    ),
     "td3-fa": ({"learner": "fa", "algo": "td3", **PENDULUM}, OFF, SB3Run, (400, 200)),
     "dqn-dfa": (
         {"learner": "dfa", "algo": "dqn"},
@@ -84,8 +96,11 @@ CASES = {
 
 
 def tensors(run_dir):
-    state = load_file(str(run_dir / "checkpoint" / "model.safetensors"))
-    state.update(load_file(str(run_dir / "checkpoint" / "resume.safetensors")))
+    state = {}
+    for name in ("model", "resume", "normalize"):
+        path = run_dir / "checkpoint" / f"{name}.safetensors"
+        if path.is_file():
+            state.update({f"{name}/{k}": v for k, v in load_file(str(path)).items()})
     return state
 
 

@@ -7,9 +7,19 @@ Target networks are copies made by SB3 with ``load_state_dict``, so they carry t
 state (feedback matrices); the feedback is fixed, so Polyak updates keep it equal.
 
 The actor of SAC and TD3 learns from ``dQ/da``, the error the critic hands back to its action
-input. That error comes from the critic's learner and its own input rule: exact for ``bp``,
-through the random feedback ``B_1`` for ``fa`` (useful as the weights align with it), and a
-fixed random projection ``e D_0`` for ``dfa`` (the same direction for every state).
+input. By default (``critic_action_grad="learner"``) that error comes from the critic's learner
+and its own input rule: exact for ``bp``, through the random feedback ``B_1`` for ``fa`` (useful
+as the weights align with it), and a fixed random projection ``e D_0`` for ``dfa`` (the same
+direction for every state, which is why SAC+dfa does not learn InvertedPendulum).
+
+``critic_action_grad="perturbation"`` estimates ``dQ/da`` instead by perturbing the action and
+reading the critic's change, with forward passes only (node perturbation: Williams 1992,
+Fiete & Seung 2006; here its deterministic central-difference form per action dimension):
+
+    dQ/da_i ~= (Q(s, a + delta e_i) - Q(s, a - delta e_i)) / (2 delta)
+
+No weight of the critic is transported or differentiated, whatever its learner; the actor's
+error is state-dependent and exact up to O(delta^2) for a smooth critic.
 """
 
 from __future__ import annotations
@@ -26,8 +36,42 @@ from stable_baselines3.td3.policies import Actor as TD3Actor
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
-from biocredit.errors import ConfigError
+from biocredit.errors import ConfigError, unknown_name
 from biocredit.sb3.common import LearnerChoice, activation_name, build_network
+
+ACTION_GRADS = ("learner", "perturbation")
+
+
+def perturbation_action_grad(
+    q_fn: Any, features: torch.Tensor, actions: torch.Tensor, delta: float
+) -> torch.Tensor:
+    """Central-difference estimate of ``dQ/da`` for a batch, from ``2 * action_dim`` extra
+    forward passes of ``q_fn(features, actions) -> Q`` (node perturbation)."""
+    batch, dim = actions.shape
+    steps = delta * torch.eye(dim, dtype=actions.dtype, device=actions.device)
+    shifted = torch.cat([actions[:, None, :] + steps, actions[:, None, :] - steps], dim=1)
+    repeated = features[:, None, :].expand(batch, 2 * dim, features.shape[1])
+    q = q_fn(repeated.reshape(batch * 2 * dim, -1), shifted.reshape(batch * 2 * dim, dim))
+    q = q.reshape(batch, 2 * dim)
+    return (q[:, :dim] - q[:, dim:]) / (2 * delta)
+
+
+class _PerturbedQ(torch.autograd.Function):
+    """``Q(s, a)`` whose gradient to ``a`` is :func:`perturbation_action_grad`; nothing flows
+    into the critic's weights (the actor's loss does not train the critic)."""
+
+    @staticmethod
+    def forward(ctx: Any, actions: torch.Tensor, features: torch.Tensor, q_fn: Any, delta: float):
+        ctx.save_for_backward(actions, features)
+        ctx.q_fn, ctx.delta = q_fn, delta
+        return q_fn(features, actions)
+
+    @staticmethod
+    def backward(ctx: Any, grad_q: torch.Tensor):
+        actions, features = ctx.saved_tensors
+        with torch.no_grad():
+            grad_a = perturbation_action_grad(ctx.q_fn, features, actions, ctx.delta)
+        return grad_q * grad_a, None, None, None
 
 
 def _no_sde(kwargs: dict[str, Any]) -> None:
@@ -75,10 +119,24 @@ class BioDQNPolicy(DQNPolicy):
 
 
 class BioContinuousCritic(ContinuousCritic):
-    """SAC/TD3 critics, each one local network: (observation, action) -> Q."""
+    """SAC/TD3 critics, each one local network: (observation, action) -> Q.
 
-    def __init__(self, *args: Any, learner: str, learner_kwargs: dict, **kwargs: Any) -> None:
+    With ``action_grad="perturbation"``, a Q-value computed from actions that require a
+    gradient (the actor's loss) hands back the perturbation estimate of ``dQ/da``; the critic's
+    own loss (replay actions) goes through its learner as always.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        learner: str,
+        learner_kwargs: dict,
+        action_grad: str = "learner",
+        action_delta: float = 0.05,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.action_grad, self.action_delta = action_grad, action_delta
         n_in = kwargs["features_dim"] + get_action_dim(self.action_space)
         activation = activation_name(kwargs.get("activation_fn", nn.ReLU))
         for idx in range(self.n_critics):
@@ -87,6 +145,26 @@ class BioContinuousCritic(ContinuousCritic):
             )
             self.add_module(f"qf{idx}", q_net)  # replaces SB3's backprop MLP
             self.q_networks[idx] = q_net
+
+    def _q(self, q_net: nn.Module, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        if self.action_grad == "perturbation" and actions.requires_grad:
+
+            def q_fn(feat: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+                with torch.no_grad():
+                    return q_net(torch.cat([feat, act], dim=1))
+
+            return _PerturbedQ.apply(actions, features.detach(), q_fn, self.action_delta)
+        return q_net(torch.cat([features, actions], dim=1))
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.set_grad_enabled(not self.share_features_extractor):
+            features = self.extract_features(obs, self.features_extractor)
+        return tuple(self._q(q_net, features, actions) for q_net in self.q_networks)
+
+    def q1_forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            features = self.extract_features(obs, self.features_extractor)
+        return self._q(self.q_networks[0], features, actions)
 
 
 class BioSACActor(SACActor):
@@ -140,10 +218,17 @@ class _BioActorCriticMixin:
         learner_kwargs: dict | None = None,
         critic_learner: str | None = None,
         critic_learner_kwargs: dict | None = None,
+        critic_action_grad: str = "learner",
+        critic_action_delta: float = 0.05,
         **kwargs: Any,
     ) -> None:
         _no_sde(kwargs)
+        if critic_action_grad not in ACTION_GRADS:
+            raise unknown_name("critic_action_grad", critic_action_grad, ACTION_GRADS)
+        if not critic_action_delta > 0:
+            raise ConfigError(f"critic_action_delta must be > 0, got {critic_action_delta}.")
         self.choice = LearnerChoice(learner, learner_kwargs, critic_learner, critic_learner_kwargs)
+        self.critic_action_grad, self.critic_action_delta = critic_action_grad, critic_action_delta
         super().__init__(*args, **kwargs)
 
     def make_actor(self, features_extractor: Any = None) -> Any:
@@ -158,11 +243,17 @@ class _BioActorCriticMixin:
             **kwargs,
             learner=self.choice.critic_learner,
             learner_kwargs=self.choice.critic_learner_kwargs,
+            action_grad=self.critic_action_grad,
+            action_delta=self.critic_action_delta,
         ).to(self.device)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
-        data.update(self.choice.as_kwargs())
+        data.update(
+            self.choice.as_kwargs(),
+            critic_action_grad=self.critic_action_grad,
+            critic_action_delta=self.critic_action_delta,
+        )
         return data
 
 

@@ -3,17 +3,23 @@
 A spec (``experiments/benchmarks/*.yaml``)::
 
     name: core
-    algo: ppo
+    algo: ppo                      # or a list, e.g. [ppo, sac]: each with its own bp baseline
     learners: [bp, fa, dfa]       # bp is added if missing
     variants:                      # optional: labels in `learners` that are a learner + options
       dfa-small: {learner: dfa, set: {learner_kwargs: {scale: 0.5}}}
     seeds: [0, 1, 2, 3, 4]
     envs:
       CartPole-v1: {threshold: 475}
-      InvertedPendulum-v5: {threshold: 950, steps: 100000}
+      InvertedPendulum-v5: {threshold: 950, steps: 100000, set: {normalize: false}}
+      Hopper-v5: {steps: {ppo: 50000, sac: 20000}}   # steps per algo
     set: {}                        # RunConfig keys applied to every run
 
-Runs are interleaved seed by seed so every learner meets the same machine load; results land in
+In ``set`` (top level or per env) a key named after an algorithm holds keys for that
+algorithm's runs only (``set: {sac: {algo_kwargs: {learning_starts: 1000}}}``). Runs are
+interleaved seed by seed so every learner meets the same machine load. They execute in a local
+process pool (``workers`` processes) or, with ``backend="ray"``, as Ray tasks on a local Ray
+instance or the cluster at ``ray_address`` (``pip install 'biocredit[ray]'``; every node needs
+biocredit and must write to a folder the driver reads). Either way the results land in
 ``<out>/table.md`` (ratios to bp), ``<out>/curves.png`` and ``<out>/results.json``.
 """
 
@@ -24,6 +30,7 @@ import multiprocessing
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +40,9 @@ import numpy as np
 from rich.console import Console
 
 from biocredit.envs.multiagent import is_multiagent
-from biocredit.errors import ConfigError, check_keys
+from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.mappings import merge
-from biocredit.training.config import RunConfig, read_yaml
+from biocredit.training.config import ALGOS, RunConfig, read_yaml
 from biocredit.training.plots import plot_curves, steps_to_threshold
 from biocredit.training.resolve import resolve_config
 from biocredit.training.run import EVAL_SEED_OFFSET
@@ -44,6 +51,8 @@ from biocredit.training.runs import run_class, train_any
 from biocredit.training.team_eval import evaluate_team, team_report
 
 BASELINE = "bp"
+BACKENDS = ("local", "ray")
+ENV_OPTIONS = ("threshold", "steps", "set")
 
 
 @dataclass
@@ -51,7 +60,7 @@ class BenchSpec:
     """A validated benchmark spec."""
 
     name: str
-    algo: str = "ppo"
+    algo: str | list[str] = "ppo"
     agent: str | None = None
     learners: list[str] = field(default_factory=lambda: [BASELINE, "fa", "dfa"])
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -64,7 +73,10 @@ class BenchSpec:
         if not self.envs:
             raise ConfigError("A benchmark spec needs at least one entry under 'envs'.")
         for env, options in self.envs.items():
-            check_keys(options, ("threshold", "steps"), f"the benchmark spec's envs.{env}")
+            check_keys(options, ENV_OPTIONS, f"the benchmark spec's envs.{env}")
+        for algo in self.algos:
+            if algo not in ALGOS:
+                raise unknown_name("algo", algo, ALGOS)
         if BASELINE not in self.learners:
             self.learners.insert(0, BASELINE)
         for label, variant in self.variants.items():
@@ -73,6 +85,22 @@ class BenchSpec:
                     f"Variant '{label}' must be a mapping with 'learner' and optional 'set', "
                     f"got {variant!r}."
                 )
+
+    @property
+    def algos(self) -> list[str]:
+        return [self.algo] if isinstance(self.algo, str) else list(self.algo)
+
+    def label(self, algo: str, learner_label: str) -> str:
+        """A row's name: the learner label, prefixed ``<algo>+`` when the spec has several."""
+        return learner_label if len(self.algos) == 1 else f"{algo}+{learner_label}"
+
+    def labels(self) -> list[str]:
+        return [self.label(algo, label) for algo in self.algos for label in self.learners]
+
+    def baseline(self, label: str) -> str:
+        """The bp row ``label`` is compared with: bp of the same algorithm."""
+        algo = label.split("+", 1)[0] if len(self.algos) > 1 else self.algos[0]
+        return self.label(algo, BASELINE)
 
 
 def load_spec(path: str | Path) -> BenchSpec:
@@ -87,27 +115,45 @@ def load_spec(path: str | Path) -> BenchSpec:
     return BenchSpec(**data)
 
 
-def plan_runs(spec: BenchSpec, out: Path) -> list[tuple[str, RunConfig]]:
+def for_algo(settings: dict[str, Any], algo: str) -> dict[str, Any]:
+    """``settings`` without per-algorithm sub-mappings, merged with the one for ``algo``."""
+    general = {key: value for key, value in settings.items() if key not in ALGOS}
+    return merge(general, settings.get(algo) or {})
+
+
+def env_steps(options: dict[str, Any], algo: str, steps: int | None) -> int | None:
+    """The run length: ``steps`` (the command line's) if given, else the env's ``steps`` (a
+    number, or a mapping by algorithm), else ``None`` (the hyperparameter file's)."""
+    if steps is not None:
+        return steps
+    value = options.get("steps")
+    return value.get(algo) if isinstance(value, dict) else value
+
+
+def plan_runs(spec: BenchSpec, out: Path, steps: int | None = None) -> list[tuple[str, RunConfig]]:
     """Every ``(label, run)`` of the matrix, seed-major so learners are interleaved; all
     validated upfront."""
     configs = []
     for seed in spec.seeds:
         for env, options in spec.envs.items():
-            for label in spec.learners:
-                variant = spec.variants.get(label, {})
-                learner = variant.get("learner", label)
-                flags = {
-                    "algo": "online" if spec.agent else spec.algo,
-                    "agent": spec.agent,
-                    "env": env,
-                    "learner": learner,
-                    "seed": seed,
-                    "steps": options.get("steps"),
-                    "out": str(out / "runs" / env / label / f"seed{seed}"),
-                }
-                config = resolve_config(flags=merge(merge(spec.set, variant.get("set", {})), flags))
-                run_class(config).validate(config)
-                configs.append((label, config))
+            for algo in spec.algos:
+                for learner_label in spec.learners:
+                    label = spec.label(algo, learner_label)
+                    variant = spec.variants.get(learner_label, {})
+                    flags = {
+                        "algo": "online" if spec.agent else algo,
+                        "agent": spec.agent,
+                        "env": env,
+                        "learner": variant.get("learner", learner_label),
+                        "seed": seed,
+                        "steps": env_steps(options, algo, steps),
+                        "out": str(out / "runs" / env / label / f"seed{seed}"),
+                    }
+                    settings = merge(spec.set, options.get("set") or {})
+                    settings = merge(for_algo(settings, algo), variant.get("set", {}))
+                    config = resolve_config(flags=merge(settings, flags))
+                    run_class(config).validate(config)
+                    configs.append((label, config))
     return configs
 
 
@@ -115,50 +161,99 @@ def _run_one(config: RunConfig) -> dict[str, Any]:
     return train_any(config)
 
 
+def run_locally(configs: list[RunConfig], workers: int) -> Iterator[dict[str, Any]]:
+    """Summaries of ``configs`` in order, from a pool of ``workers`` fresh processes."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield from pool.map(_run_one, configs)
+
+
+def run_on_ray(
+    configs: list[RunConfig], workers: int, address: str | None
+) -> Iterator[dict[str, Any]]:
+    """Summaries of ``configs`` in order, each run a Ray task of one CPU: on the cluster at
+    ``address``, or on a local Ray instance of ``workers`` CPUs started here."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "--backend ray needs Ray, which is not installed. Install it with: "
+            "pip install 'biocredit[ray]' (or use the default --backend local)."
+        ) from None
+
+    def results() -> Iterator[dict[str, Any]]:
+        if address is None:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+        try:
+            task = ray.remote(num_cpus=1)(_run_one)
+            pending = [task.remote(config) for config in configs]
+            for ref in pending:
+                yield ray.get(ref)
+        finally:
+            ray.shutdown()
+
+    return results()
+
+
 def run_benchmark(
     spec_path: str | Path,
     workers: int = 1,
     out: str | None = None,
     console: Console | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    steps: int | None = None,
 ) -> Path:
-    """Run the spec's matrix with ``workers`` processes; return the path of the table."""
+    """Run the spec's matrix with ``workers`` processes (or Ray tasks); return the path of the
+    table. ``steps`` replaces every run's length (e.g. a short version of a long spec)."""
     console = console or Console()
     spec = load_spec(spec_path)
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}.")
+    if backend not in BACKENDS:
+        raise unknown_name("bench backend", backend, BACKENDS)
+    if ray_address is not None and backend != "ray":
+        raise ConfigError("--ray-address is only used with --backend ray; add --backend ray.")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}.")
     out_dir = Path(out or spec.out or Path("experiments") / "results" / spec.name)
     if (out_dir / "runs").exists():
         raise ConfigError(
             f"'{out_dir / 'runs'}' already exists. Every figure must come from one invocation: "
             "delete it or pass another --out."
         )
-    configs = plan_runs(spec, out_dir)
-    console.print(f"benchmark '{spec.name}': {len(configs)} runs on {workers} worker(s)")
+    configs = plan_runs(spec, out_dir, steps)
+    where = "Ray" if backend == "ray" else "process"
+    console.print(f"benchmark '{spec.name}': {len(configs)} runs on {workers} {where} worker(s)")
     start = time.perf_counter()
     summaries = []
-    context = multiprocessing.get_context("spawn")
     labels = [label for label, _ in configs]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for label, summary in zip(labels, pool.map(_run_one, [c for _, c in configs]), strict=True):
-            summary["label"] = label
-            summaries.append(summary)
-            console.print(
-                f"  [{len(summaries)}/{len(configs)}] {summary['env']} {label} "
-                f"seed {summary['seed']}: return {summary['final_return_mean']:.1f}, "
-                f"{summary['wall_time_s']:.1f} s"
-            )
+    runs = [config for _, config in configs]
+    results = (
+        run_on_ray(runs, workers, ray_address) if backend == "ray" else run_locally(runs, workers)
+    )
+    for label, summary in zip(labels, results, strict=True):
+        summary["label"] = label
+        summaries.append(summary)
+        console.print(
+            f"  [{len(summaries)}/{len(configs)}] {summary['env']} {label} "
+            f"seed {summary['seed']}: return {summary['final_return_mean']:.1f}, "
+            f"{summary['wall_time_s']:.1f} s"
+        )
     elapsed = time.perf_counter() - start
     command = "biocredit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     (out_dir / "results.json").write_text(json.dumps(summaries, indent=2) + "\n")
     randoms = random_team_returns(spec, summaries)
-    table = render_table(spec, summaries, command, workers, elapsed, randoms)
+    table = render_table(spec, summaries, command, f"{workers} {where} worker(s)", elapsed, randoms)
     (out_dir / "table.md").write_text(table)
     groups = {
         env: {
             learner: [
                 Path(s["run_dir"]) for s in summaries if s["env"] == env and s["label"] == learner
             ]
-            for learner in spec.learners
+            for learner in spec.labels()
         }
         for env in spec.envs
     }
@@ -194,7 +289,7 @@ def render_table(
     spec: BenchSpec,
     summaries: list[dict[str, Any]],
     command: str,
-    workers: int,
+    workers: str,
     elapsed: float,
     randoms: dict[str, float] | None = None,
 ) -> str:
@@ -203,31 +298,32 @@ def render_table(
     the gap closed to bp from a random team, ``(learner - random) / (bp - random)``."""
     randoms = randoms or {}
     lines = [
-        f"# Benchmark `{spec.name}`: {spec.agent or spec.algo.upper()} x "
+        f"# Benchmark `{spec.name}`: {spec.agent or ', '.join(a.upper() for a in spec.algos)} x "
         f"{{{', '.join(spec.learners)}}}",
         "",
-        f"Command: `{command}` ({workers} worker(s), {elapsed / 60:.1f} min in all). "
+        f"Command: `{command}` ({workers}, {elapsed / 60:.1f} min in all). "
         f"Seeds {spec.seeds}; each learner ran in the same invocation as the bp baseline.",
         "Final return: deterministic policy, mean over the run's evaluation episodes, then mean "
         "+/- std over seeds. Steps to threshold: first log row whose training return (SB3's "
         "100-episode mean) reaches it; median over the seeds that reached it. "
-        "Ratios: learner / bp (return ratios only where bp's mean return is positive).",
+        "Ratios: learner / bp of the same algorithm (return ratios only where bp's mean return "
+        "is positive). Steps: the env steps each run trained for.",
         "",
-        "| env | learner | final return | seeds >= threshold | steps to threshold | wall time (s) "
-        "| steps/s | return / bp | wall time / bp | gap closed |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| env | learner | steps | final return | seeds >= threshold | steps to threshold "
+        "| wall time (s) | steps/s | return / bp | wall time / bp | gap closed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for env, options in spec.envs.items():
         threshold = options.get("threshold")
         stats = {}
-        for learner in spec.learners:
+        for learner in spec.labels():
             runs = [s for s in summaries if s["env"] == env and s["label"] == learner]
             finals = np.array([s["final_return_mean"] for s in runs])
             walls = np.array([s["wall_time_s"] for s in runs])
             stats[learner] = (runs, finals, walls)
-        base_return = stats[BASELINE][1].mean()
-        base_wall = stats[BASELINE][2].mean()
         for learner, (runs, finals, walls) in stats.items():
+            base_return = stats[spec.baseline(learner)][1].mean()
+            base_wall = stats[spec.baseline(learner)][2].mean()
             solved, to_threshold = "-", "-"
             if threshold is not None:
                 solved = f"{int((finals >= threshold).sum())}/{len(runs)}"
@@ -242,8 +338,10 @@ def render_table(
             gap = "-"
             if env in randoms and base_return != randoms[env]:
                 gap = f"{(finals.mean() - randoms[env]) / (base_return - randoms[env]):.2f}"
+            run_steps = sorted({s["steps"] for s in runs})
             lines.append(
-                f"| {env} | {learner} | {finals.mean():.1f} +/- {finals.std():.1f} | {solved} "
+                f"| {env} | {learner} | {', '.join(f'{n:,}' for n in run_steps)} "
+                f"| {finals.mean():.1f} +/- {finals.std():.1f} | {solved} "
                 f"| {to_threshold} | {walls.mean():.1f} "
                 f"| {np.mean([s['steps_per_s'] for s in runs]):.0f} | {ratio} "
                 f"| {walls.mean() / base_wall:.2f} | {gap} |"
@@ -254,7 +352,7 @@ def render_table(
     ]
     per_seed += ["", "Per seed (final return):", ""]
     for env in spec.envs:
-        for learner in spec.learners:
+        for learner in spec.labels():
             values = [
                 f"{s['final_return_mean']:.0f}"
                 for s in summaries

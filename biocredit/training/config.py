@@ -17,6 +17,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from biocredit.envs.multiagent import is_multiagent
+from biocredit.envs.normalize import normalize_options
 from biocredit.errors import ConfigError, check_keys, unknown_name
 
 DIVERGENCE_ACTIONS = ("stop", "rollback")
@@ -34,7 +35,9 @@ class RunConfig:
     ``learner``, if set, replaces every module's learner. A PettingZoo env
     (``env: pettingzoo:...``) takes ``multiagent`` (scheme, groups; see
     :mod:`biocredit.agents.team`), and ``steps`` then counts agent steps (one per agent per env
-    step).
+    step). ``normalize`` is the RL Zoo's
+    observation/return normalisation (``true``, or ``{norm_obs: true, norm_reward: false}``
+    ...; see :mod:`biocredit.envs.normalize`), for SB3 runs.
     """
 
     env: str = "CartPole-v1"
@@ -49,6 +52,7 @@ class RunConfig:
     seed: int = 0
     n_envs: int = 1
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    normalize: bool | dict[str, Any] | str = False
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     multiagent: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +97,13 @@ class RunConfig:
                 f"'multiagent' options apply to PettingZoo envs (env: pettingzoo:...), but env is "
                 f"'{self.env}'. Remove 'multiagent' or name a PettingZoo env, e.g. "
                 "pettingzoo:mpe2.simple_spread_v3."
+            )
+        if isinstance(self.normalize, str):  # the Zoo's text form, stored as a mapping
+            self.normalize = normalize_options(self.normalize) or False
+        if normalize_options(self.normalize) is not None and self.agent is not None:
+            raise ConfigError(
+                f"normalize is for SB3 runs; the native agent '{self.agent}' reads raw "
+                "observations. Remove 'normalize' or train with --algo ppo/sac/td3."
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from stable_baselines3.common.policies import BasePolicy
 from biocredit.agents import Agent, make_agent
 from biocredit.envs import make_sb3_vec_env
 from biocredit.envs.multiagent import is_multiagent
+from biocredit.envs.normalize import frozen, normalize_options, read_statistics
 from biocredit.errors import ConfigError
 from biocredit.serialization import load_checkpoint
 from biocredit.training.config import RunConfig
@@ -20,6 +21,12 @@ from biocredit.training.run import EVAL_SEED_OFFSET
 from biocredit.training.run_dir import CHECKPOINT_DIR, read_run_config
 from biocredit.training.sb3_runner import POLICY_CLASSES, policy_kwargs
 from biocredit.training.team_eval import evaluate_team, team_report
+from biocredit.training.video import (
+    choose_gl_backend,
+    first_frame,
+    open_writer,
+    require_video_extra,
+)
 
 
 def evaluate_multiagent_run(
@@ -72,26 +79,57 @@ def load_run_policy(run_dir: Path) -> tuple[BasePolicy | Agent, dict]:
 
 
 def evaluate_run(
-    run_dir: Path, episodes: int = 10, seed: int | None = None, deterministic: bool = True
+    run_dir: Path,
+    episodes: int = 10,
+    seed: int | None = None,
+    deterministic: bool = True,
+    video: Path | None = None,
 ) -> dict[str, Any]:
-    """Mean and std of the return of the run's policy over ``episodes`` fresh episodes."""
+    """Mean and std of the return of the run's policy over ``episodes`` fresh episodes; with
+    ``video``, those episodes are also rendered offscreen into that MP4 file."""
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}.")
+    if video is not None:
+        require_video_extra()
+    backend = choose_gl_backend() if video is not None else None  # before MuJoCo loads GL
     config = read_run_config(run_dir)
     if is_multiagent(config.env):
         return evaluate_multiagent_run(run_dir, config, episodes, seed, deterministic)
     policy, meta = load_run_policy(run_dir)
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
-    env = make_sb3_vec_env(config.env, 1, seed, config.env_kwargs)
-    with torch.no_grad():
-        returns, lengths = evaluate_policy(
-            policy,
-            env,
-            n_eval_episodes=episodes,
-            deterministic=deterministic,
-            return_episode_rewards=True,
-        )
-    env.close()
+    env_kwargs = dict(config.env_kwargs, **({"render_mode": "rgb_array"} if video else {}))
+    env = make_sb3_vec_env(config.env, 1, seed, env_kwargs)
+    normalize = normalize_options(config.normalize)
+    if normalize is not None:  # the training statistics, frozen, rewards as they are
+        env = frozen(env, normalize, read_statistics(Path(run_dir) / CHECKPOINT_DIR))
+    writer, frames = None, 0
+    if video is not None:
+        frame = first_frame(env, config.env, backend)
+        env.seed(seed)  # that reset used the seed: evaluation resets to the same first state
+        writer = open_writer(Path(video), env.metadata.get("render_fps") or 30)
+        writer.append_data(frame)
+        frames = 1
+
+    def record(_locals: dict[str, Any], _globals: dict[str, Any]) -> None:
+        nonlocal frames
+        if writer is not None:
+            writer.append_data(env.get_images()[0])
+            frames += 1
+
+    try:
+        with torch.no_grad():
+            returns, lengths = evaluate_policy(
+                policy,
+                env,
+                n_eval_episodes=episodes,
+                deterministic=deterministic,
+                return_episode_rewards=True,
+                callback=record,
+            )
+    finally:
+        env.close()
+        if writer is not None:
+            writer.close()
     return {
         "run_dir": str(run_dir),
         "env": config.env,
@@ -105,4 +143,5 @@ def evaluate_run(
         "return_std": float(np.std(returns)),
         "length_mean": float(np.mean(lengths)),
         "returns": [float(r) for r in returns],
+        **({"video": str(video), "video_frames": frames} if video is not None else {}),
     }

@@ -1,8 +1,9 @@
 """Per-environment hyperparameters in RL-Zoo format (``experiments/hyperparams/<algo>.yaml``).
 
 An entry is keyed by env id and uses the Zoo's keys: ``n_envs``, ``n_timesteps``,
-``policy_kwargs`` (a mapping) and the algorithm's own arguments (``n_steps``, ``batch_size``,
-``learning_rate: lin_1e-3`` ...). They are translated to :class:`RunConfig` keys here.
+``normalize``, ``policy_kwargs`` (a mapping) and the algorithm's own arguments (``n_steps``,
+``batch_size``, ``learning_rate: lin_1e-3`` ..., and the Zoo's ``noise_type``/``noise_std``
+for TD3). They are translated to :class:`RunConfig` keys here.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def zoo_entry(algo: str, env_id: str, kwargs_key: str = "algo_kwargs") -> dict[s
     for zoo_key, key in (("n_envs", "n_envs"), ("n_timesteps", "steps")):
         if zoo_key in entry:
             config[key] = int(entry.pop(zoo_key))
-    if "policy_kwargs" in entry:
-        config["policy_kwargs"] = entry.pop("policy_kwargs")
+    for key in ("policy_kwargs", "normalize"):
+        if key in entry:
+            config[key] = entry.pop(key)
     config[kwargs_key] = entry
     return config
 

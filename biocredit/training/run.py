@@ -136,10 +136,14 @@ class TrainingRun:
         save_checkpoint(self.model(), directory, meta)
         save_resume_state(directory, tensors)
 
+    def eval_env(self, seed: int) -> Any:
+        """The env evaluation runs on: one fresh copy of the training env, seeded ``seed``."""
+        return make_sb3_vec_env(self.config.env, 1, seed, self.config.env_kwargs)
+
     def evaluate(self) -> list[float]:
         """Returns of ``eval_episodes`` deterministic episodes on a separately seeded env."""
         config = self.config
-        env = make_sb3_vec_env(config.env, 1, config.seed + EVAL_SEED_OFFSET, config.env_kwargs)
+        env = self.eval_env(config.seed + EVAL_SEED_OFFSET)
         returns, _ = evaluate_policy(
             self.predictor(),
             env,

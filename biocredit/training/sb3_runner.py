@@ -8,19 +8,30 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
+from gymnasium import spaces
 from rich.console import Console
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from biocredit.envs import check_env_id, make_sb3_vec_env
+from biocredit.envs.normalize import (
+    frozen,
+    load_statistics,
+    normalize_options,
+    save_statistics,
+    statistics_tensors,
+    wrap_normalize,
+)
 from biocredit.envs.state import capture_env, restore_env
-from biocredit.errors import ConfigError, check_keys
+from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.learners import LocalNetwork, learner_class
 from biocredit.sb3 import BioActorCriticPolicy, BioDQNPolicy, BioSACPolicy, BioTD3Policy
 from biocredit.sb3.common import torch_activation
@@ -34,6 +45,7 @@ from biocredit.training.config import RunConfig
 from biocredit.training.hyperparams import schedule
 from biocredit.training.interrupt import catch_signals
 from biocredit.training.run import TrainingRun
+from biocredit.training.run_dir import CHECKPOINT_DIR
 
 ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {
     "ppo": PPO,
@@ -51,6 +63,15 @@ POLICY_CLASSES: dict[str, type[BasePolicy]] = {
 }
 ON_POLICY = ("ppo", "a2c")  # the others keep a replay buffer, saved for exact resume
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
+# The RL Zoo's exploration-noise keys, turned into SB3's ``action_noise`` (TD3, SAC).
+NOISE_KEYS = ("noise_type", "noise_std")
+NOISE_CLASSES = {"normal": NormalActionNoise, "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise}
+# Which action spaces each algorithm drives, and what to use instead.
+ACTION_SPACES = {
+    "dqn": (spaces.Discrete, "a discrete action space", "sac, td3 or ppo"),
+    "sac": (spaces.Box, "a continuous (Box) action space", "dqn, ppo or a2c"),
+    "td3": (spaces.Box, "a continuous (Box) action space", "dqn, ppo or a2c"),
+}
 # Arguments biocredit sets itself; the rest of the algorithm's signature is open to algo_kwargs.
 RESERVED_ALGO_KEYS = {
     "self",
@@ -83,15 +104,49 @@ RESERVED_POLICY_KEYS = {
 }
 
 
-def algo_kwargs(config: RunConfig) -> dict[str, Any]:
-    """``config.algo_kwargs`` checked against the algorithm's signature, schedules resolved."""
+def algo_kwargs(config: RunConfig, action_dim: int = 1) -> dict[str, Any]:
+    """``config.algo_kwargs`` checked against the algorithm's signature, schedules resolved,
+    the Zoo's ``noise_type``/``noise_std`` made into ``action_noise`` of ``action_dim``."""
     signature = inspect.signature(ALGO_CLASSES[config.algo].__init__).parameters
     valid = [name for name in signature if name not in RESERVED_ALGO_KEYS]
+    if "action_noise" in valid:
+        valid += NOISE_KEYS
     check_keys(config.algo_kwargs, valid, f"algo_kwargs (for {config.algo})")
-    return {
+    kwargs = {
         key: schedule(value, key) if key in SCHEDULE_KEYS else value
         for key, value in config.algo_kwargs.items()
+        if key not in NOISE_KEYS
     }
+    noise_type = config.algo_kwargs.get("noise_type")
+    if noise_type is not None:
+        if noise_type not in NOISE_CLASSES:
+            raise unknown_name("noise_type", noise_type, NOISE_CLASSES)
+        std = config.algo_kwargs.get("noise_std", 0.1)
+        if not isinstance(std, (int, float)) or std <= 0:
+            raise ConfigError(f"'noise_std' must be a number > 0, got {std!r}.")
+        kwargs["action_noise"] = NOISE_CLASSES[noise_type](
+            mean=np.zeros(action_dim), sigma=float(std) * np.ones(action_dim)
+        )
+    return kwargs
+
+
+def algo_gamma(config: RunConfig) -> float:
+    """The algorithm's discount: ``algo_kwargs.gamma`` or its default."""
+    default = inspect.signature(ALGO_CLASSES[config.algo].__init__).parameters["gamma"].default
+    return float(config.algo_kwargs.get("gamma", default))
+
+
+def check_action_space(config: RunConfig, action_space: spaces.Space) -> None:
+    """A clear error when the algorithm cannot drive ``action_space`` (DQN on a Box, SAC on
+    a Discrete ...)."""
+    if config.algo not in ACTION_SPACES:
+        return
+    kind, needs, instead = ACTION_SPACES[config.algo]
+    if not isinstance(action_space, kind):
+        raise ConfigError(
+            f"--algo {config.algo} needs {needs}, but '{config.env}' has {action_space}. "
+            f"Use --algo {instead} for this env, or pick an env with {needs}."
+        )
 
 
 def policy_kwargs(config: RunConfig) -> dict[str, Any]:
@@ -124,6 +179,8 @@ def policy_kwargs(config: RunConfig) -> dict[str, Any]:
 
 def build_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
     """The SB3 algorithm of ``config`` with its biocredit policy, seeded."""
+    check_action_space(config, env.action_space)
+    action_dim = int(np.prod(env.action_space.shape or (1,)))
     try:
         return ALGO_CLASSES[config.algo](
             POLICY_CLASSES[config.algo],
@@ -131,7 +188,7 @@ def build_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
             seed=config.seed,
             device="cpu",
             policy_kwargs=policy_kwargs(config),
-            **algo_kwargs(config),
+            **algo_kwargs(config, action_dim),
         )
     except (ValueError, AssertionError) as exc:
         if isinstance(exc, ConfigError):
@@ -165,6 +222,7 @@ def validate(config: RunConfig) -> None:
     check_env_id(config.env)
     algo_kwargs(config)
     policy_kwargs(config)
+    normalize_options(config.normalize)
 
 
 class SB3Run(TrainingRun):
@@ -177,7 +235,11 @@ class SB3Run(TrainingRun):
 
     def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
-        self.env = make_sb3_vec_env(config.env, config.n_envs, config.seed, config.env_kwargs)
+        self.envs = make_sb3_vec_env(config.env, config.n_envs, config.seed, config.env_kwargs)
+        self.normalize = normalize_options(config.normalize)
+        self.env: VecEnv = self.envs
+        if self.normalize is not None:
+            self.env = wrap_normalize(self.envs, self.normalize, algo_gamma(config))
         self.algo = build_model(config, self.env)
         self.halted = False  # stopped by a signal one env step into a rollout
 
@@ -217,19 +279,31 @@ class SB3Run(TrainingRun):
             "episode_num": algo._episode_num,
             "ep_info_buffer": list(algo.ep_info_buffer),
             "ep_success_buffer": list(algo.ep_success_buffer),
-            "envs": [capture_env(env) for env in self.env.envs],
+            "envs": [capture_env(env) for env in self.envs.envs],
         }
         if self.config.algo not in ON_POLICY:
             replay_tensors, state["replay"] = replay_state(algo)
             tensors.update(replay_tensors)
+        if self.normalize is not None:
+            statistics = statistics_tensors(self.env)
+            tensors.update({f"normalize.{key}": value for key, value in statistics.items()})
+            if algo._last_original_obs is not None:  # off-policy: raw obs for the replay buffer
+                tensors["last_original_obs"] = torch.as_tensor(algo._last_original_obs).clone()
         return tensors, state
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         algo = self.algo
         if "replay" in state:
             load_replay_state(algo, tensors, state["replay"])
-        for env, env_state in zip(self.env.envs, state["envs"], strict=True):
+        for env, env_state in zip(self.envs.envs, state["envs"], strict=True):
             restore_env(env, env_state)
+        if self.normalize is not None:
+            prefix = "normalize."
+            load_statistics(
+                self.env, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            )
+            if "last_original_obs" in tensors:
+                algo._last_original_obs = tensors["last_original_obs"].numpy().copy()
         # fresh, aligned copies: matmul kernels may sum in another order on unaligned memory
         algo._last_obs = tensors["last_obs"].numpy().copy()
         algo._last_episode_starts = tensors["last_episode_starts"].numpy().copy()
@@ -238,6 +312,17 @@ class SB3Run(TrainingRun):
         algo._episode_num = state["episode_num"]
         algo.ep_info_buffer = deque(state["ep_info_buffer"], maxlen=100)
         algo.ep_success_buffer = deque(state["ep_success_buffer"], maxlen=100)
+
+    def save(self, elapsed: float) -> None:
+        super().save(elapsed)
+        if self.normalize is not None:  # also apart from the resume state, for evaluation
+            save_statistics(self.env, self.run_dir / CHECKPOINT_DIR)
+
+    def eval_env(self, seed: int) -> VecEnv:
+        env = super().eval_env(seed)
+        if self.normalize is None:
+            return env
+        return frozen(env, self.normalize, statistics_tensors(self.env))
 
     def summary_fields(self) -> dict[str, Any]:
         config = self.config

@@ -1,0 +1,120 @@
+"""`biocredit bench`: the matrix plan, the local process pool, Ray tasks, one table either way."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from biocredit.training.bench import load_spec, plan_runs
+
+TINY = {
+    "name": "tiny",
+    "algo": "ppo",
+    "learners": ["bp", "fa"],
+    "seeds": [0, 1],
+    "envs": {"CartPole-v1": {"threshold": 475, "steps": 64}},
+    "set": {
+        "eval_episodes": 1,
+        "n_envs": 1,
+        "algo_kwargs": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+    },
+}
+WITHOUT_RAY = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray":
+            raise ImportError("blocked")
+sys.meta_path.insert(0, Block())
+from biocredit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def write_spec(tmp_path, spec):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def bench(spec_path, out, *args, code=None):
+    command = [sys.executable, *(["-c", code] if code else ["-m", "biocredit.cli"])]
+    command += ["bench", str(spec_path), "--out", str(out), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=os.environ)
+
+
+def check_table(out):
+    results = json.loads((out / "results.json").read_text())
+    assert sorted((r["label"], r["seed"]) for r in results) == [
+        ("bp", 0),
+        ("bp", 1),
+        ("fa", 0),
+        ("fa", 1),
+    ]
+    assert all(r["steps"] == 64 and r["status"] == "done" for r in results)
+    table = (out / "table.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| env |"))
+    columns = [cell.strip() for cell in header.split("|")]
+    rows = [line for line in table.splitlines() if line.startswith("| CartPole-v1 |")]
+    assert [row.split("|")[columns.index("learner")].strip() for row in rows] == ["bp", "fa"]
+    assert rows[0].split("|")[columns.index("wall time / bp")].strip() == "1.00"
+    assert (out / "curves.png").stat().st_size > 0
+
+
+def test_plan_of_a_multi_algorithm_spec(tmp_path):
+    spec = load_spec(
+        write_spec(
+            tmp_path,
+            {
+                "algo": ["ppo", "sac"],
+                "learners": ["fa"],
+                "seeds": [3],
+                "envs": {
+                    "Pendulum-v1": {
+                        "steps": {"ppo": 2048, "sac": 500},
+                        "set": {"sac": {"algo_kwargs": {"learning_starts": 100}}},
+                    }
+                },
+                "set": {"eval_episodes": 2, "ppo": {"normalize": True}},
+            },
+        )
+    )
+    runs = dict(plan_runs(spec, tmp_path / "out"))
+    assert list(runs) == ["ppo+bp", "ppo+fa", "sac+bp", "sac+fa"]  # bp added per algorithm
+    assert spec.baseline("sac+fa") == "sac+bp"
+    ppo, sac = runs["ppo+fa"], runs["sac+fa"]
+    assert (ppo.algo, ppo.steps, ppo.normalize, ppo.eval_episodes) == ("ppo", 2048, True, 2)
+    assert (sac.algo, sac.steps, sac.normalize) == ("sac", 500, False)
+    assert sac.algo_kwargs["learning_starts"] == 100 and "learning_starts" not in ppo.algo_kwargs
+    assert sac.out.endswith("runs/Pendulum-v1/sac+fa/seed3")
+    short = dict(plan_runs(spec, tmp_path / "out", steps=128))
+    assert {config.steps for config in short.values()} == {128}
+
+
+@pytest.mark.slow
+def test_local_backend_runs_a_2x2_matrix_into_one_table(tmp_path):
+    result = bench(write_spec(tmp_path, TINY), tmp_path / "out", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    check_table(tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_the_same_matrix_into_the_same_table(tmp_path):
+    pytest.importorskip("ray")
+    result = bench(
+        write_spec(tmp_path, TINY), tmp_path / "out", "--workers", "2", "--backend", "ray"
+    )
+    assert result.returncode == 0, result.stderr
+    check_table(tmp_path / "out")
+    assert "2 Ray worker(s)" in (tmp_path / "out" / "table.md").read_text()
+
+
+def test_ray_backend_without_ray_names_the_extra(tmp_path):
+    out = tmp_path / "out"
+    result = bench(write_spec(tmp_path, TINY), out, "--backend", "ray", code=WITHOUT_RAY)
+    assert result.returncode == 2
+    assert "pip install 'biocredit[ray]'" in result.stderr and "Traceback" not in result.stderr
+    assert not (out / "runs").exists()
