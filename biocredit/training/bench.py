@@ -7,6 +7,7 @@ A spec (``experiments/benchmarks/*.yaml``)::
     learners: [bp, fa, dfa]       # bp is added if missing
     variants:                      # optional: labels in `learners` that are a learner + options
       dfa-small: {learner: dfa, set: {learner_kwargs: {scale: 0.5}}}
+      lstm: {algo: recurrent-ppo, agent: null, learner: bp}   # a variant may change algo/agent
     seeds: [0, 1, 2, 3, 4]
     envs:
       CartPole-v1: {threshold: 475}
@@ -68,9 +69,10 @@ class BenchSpec:
         if BASELINE not in self.learners:
             self.learners.insert(0, BASELINE)
         for label, variant in self.variants.items():
-            if not isinstance(variant, dict) or set(variant) - {"learner", "set"}:
+            if not isinstance(variant, dict) or set(variant) - {"learner", "algo", "agent", "set"}:
                 raise ConfigError(
-                    f"Variant '{label}' must be a mapping with 'learner' and optional 'set', "
+                    f"Variant '{label}' must be a mapping with 'learner' and optional 'algo', "
+                    "'agent' and 'set', "
                     f"got {variant!r}."
                 )
 
@@ -96,9 +98,10 @@ def plan_runs(spec: BenchSpec, out: Path) -> list[tuple[str, RunConfig]]:
             for label in spec.learners:
                 variant = spec.variants.get(label, {})
                 learner = variant.get("learner", label)
+                agent = variant.get("agent", spec.agent)
                 flags = {
-                    "algo": "online" if spec.agent else spec.algo,
-                    "agent": spec.agent,
+                    "algo": variant.get("algo", "online" if agent else spec.algo),
+                    "agent": agent,
                     "env": env,
                     "learner": learner,
                     "seed": seed,

@@ -21,7 +21,8 @@ from biocredit.envs.multiagent import is_multiagent
 from biocredit.errors import ConfigError, check_keys, unknown_name
 
 DIVERGENCE_ACTIONS = ("stop", "rollback")
-ALGOS = ("ppo", "a2c", "sac", "td3", "dqn", "online")  # "online": a native agent (``agent``)
+# "online": a native agent (``agent``); "recurrent-ppo": the LSTM backprop-through-time baseline
+ALGOS = ("ppo", "a2c", "sac", "td3", "dqn", "recurrent-ppo", "online")
 
 
 @dataclass
