@@ -31,7 +31,12 @@ def _parser() -> argparse.ArgumentParser:
         help="train an agent into a run folder",
         description=f"Train an agent. With no options: {DEFAULT_RUN}.",
     )
-    train.add_argument("--algo", help="SB3 algorithm: ppo, a2c, sac, td3 or dqn (default ppo)")
+    train.add_argument(
+        "--algo",
+        help="SB3 algorithm: ppo, a2c, sac, td3, dqn, or recurrent-ppo (sb3-contrib's "
+        "LSTM PPO, trained by backprop through time: a baseline, --learner bp only) "
+        "(default ppo)",
+    )
     train.add_argument("--learner", help="credit-assignment scheme, see `biocredit learners`")
     train.add_argument("--agent", help="native online agent, see `biocredit agents`")
     train.add_argument(

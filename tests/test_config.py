@@ -3,7 +3,7 @@
 import pytest
 
 from biocredit.errors import ConfigError
-from biocredit.training.config import config_from_dict, parse_override
+from biocredit.training.config import config_from_dict, parse_override, read_yaml
 from biocredit.training.hyperparams import LinearSchedule, schedule, zoo_entry
 from biocredit.training.resolve import resolve_config
 
@@ -72,6 +72,25 @@ def test_bad_config_values(data, match):
 def test_overrides_parse_yaml_values():
     assert parse_override("algo_kwargs.gamma=0.9") == (["algo_kwargs", "gamma"], 0.9)
     assert parse_override("learner=fa") == (["learner"], "fa")
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("1e-12", 1e-12), ("5E+2", 500.0), ("-2.5e3", -2500.0), ("+1_0e1", 100.0), ("3", 3)],
+)
+def test_numbers_in_scientific_notation_are_numbers(raw, expected, tmp_path):
+    """PyYAML reads ``1e-12`` (no dot) as a string; overrides and config files must not."""
+    path, value = parse_override(f"learner_kwargs.beta={raw}")
+    assert (path, value, type(value)) == (["learner_kwargs", "beta"], expected, type(expected))
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(f"learner_kwargs: {{beta: {raw}}}\n")
+    assert read_yaml(config_file)["learner_kwargs"]["beta"] == expected
+
+
+def test_number_like_words_stay_strings():
+    for raw in ("1e", "e5", "1e-3x", "lin_1e-3", "1.0.2"):
+        assert parse_override(f"x={raw}")[1] == raw
+
     with pytest.raises(ConfigError, match="key=value"):
         parse_override("steps")
 

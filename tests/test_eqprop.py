@@ -21,7 +21,7 @@ def _float64():
 def strong_net(units: str = "hard_sigmoid", gain: float = 1.0, **kwargs) -> LocalNetwork:
     """A network whose recurrent coupling is strong enough for settling to take many sweeps."""
     torch.manual_seed(3)
-    net = LocalNetwork(SPEC, "eqprop", units=units, **kwargs)
+    net = LocalNetwork(SPEC, "eqprop", units=units, coupling_gain=1.0, **kwargs)
     with torch.no_grad():
         for layer in net.layers:
             layer.weight.mul_(gain * 3.0)
@@ -172,7 +172,7 @@ def test_the_output_is_the_free_fixed_point_readout():
 def test_one_hidden_layer_is_backprop_with_hard_sigmoid_units():
     """Without recurrence the free phase is the feedforward pass and eqprop's update is exact."""
     spec = NetworkSpec(5, (9,), 3)
-    net = LocalNetwork(spec, "eqprop", beta=1e-3)
+    net = LocalNetwork(spec, "eqprop", beta=1e-3, units="hard_sigmoid")
     x, target = torch.randn(8, 5), torch.randn(8, 3)
     (0.5 * (net(x) - target).square().sum()).backward()
     got = [p.grad for p in net.parameters_in_order()]
@@ -184,6 +184,26 @@ def test_one_hidden_layer_is_backprop_with_hard_sigmoid_units():
         torch.testing.assert_close(a, b)
 
 
+def test_coupling_gain_scales_only_the_hidden_to_hidden_weights_after_any_init():
+    """SB3's orthogonal init (gain sqrt 2) makes the loop between hidden layers expand
+    (||W_2||^2 = 2); the learner's init hook scales W_2 .. W_H by coupling_gain, after the
+    network's own init and after init_orthogonal."""
+    torch.manual_seed(0)
+    net = LocalNetwork(SPEC, "eqprop", coupling_gain=0.25)
+    torch.manual_seed(0)
+    plain = LocalNetwork(SPEC, "eqprop", coupling_gain=1.0)
+    layers, reference = net.layers, plain.layers
+    torch.testing.assert_close(layers[0].weight, reference[0].weight)
+    torch.testing.assert_close(layers[-1].weight, reference[-1].weight)
+    for layer, ref in zip(layers[1:-1], reference[1:-1], strict=True):
+        torch.testing.assert_close(layer.weight, 0.25 * ref.weight)
+    net.init_orthogonal(2**0.5, 1.0)
+    norms = [float(torch.linalg.matrix_norm(layer.weight, 2)) for layer in net.layers]
+    assert norms[0] == pytest.approx(2**0.5) and norms[-1] == pytest.approx(1.0)
+    for norm in norms[1:-1]:
+        assert norm == pytest.approx(0.25 * 2**0.5)
+
+
 @pytest.mark.parametrize(
     "kwargs, words",
     [
@@ -193,6 +213,7 @@ def test_one_hidden_layer_is_backprop_with_hard_sigmoid_units():
         ({"dt": 1.5}, ["dt", "(0, 1]"]),
         ({"symmetric": "yes"}, ["symmetric", "'yes'"]),
         ({"units": "sigmoid"}, ["units", "sigmoid", "hard_sigmoid"]),
+        ({"coupling_gain": 0.0}, ["coupling_gain", "0.0", "> 0"]),
         ({"stpes": 3}, ["eqprop", "stpes"]),
     ],
 )

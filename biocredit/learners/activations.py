@@ -34,6 +34,10 @@ def _elu_derivative(a: Tensor, h: Tensor) -> Tensor:
     return torch.where(a > 0, torch.ones_like(a), h + 1.0)
 
 
+def _hard_tanh_derivative(a: Tensor, h: Tensor) -> Tensor:
+    return ((a > -1.0) & (a < 1.0)).to(a.dtype)
+
+
 def _silu_derivative(a: Tensor, h: Tensor) -> Tensor:
     s = torch.sigmoid(a)
     return s * (1.0 + a * (1.0 - s))
@@ -46,6 +50,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "elu": Activation("elu", torch.nn.functional.elu, _elu_derivative),
     "silu": Activation("silu", torch.nn.functional.silu, _silu_derivative),
     "sigmoid": Activation("sigmoid", torch.sigmoid, lambda a, h: h * (1.0 - h)),
+    "hard_tanh": Activation("hard_tanh", torch.nn.functional.hardtanh, _hard_tanh_derivative),
     "identity": Activation("identity", lambda a: a, lambda a, h: torch.ones_like(a)),
 }
 
@@ -57,6 +62,7 @@ TORCH_ACTIVATION_NAMES: dict[type[torch.nn.Module], str] = {
     torch.nn.ELU: "elu",
     torch.nn.SiLU: "silu",
     torch.nn.Sigmoid: "sigmoid",
+    torch.nn.Hardtanh: "hard_tanh",
     torch.nn.Identity: "identity",
 }
 

@@ -81,6 +81,13 @@ class Learner(nn.Module):
     def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
         """Create learner state (as buffers) for a network of shape ``spec``; none by default."""
 
+    def init_weights(self, layers: Sequence[nn.Linear]) -> None:
+        """Adjust freshly initialised weights to what the rule needs; nothing by default.
+
+        :class:`~biocredit.learners.network.LocalNetwork` calls it after every initialisation
+        (its own, and :meth:`~biocredit.learners.network.LocalNetwork.init_orthogonal`).
+        """
+
     def forward_pass(
         self, layers: Sequence[nn.Linear], x: Tensor, record: bool
     ) -> tuple[Tensor, ForwardCache | None]:

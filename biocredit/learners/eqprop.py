@@ -97,8 +97,10 @@ class EquilibriumPropagation(Learner):
     :param symmetric: nudge with ``+beta`` and ``-beta`` (Laborieux et al. 2021) instead of
         ``+beta`` against the free phase; removes the O(beta) bias of the estimate
     :param dt: step toward each layer's minimiser, in (0, 1]
-    :param units: hidden units' range, ``"hard_sigmoid"`` [0, 1] or ``"hard_tanh"`` [-1, 1];
+    :param units: hidden units' range, ``"hard_tanh"`` [-1, 1] or ``"hard_sigmoid"`` [0, 1];
         the network spec's ``activation`` is not used: the units are the energy's
+    :param coupling_gain: factor applied to the initial hidden-to-hidden weights ``W_2 .. W_H``
+        (see :meth:`init_weights`); 1 keeps the network's own initialisation
     :param seed: unused (no random state); accepted like every learner's
     """
 
@@ -120,7 +122,8 @@ class EquilibriumPropagation(Learner):
         beta: float = 0.1,
         symmetric: bool = True,
         dt: float = 1.0,
-        units: str = "hard_sigmoid",
+        units: str = "hard_tanh",
+        coupling_gain: float = 0.5,
         seed: int | None = None,
     ) -> None:
         super().__init__(seed)
@@ -135,11 +138,29 @@ class EquilibriumPropagation(Learner):
             raise ConfigError(f"eqprop 'dt' must be in (0, 1], got {dt!r}. Try dt: 1.0.")
         if not isinstance(symmetric, bool):
             raise ConfigError(f"eqprop 'symmetric' must be true or false, got {symmetric!r}.")
+        if not coupling_gain > 0:
+            raise ConfigError(
+                f"eqprop 'coupling_gain' must be > 0, got {coupling_gain!r}. "
+                "Try coupling_gain: 0.5."
+            )
         if units not in UNITS:
             raise unknown_name("eqprop units", units, UNITS)
         self.free_steps, self.nudge_steps, self.beta = free_steps, nudge_steps, float(beta)
         self.symmetric, self.dt, self.units = symmetric, float(dt), units
         self.low, self.high = UNITS[units]
+        self.coupling_gain = float(coupling_gain)
+
+    def init_weights(self, layers: Sequence[nn.Linear]) -> None:
+        """Scale the hidden-to-hidden weights by ``coupling_gain``.
+
+        Layer ``l`` feeds back into layer ``l - 1`` through ``W_l^T``, so in the linear regime
+        the loop ``s_{l-1} -> s_l -> s_{l-1}`` has gain ``||W_l||^2``: 2 under SB3's orthogonal
+        init (gain sqrt 2), where the free phase runs away to the bounds and settling does not
+        converge. A gain ``g`` makes it ``2 g^2`` (0.5 at the default 0.5), a contraction whose
+        fixed point stays near the feedforward pass.
+        """
+        for layer in layers[1:-1]:
+            layer.weight.mul_(self.coupling_gain)
 
     def settle(
         self,
@@ -212,5 +233,6 @@ class EquilibriumPropagation(Learner):
     def extra_repr(self) -> str:
         return (
             f"free_steps={self.free_steps}, nudge_steps={self.nudge_steps}, beta={self.beta}, "
-            f"symmetric={self.symmetric}, dt={self.dt}, units={self.units!r}"
+            f"symmetric={self.symmetric}, dt={self.dt}, units={self.units!r}, "
+            f"coupling_gain={self.coupling_gain}"
         )

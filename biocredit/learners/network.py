@@ -37,6 +37,8 @@ class LocalNetwork(nn.Module):
             raise TypeError("learner_kwargs are only used when the learner is given by name")
         self.learner = learner
         learner.attach(spec)
+        with torch.no_grad():
+            learner.init_weights(self.layers)
 
     def forward(self, x: Tensor) -> Tensor:
         if not torch.is_grad_enabled():
@@ -48,8 +50,11 @@ class LocalNetwork(nn.Module):
         return [p for layer in self.layers for p in (layer.weight, layer.bias)]
 
     def init_orthogonal(self, hidden_gain: float, output_gain: float) -> None:
-        """Orthogonal weights and zero biases, the SB3/baselines scheme for policy networks."""
+        """Orthogonal weights and zero biases, the SB3/baselines scheme for policy networks, then
+        the learner's own adjustment (:meth:`~biocredit.learners.base.Learner.init_weights`)."""
         for i, layer in enumerate(self.layers):
             gain = output_gain if i == len(self.layers) - 1 else hidden_gain
             nn.init.orthogonal_(layer.weight, gain=gain)
             nn.init.zeros_(layer.bias)
+        with torch.no_grad():
+            self.learner.init_weights(self.layers)

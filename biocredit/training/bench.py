@@ -7,6 +7,7 @@ A spec (``experiments/benchmarks/*.yaml``)::
     learners: [bp, fa, dfa]       # bp is added if missing
     variants:                      # optional: labels in `learners` that are a learner + options
       dfa-small: {learner: dfa, set: {learner_kwargs: {scale: 0.5}}}
+      lstm: {algo: recurrent-ppo, agent: null, learner: bp}   # a variant may change algo/agent
     seeds: [0, 1, 2, 3, 4]
     envs:
       CartPole-v1: {threshold: 475}
@@ -80,9 +81,10 @@ class BenchSpec:
         if BASELINE not in self.learners:
             self.learners.insert(0, BASELINE)
         for label, variant in self.variants.items():
-            if not isinstance(variant, dict) or set(variant) - {"learner", "set"}:
+            if not isinstance(variant, dict) or set(variant) - {"learner", "algo", "agent", "set"}:
                 raise ConfigError(
-                    f"Variant '{label}' must be a mapping with 'learner' and optional 'set', "
+                    f"Variant '{label}' must be a mapping with 'learner' and optional 'algo', "
+                    "'agent' and 'set', "
                     f"got {variant!r}."
                 )
 
@@ -140,9 +142,10 @@ def plan_runs(spec: BenchSpec, out: Path, steps: int | None = None) -> list[tupl
                 for learner_label in spec.learners:
                     label = spec.label(algo, learner_label)
                     variant = spec.variants.get(learner_label, {})
+                    agent = variant.get("agent", spec.agent)
                     flags = {
-                        "algo": "online" if spec.agent else algo,
-                        "agent": spec.agent,
+                        "algo": variant.get("algo", "online" if agent else algo),
+                        "agent": agent,
                         "env": env,
                         "learner": variant.get("learner", learner_label),
                         "seed": seed,

@@ -9,6 +9,7 @@ the key and the closest valid one.
 
 from __future__ import annotations
 
+import re
 import types
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -21,7 +22,8 @@ from biocredit.envs.normalize import normalize_options
 from biocredit.errors import ConfigError, check_keys, unknown_name
 
 DIVERGENCE_ACTIONS = ("stop", "rollback")
-ALGOS = ("ppo", "a2c", "sac", "td3", "dqn", "online")  # "online": a native agent (``agent``)
+# "online": a native agent (``agent``); "recurrent-ppo": the LSTM backprop-through-time baseline
+ALGOS = ("ppo", "a2c", "sac", "td3", "dqn", "recurrent-ppo", "online")
 
 
 @dataclass
@@ -146,11 +148,23 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
     return RunConfig(**data)
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (YAML 1.1), which also reads YAML 1.2 floats written without a dot,
+    ``1e-12`` or ``5E+2``, as numbers rather than strings."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing, unreadable or non-mapping file is a :class:`ConfigError`."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=ConfigLoader)
     except OSError as exc:
         raise ConfigError(f"Cannot read config file '{path}': {exc.strerror}.") from None
     except yaml.YAMLError as exc:
@@ -179,7 +193,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             f"--set expects key=value, e.g. --set algo_kwargs.n_steps=64; got {text!r}."
         )
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=ConfigLoader) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value

@@ -34,7 +34,7 @@ from biocredit.envs.state import capture_env, restore_env
 from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.learners import LocalNetwork, learner_class
 from biocredit.sb3 import BioActorCriticPolicy, BioDQNPolicy, BioSACPolicy, BioTD3Policy
-from biocredit.sb3.common import torch_activation
+from biocredit.sb3.common import optimizer_class, torch_activation
 from biocredit.training.callbacks import (
     DivergenceCallback,
     RichProgressCallback,
@@ -61,7 +61,17 @@ POLICY_CLASSES: dict[str, type[BasePolicy]] = {
     "td3": BioTD3Policy,
     "dqn": BioDQNPolicy,
 }
-ON_POLICY = ("ppo", "a2c")  # the others keep a replay buffer, saved for exact resume
+try:  # the optional backprop-through-time baseline: pip install "biocredit[baselines]"
+    from sb3_contrib import RecurrentPPO
+    from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+
+    ALGO_CLASSES["recurrent-ppo"] = RecurrentPPO
+    POLICY_CLASSES["recurrent-ppo"] = RecurrentActorCriticPolicy
+except ImportError:  # pragma: no cover - depends on the install
+    pass
+# SB3's own policies trained by backprop (through time): baselines, no biocredit learner.
+BACKPROP_BASELINES = ("recurrent-ppo",)
+ON_POLICY = ("ppo", "a2c", "recurrent-ppo")  # the others keep a replay buffer (exact resume)
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 # The RL Zoo's exploration-noise keys, turned into SB3's ``action_noise`` (TD3, SAC).
 NOISE_KEYS = ("noise_type", "noise_std")
@@ -98,7 +108,6 @@ RESERVED_POLICY_KEYS = {
     "features_extractor_class",
     "features_extractor_kwargs",
     "normalize_images",
-    "optimizer_class",
     "args",
     "kwargs",
 }
@@ -152,8 +161,14 @@ def check_action_space(config: RunConfig, action_space: spaces.Space) -> None:
 def policy_kwargs(config: RunConfig) -> dict[str, Any]:
     """Keyword arguments for the algorithm's biocredit policy from the config.
 
-    ``activation_fn`` is given by name (``tanh``, ``relu`` ...) and passed on as its torch class.
+    ``activation_fn`` and ``optimizer_class`` are given by name (``tanh``, ``relu`` ...;
+    ``adam``, ``sgd`` ...) and passed on as their torch classes.
     """
+    if config.algo not in ALGO_CLASSES:
+        raise ConfigError(
+            f"algo '{config.algo}' needs the sb3-contrib package, which is not installed. "
+            'Install it with: pip install "biocredit[baselines]".'
+        )
     policy_class = POLICY_CLASSES[config.algo]
     valid = set()
     for cls in policy_class.__mro__:
@@ -162,6 +177,16 @@ def policy_kwargs(config: RunConfig) -> dict[str, Any]:
     valid = sorted(valid - RESERVED_POLICY_KEYS)
     check_keys(config.policy_kwargs, valid, f"policy_kwargs (for {config.algo})")
     learner_class(config.learner)
+    if config.algo in BACKPROP_BASELINES:
+        if config.learner != "bp" or config.learner_kwargs or config.critic_learner:
+            options = " with options" if config.learner_kwargs else ""
+            critic = f", critic_learner '{config.critic_learner}'" if config.critic_learner else ""
+            raise ConfigError(
+                f"algo '{config.algo}' is a backprop-through-time baseline whose recurrent policy "
+                f"is trained by bp only; got learner '{config.learner}'{options}{critic}. "
+                "Use --learner bp without learner or critic options."
+            )
+        return _named_classes(dict(config.policy_kwargs))
     kwargs = dict(
         config.policy_kwargs, learner=config.learner, learner_kwargs=config.learner_kwargs
     )
@@ -172,8 +197,15 @@ def policy_kwargs(config: RunConfig) -> dict[str, Any]:
         kwargs.update(
             critic_learner=config.critic_learner, critic_learner_kwargs=config.critic_learner_kwargs
         )
+    return _named_classes(kwargs)
+
+
+def _named_classes(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``activation_fn`` and ``optimizer_class`` given by name, replaced by their torch class."""
     if isinstance(kwargs.get("activation_fn"), str):
         kwargs["activation_fn"] = torch_activation(kwargs["activation_fn"])
+    if "optimizer_class" in kwargs:
+        kwargs["optimizer_class"] = optimizer_class(kwargs["optimizer_class"])
     return kwargs
 
 
@@ -289,6 +321,10 @@ class SB3Run(TrainingRun):
             tensors.update({f"normalize.{key}": value for key, value in statistics.items()})
             if algo._last_original_obs is not None:  # off-policy: raw obs for the replay buffer
                 tensors["last_original_obs"] = torch.as_tensor(algo._last_original_obs).clone()
+        if self.config.algo in BACKPROP_BASELINES:  # the LSTM states the next rollout starts from
+            lstm = algo._last_lstm_states
+            for role, (hidden, cell) in (("pi", lstm.pi), ("vf", lstm.vf)):
+                tensors[f"lstm_{role}_hidden"], tensors[f"lstm_{role}_cell"] = hidden, cell
         return tensors, state
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
@@ -307,6 +343,13 @@ class SB3Run(TrainingRun):
         # fresh, aligned copies: matmul kernels may sum in another order on unaligned memory
         algo._last_obs = tensors["last_obs"].numpy().copy()
         algo._last_episode_starts = tensors["last_episode_starts"].numpy().copy()
+        if self.config.algo in BACKPROP_BASELINES:
+            algo._last_lstm_states = type(algo._last_lstm_states)(
+                *(
+                    (tensors[f"lstm_{role}_hidden"].clone(), tensors[f"lstm_{role}_cell"].clone())
+                    for role in ("pi", "vf")
+                )
+            )
         algo.num_timesteps = state["num_timesteps"]
         algo._n_updates = state["n_updates"]
         algo._episode_num = state["episode_num"]
