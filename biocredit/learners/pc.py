@@ -158,9 +158,10 @@ class PredictiveCoding(Learner):
     family = "predictive coding / neural generative coding"
     signal = "error"  # a target t clamps the output via e = y - t (relative_nudge=False)
     paper = "Whittington & Bogacz 2017, Neural Comput. 29:1229; Ororbia & Kifer 2022"
-    # For the default symmetric feedback; "learned" and "random" also address P2.
+    # For the default symmetric feedback; "learned" and "random" also address P2. Not P1: the
+    # error messages still travel layer by layer; not UL: a layer's error settles only after
+    # the error above it has.
     plausibility = Plausibility(
-        p1_global_feedback=True,
         local_plasticity=True,
         p6_inference_learning=True,
         architecture_agnostic=True,
