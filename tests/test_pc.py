@@ -15,7 +15,7 @@ from biocredit.errors import ConfigError, UnknownNameError
 from biocredit.learners import LocalNetwork, NetworkSpec, make_learner
 from biocredit.learners.pc import (
     error_message,
-    feedback_step,
+    feedback_grad,
     output_step,
     pc_weight_grads,
     prediction_error,
@@ -77,9 +77,9 @@ def test_kernels_match_their_formulas():
     torch.testing.assert_close(grad_w, -(eps.T @ pre) / beta)
     torch.testing.assert_close(grad_b, -eps.sum(0) / beta)
     E = torch.randn(5, 7)
-    expected = 0.99 * E + 0.05 * (eps.T @ pre) / beta
-    feedback_step(E, eps, pre, beta, rate=0.05, decay=0.01)
-    torch.testing.assert_close(E, expected)
+    torch.testing.assert_close(
+        feedback_grad(E, eps, pre, beta, decay=0.01), -(eps.T @ pre) / beta + 0.01 * E
+    )
 
 
 @pytest.mark.parametrize("nudge", [1e-3, 0.1, 1.0])
@@ -192,19 +192,20 @@ def test_learned_feedback_messages_come_from_the_error_synapses(batch):
 
 
 def test_learned_feedback_follows_its_local_rule(batch):
-    """Output layer: eps_L = -beta e at rest, so E_L <- (1 - d) E_L - lr e^T h_{L-1}; random
-    feedback stays fixed."""
+    """Output layer: eps_L = -beta e at rest, so E_L.grad = e^T h_{L-1} + d E_L, the forward
+    weights' own gradient plus decay; random feedback is a fixed buffer."""
     x, target = batch
-    net = LocalNetwork(SPEC, "pc", feedback="learned", feedback_lr=0.05, feedback_decay=0.01)
+    net = LocalNetwork(SPEC, "pc", feedback="learned", feedback_decay=0.01)
     fixed = LocalNetwork(SPEC, "pc", feedback="random")
-    before, fixed_before = net.learner.feedback_2.clone(), fixed.learner.feedback_2.clone()
     with torch.no_grad():
         y, cache = net.learner.forward_pass(net.layers, x, record=True)
     e = (y - target) / len(x)
-    grads_of(net, x, target)
-    grads_of(fixed, x, target)
-    torch.testing.assert_close(net.learner.feedback_2, 0.99 * before - 0.05 * e.T @ cache.inputs[2])
-    assert torch.equal(fixed.learner.feedback_2, fixed_before)
+    grads, _ = grads_of(net, x, target)
+    E = net.learner.feedback_2
+    torch.testing.assert_close(E.grad, e.T @ cache.inputs[2] + 0.01 * E.detach())
+    torch.testing.assert_close(E.grad - 0.01 * E.detach(), grads[4])
+    assert [name for name, _ in fixed.named_parameters() if "feedback" in name] == []
+    assert "learner.feedback_2" in dict(net.named_parameters())
 
 
 def test_save_load_carries_learned_feedback(tmp_path, batch):
@@ -235,8 +236,7 @@ def test_save_load_carries_learned_feedback(tmp_path, batch):
         ({"step_size": 0.0}, "'step_size' must be in (0, 1], got 0.0"),
         ({"step_size": 1.5}, "'step_size' must be in (0, 1], got 1.5"),
         ({"nudge": 0}, "'nudge' must be > 0, got 0"),
-        ({"feedback_lr": -1.0}, "'feedback_lr' must be > 0"),
-        ({"feedback_decay": 2.0}, "'feedback_decay' must be in [0, 1), got 2.0"),
+        ({"feedback_decay": -1.0}, "'feedback_decay' must be >= 0, got -1.0"),
         ({"init": "normal"}, "Unknown feedback init 'normal'"),
         ({"inference_steps": 3}, "Learner 'pc' does not accept these options"),
     ],
@@ -263,17 +263,20 @@ def test_ppo_with_pc_from_the_cli(tmp_path):
 
 
 def test_learned_feedback_mirrors_the_forward_weights(batch):
-    """Error synapses get the forward weights' own update, so under SGD with the matching weight
-    decay their gap to W shrinks by (1 - decay) per step (Kolen-Pollack), without reading W."""
+    """Error synapses get the forward weights' own gradient, so under SGD with the same weight
+    decay their gap to W shrinks by (1 - lr decay) per step (Kolen-Pollack), without reading W."""
     x, target = batch
     lr, decay = 0.1, 0.05
-    net = LocalNetwork(SPEC, "pc", feedback="learned", feedback_lr=lr, feedback_decay=decay)
+    net = LocalNetwork(SPEC, "pc", feedback="learned", feedback_decay=decay)
     weights = [layer.weight for layer in net.layers]
-    optimizer = torch.optim.SGD(weights, lr=lr, weight_decay=decay / lr)
+    feedback = net.learner.feedback_matrices([])
+    optimizer = torch.optim.SGD(
+        [{"params": weights, "weight_decay": decay}, {"params": feedback}], lr=lr
+    )
 
     def gaps():
         return [
-            float((layer.weight.detach() - getattr(net.learner, f"feedback_{l}")).norm())
+            float((layer.weight - getattr(net.learner, f"feedback_{l}")).detach().norm())
             for l, layer in enumerate(net.layers)
         ]
 
@@ -282,4 +285,4 @@ def test_learned_feedback_mirrors_the_forward_weights(batch):
         grads_of(net, x, target)
         optimizer.step()
     for now, then in zip(gaps(), before, strict=True):
-        assert now == pytest.approx(then * (1 - decay) ** 20, rel=1e-9)
+        assert now == pytest.approx(then * (1 - lr * decay) ** 20, rel=1e-9)

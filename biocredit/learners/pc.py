@@ -25,10 +25,11 @@ in which the hidden layers absorb part of the output error; with ``relative_nudg
 
 ``B_{l+1}`` carries the error message down: ``W_{l+1}^T`` with ``feedback="symmetric"`` (exact
 descent on F), a fixed random matrix with ``"random"``, or separate error synapses ``E_{l+1}``
-with ``"learned"``, which learn by the same local product as the forward weights plus decay
-(NGC; with matching updates ``E`` comes to mirror ``W^T``, as in Kolen-Pollack learning):
+with ``"learned"``. Error synapses are parameters of the learner: their gradient is the same
+local product as the forward weights' plus a decay (NGC; under the same optimizer ``E`` then
+comes to mirror ``W^T``, as in Kolen-Pollack learning, Akrout et al. 2019):
 
-    E_l <- (1 - feedback_decay) E_l + feedback_lr eps_l f(x_{l-1})^T / beta
+    E.grad = -eps_l^T f(x_{l-1}) / beta + feedback_decay E_l
 
 After ``steps`` inference steps every synapse changes by its own pre- and post-synaptic terms:
 
@@ -108,12 +109,13 @@ def pc_weight_grads(error: Tensor, pre: Tensor, beta: Tensor) -> tuple[Tensor, T
     return scaled.t().mm(pre), scaled.sum(0)
 
 
-def feedback_step(
-    feedback: Tensor, error: Tensor, pre: Tensor, beta: Tensor, rate: float, decay: float
-) -> None:
-    """In place, the error synapses' local rule:
-    ``E_l <- (1 - decay) E_l + rate eps_l^T f(x_{l-1}) / beta``."""
-    feedback.mul_(1.0 - decay).add_((error * (rate / beta)).t().mm(pre))
+def feedback_grad(
+    feedback: Tensor, error: Tensor, pre: Tensor, beta: Tensor, decay: float
+) -> Tensor:
+    """Gradient-sign local rule of the error synapses ``E_l`` (shaped like ``W_l``), which join
+    the error nodes ``eps_l`` to the units ``f(x_{l-1})``:
+    ``E.grad = -eps_l^T f(x_{l-1}) / beta + decay E_l``."""
+    return (error / -beta).t().mm(pre).add_(feedback, alpha=decay)
 
 
 @dataclass
@@ -145,8 +147,8 @@ class PredictiveCoding(Learner):
     :param nudge: how far the output is pushed against the loss
     :param relative_nudge: measure ``nudge`` in units of ``rms(e)`` (``beta = nudge / rms(e)``)
         instead of using ``beta = nudge``
-    :param feedback_lr: learning rate of the learned error synapses
-    :param feedback_decay: their weight decay per update
+    :param feedback_decay: L2 decay of the learned error synapses (in their gradient; the
+        optimizer that trains the network trains them too)
     :param init: ``"uniform"`` or ``"gaussian"`` initial learned/random feedback entries
     :param scale: their spread, relative to default ``nn.Linear`` weights
     :param seed: seed for the feedback matrices; by default drawn from torch's global RNG
@@ -156,9 +158,10 @@ class PredictiveCoding(Learner):
     family = "predictive coding / neural generative coding"
     signal = "error"  # a target t clamps the output via e = y - t (relative_nudge=False)
     paper = "Whittington & Bogacz 2017, Neural Comput. 29:1229; Ororbia & Kifer 2022"
-    # For the default symmetric feedback; "learned" and "random" also address P2.
+    # For the default symmetric feedback; "learned" and "random" also address P2. Not P1: the
+    # error messages still travel layer by layer; not UL: a layer's error settles only after
+    # the error above it has.
     plausibility = Plausibility(
-        p1_global_feedback=True,
         local_plasticity=True,
         p6_inference_learning=True,
         architecture_agnostic=True,
@@ -174,7 +177,6 @@ class PredictiveCoding(Learner):
         step_size: float | None = None,
         nudge: float = 0.1,
         relative_nudge: bool = True,
-        feedback_lr: float = 0.1,
         feedback_decay: float = 1e-3,
         init: str = "uniform",
         scale: float = 1.0,
@@ -196,17 +198,14 @@ class PredictiveCoding(Learner):
             step_size = 1.0 if formulation == "fixed_prediction" else ITERATIVE_STEP_SIZE
         if not 0.0 < step_size <= 1.0:
             raise ConfigError(f"pc 'step_size' must be in (0, 1], got {step_size!r}. Try 0.5.")
-        if not 0.0 <= feedback_decay < 1.0:
-            raise ConfigError(
-                f"pc 'feedback_decay' must be in [0, 1), got {feedback_decay!r}. Try 1e-3."
-            )
-        for key, value in (("nudge", nudge), ("feedback_lr", feedback_lr)):
-            if not value > 0:
-                raise ConfigError(f"pc '{key}' must be > 0, got {value!r}. Try the default.")
+        if not feedback_decay >= 0:
+            raise ConfigError(f"pc 'feedback_decay' must be >= 0, got {feedback_decay!r}.")
+        if not nudge > 0:
+            raise ConfigError(f"pc 'nudge' must be > 0, got {nudge!r}. Try 0.1.")
         self.formulation, self.output, self.feedback_mode = formulation, output, feedback
         self.steps = steps
         self.step_size, self.nudge, self.relative_nudge = step_size, nudge, relative_nudge
-        self.feedback_lr, self.feedback_decay = feedback_lr, feedback_decay
+        self.feedback_decay = feedback_decay
         self.init, self.scale = init, scale
         self._feedback: list[Tensor] = []
 
@@ -215,12 +214,15 @@ class PredictiveCoding(Learner):
             return
         for l, (n_in, n_out) in enumerate(pairwise(spec.sizes)):  # B_l shaped like W_l
             matrix = random_feedback((n_out, n_in), n_in, self.init, self.scale, generator)
-            self.register_buffer(f"feedback_{l}", matrix)
+            if self.feedback_mode == "learned":
+                self.register_parameter(f"feedback_{l}", nn.Parameter(matrix))
+            else:
+                self.register_buffer(f"feedback_{l}", matrix)
             self._feedback.append(getattr(self, f"feedback_{l}"))
 
     def feedback_matrices(self, layers: Sequence[nn.Linear]) -> list[Tensor]:
         """``B_l`` for every layer: the forward weights only with symmetric feedback, otherwise
-        the learner's own buffers (``layers`` is then not read)."""
+        the learner's own matrices (``layers`` is then not read)."""
         if self.feedback_mode == "symmetric":
             return [layer.weight for layer in layers]
         return self._feedback
@@ -342,7 +344,8 @@ class PredictiveCoding(Learner):
             grad_x = message / -settled.beta
         if self.feedback_mode == "learned":
             for b, eps, pre in zip(self._feedback, settled.errors, settled.pre, strict=True):
-                feedback_step(b, eps, pre, settled.beta, self.feedback_lr, self.feedback_decay)
+                grad = feedback_grad(b.detach(), eps, pre, settled.beta, self.feedback_decay)
+                b.grad = grad if b.grad is None else b.grad.add_(grad)
         return grad_x, grads
 
     def extra_repr(self) -> str:
