@@ -2,8 +2,9 @@
 
 Run ``python experiments/bad_inputs.py`` to rebuild ``docs/bad_inputs.md`` from a real run
 folder; ``tests/test_bad_inputs.py`` asserts each message. A case is a ``biocredit`` command
-line (placeholders: ``{tmp}`` a scratch folder, ``{run}`` a finished run) and a ``setup`` that
-prepares the files it needs.
+line (placeholders: ``{tmp}`` a scratch folder, ``{run}`` a finished run), a ``setup`` that
+prepares the files it needs, and ``uninstalled``: packages that cannot be imported while it runs
+(as if not installed, to show what a missing optional extra gets).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import io
 import pickle
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class Case:
     args: list[str]
     expect: str
     setup: Callable[[Path, Path], None] | None = None
+    uninstalled: tuple[str, ...] = ()
 
 
 class Payload:
@@ -81,6 +83,7 @@ def _drop(name: str) -> Callable[[Path], None]:
 TRAIN = ["train", "--steps", "64", "--out", "{tmp}/out", "--no-progress"]
 AGENT = [*TRAIN, "--agent", "neuromodulated-ac"]
 MODULES = "agent_kwargs.modules"
+SPREAD = "pettingzoo:mpe2.simple_spread_v3"
 
 # fmt: off
 CASES: list[Case] = [
@@ -194,6 +197,25 @@ CASES: list[Case] = [
          "Only --steps (a new total) is allowed with --resume"),
     Case("checkpoint carrying a pickle payload", ["eval", "{tmp}/bad_run"],
          "is not a readable safetensors file", _copy_run(_pickle_payload)),
+    Case("PettingZoo env named without its prefix", [*AGENT, "--env", "mpe2.simple_spread_v3"],
+         "Name PettingZoo envs with the prefix pettingzoo:, e.g. pettingzoo:mpe2.simple_spread_v3"),
+    Case("PettingZoo prefix on a module that is no env", [*AGENT, "--env", "pettingzoo:os.path"],
+         "'os.path' is not a PettingZoo env module"),
+    Case("misspelt PettingZoo env", [*AGENT, "--env", "pettingzoo:mpe2.simple_sprad_v3"],
+         "Did you mean 'simple_spread_v3'?"),
+    Case("turn-based AEC env", [*AGENT, "--env", "pettingzoo:classic/tictactoe-v3"],
+         "is a turn-based AEC env"),
+    Case("AEC-only option on a parallel env",
+         [*AGENT, "--env", SPREAD, "--set", "multiagent.aec_wrappers=[clip_out_of_bounds]"],
+         "are AEC-only options"),
+    Case("multi-agent option on a single-agent env",
+         [*AGENT, "--set", "multiagent.scheme=shared"], "'multiagent' options apply to PettingZoo"),
+    Case("independent learners with an SB3 algorithm",
+         [*TRAIN, "--env", SPREAD, "--set", "multiagent.scheme=independent"],
+         "every agent shares one policy"),
+    Case("missing multi-agent extra", [*AGENT, "--env", SPREAD],
+         'Install the multi-agent extra: pip install "biocredit[multiagent]"',
+         uninstalled=("mpe2",)),
     Case("bench spec without envs", ["bench", "{tmp}/empty_spec.yaml"],
          "needs at least one entry under 'envs'", _write("empty_spec.yaml", "name: x\n")),
     Case("unknown bench backend", ["bench", "{tmp}/spec.yaml", "--backend", "slurm"],
@@ -220,9 +242,34 @@ def run_case(case: Case, tmp: Path, run: Path) -> tuple[int, str]:
         case.setup(tmp, run)
     args = [a.replace("{tmp}", str(tmp)).replace("{run}", str(run)) for a in case.args]
     stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+    with (
+        contextlib.redirect_stderr(stderr),
+        contextlib.redirect_stdout(io.StringIO()),
+        _uninstalled(case.uninstalled),
+    ):
         code = main(args)
     return code, stderr.getvalue().strip()
+
+
+@contextlib.contextmanager
+def _uninstalled(packages: Sequence[str]) -> Iterator[None]:
+    """``import <package>`` fails inside (a ``None`` entry in ``sys.modules``); the modules
+    already imported are put back afterwards."""
+    hidden = {
+        name: module
+        for name, module in sys.modules.items()
+        if any(name == p or name.startswith(p + ".") for p in packages)
+    }
+    for name in hidden:
+        del sys.modules[name]
+    for package in packages:
+        sys.modules[package] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for package in packages:
+            del sys.modules[package]
+        sys.modules.update(hidden)
 
 
 def make_run(folder: Path) -> Path:

@@ -8,12 +8,18 @@ import gymnasium as gym
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv
 
+from biocredit.envs.multiagent import EXTRA_PACKAGES, PREFIX
 from biocredit.errors import ConfigError, unknown_name
 
 
 def check_env_id(env_id: str) -> None:
     """Raise an :class:`~biocredit.errors.UnknownNameError` if ``env_id`` is not registered."""
     if env_id not in gym.registry:
+        if env_id.split(".")[0] in ("pettingzoo", *EXTRA_PACKAGES):
+            raise ConfigError(
+                f"'{env_id}' is not a Gymnasium env id; it looks like a PettingZoo env module. "
+                f"Name PettingZoo envs with the prefix {PREFIX}, e.g. {PREFIX}{env_id}."
+            )
         raise unknown_name(
             "environment",
             env_id,
