@@ -99,6 +99,8 @@ def test_expected_free_energy_picks_the_argmin():
             net.layers[-1].bias.copy_(bias)
     obs = torch.zeros(4, 3)
     assert agent.act(obs).tolist() == [2, 2, 2, 2]
+    assert agent.predict(obs.numpy(), deterministic=True)[0].tolist() == [2, 2, 2, 2]
+    agent.config.epistemic_weight = agent.config.epistemic_weight_final = 0.1
     assert agent.predict(obs.numpy(), deterministic=True)[0].tolist() == [1, 1, 1, 1]
 
 

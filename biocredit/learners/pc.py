@@ -25,10 +25,23 @@ in which the hidden layers absorb part of the output error; with ``relative_nudg
 
 ``B_{l+1}`` carries the error message down: ``W_{l+1}^T`` with ``feedback="symmetric"`` (exact
 descent on F), a fixed random matrix with ``"random"``, or separate error synapses ``E_{l+1}``
-with ``"learned"``, which learn by the same local product as the forward weights plus decay
-(NGC; with matching updates ``E`` comes to mirror ``W^T``, as in Kolen-Pollack learning):
+with ``"learned"`` or ``"mirror"``. ``"learned"`` error synapses learn by the same local
+product as the forward weights plus decay (NGC; with matching updates ``E`` comes to mirror
+``W^T``, as in Kolen-Pollack learning):
 
     E_l <- (1 - feedback_decay) E_l + feedback_lr eps_l f(x_{l-1})^T / beta
+
+That rule makes ``E`` track ``W^T`` only when the forward weights learn by plain SGD with the
+matching weight decay; under Adam (whose steps are not the raw gradient) the two drift apart
+(in the active-inference agent on CartPole-v1 the Q network then collapsed after 32k steps).
+``"mirror"`` (the weight mirror of Akrout et al. 2019, NeurIPS, "Deep learning without weight
+transport") needs no such match: at every update each layer's input neurons fire white noise
+``xi`` (``k`` samples, one per row of the batch), the forward synapses carry it to
+``r = W_l xi``, and the error synapses take the product of their own two ends:
+
+    E_l <- (1 - mirror_rate) E_l + mirror_rate r xi^T / k     (E[r xi^T] = W_l, so E_l -> W_l)
+
+whatever the optimizer does to ``W_l``; the messages are read from ``E`` only.
 
 After ``steps`` inference steps every synapse changes by its own pre- and post-synaptic terms:
 
@@ -71,7 +84,7 @@ from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 from biocredit.learners.spec import NetworkSpec
 
-FEEDBACK_MODES = ("symmetric", "learned", "random")
+FEEDBACK_MODES = ("symmetric", "learned", "mirror", "random")
 FORMULATIONS = ("fixed_prediction", "iterative")
 OUTPUTS = ("nudged", "clamped")
 ITERATIVE_STEPS, ITERATIVE_STEP_SIZE = 20, 0.1
@@ -116,6 +129,12 @@ def feedback_step(
     feedback.mul_(1.0 - decay).add_((error * (rate / beta)).t().mm(pre))
 
 
+def mirror_step(feedback: Tensor, noise: Tensor, response: Tensor, rate: float) -> None:
+    """In place, the weight mirror: ``E_l <- (1 - rate) E_l + rate r^T xi / k`` from the input
+    neurons' noise ``xi`` ``(k, n_in)`` and the forward synapses' response ``r`` ``(k, n_out)``."""
+    feedback.lerp_(response.t().mm(noise) / noise.shape[0], rate)
+
+
 @dataclass
 class Settled:
     """The end of inference: each layer's error ``eps_l`` and pre-synaptic activity
@@ -135,8 +154,9 @@ class PredictiveCoding(Learner):
         settles exactly in one step per hidden layer) or ``"iterative"`` (full dynamics)
     :param output: ``"nudged"`` (free output under the force ``-beta e``) or ``"clamped"``
         (held at ``y - beta e``); only the iterative formulation tells them apart
-    :param feedback: ``"symmetric"`` (``W^T``), ``"learned"`` (error synapses with a local rule)
-        or ``"random"`` (fixed) carries the error messages down
+    :param feedback: ``"symmetric"`` (``W^T``), ``"learned"`` (error synapses with a local rule),
+        ``"mirror"`` (error synapses that mirror ``W`` from its response to noise) or
+        ``"random"`` (fixed) carries the error messages down
     :param steps: inference steps; ``None``: one per hidden layer with fixed predictions (exact
         convergence), ``ITERATIVE_STEPS`` with the iterative dynamics
     :param step_size: inference rate ``eta``; ``None``: 1 with fixed predictions,
@@ -147,6 +167,7 @@ class PredictiveCoding(Learner):
         instead of using ``beta = nudge``
     :param feedback_lr: learning rate of the learned error synapses
     :param feedback_decay: their weight decay per update
+    :param mirror_rate: how far the mirror error synapses move towards ``r xi^T / k`` per update
     :param init: ``"uniform"`` or ``"gaussian"`` initial learned/random feedback entries
     :param scale: their spread, relative to default ``nn.Linear`` weights
     :param seed: seed for the feedback matrices; by default drawn from torch's global RNG
@@ -176,6 +197,7 @@ class PredictiveCoding(Learner):
         relative_nudge: bool = True,
         feedback_lr: float = 0.1,
         feedback_decay: float = 1e-3,
+        mirror_rate: float = 0.01,
         init: str = "uniform",
         scale: float = 1.0,
         seed: int | None = None,
@@ -200,6 +222,8 @@ class PredictiveCoding(Learner):
             raise ConfigError(
                 f"pc 'feedback_decay' must be in [0, 1), got {feedback_decay!r}. Try 1e-3."
             )
+        if not 0.0 < mirror_rate <= 1.0:
+            raise ConfigError(f"pc 'mirror_rate' must be in (0, 1], got {mirror_rate!r}. Try 0.01.")
         for key, value in (("nudge", nudge), ("feedback_lr", feedback_lr)):
             if not value > 0:
                 raise ConfigError(f"pc '{key}' must be > 0, got {value!r}. Try the default.")
@@ -207,6 +231,7 @@ class PredictiveCoding(Learner):
         self.steps = steps
         self.step_size, self.nudge, self.relative_nudge = step_size, nudge, relative_nudge
         self.feedback_lr, self.feedback_decay = feedback_lr, feedback_decay
+        self.mirror_rate = mirror_rate
         self.init, self.scale = init, scale
         self._feedback: list[Tensor] = []
 
@@ -343,6 +368,10 @@ class PredictiveCoding(Learner):
         if self.feedback_mode == "learned":
             for b, eps, pre in zip(self._feedback, settled.errors, settled.pre, strict=True):
                 feedback_step(b, eps, pre, settled.beta, self.feedback_lr, self.feedback_decay)
+        elif self.feedback_mode == "mirror":
+            for b, layer in zip(self._feedback, layers, strict=True):
+                noise = torch.randn(error.shape[0], layer.in_features, dtype=error.dtype)
+                mirror_step(b, noise, noise.mm(layer.weight.t()), self.mirror_rate)
         return grad_x, grads
 
     def extra_repr(self) -> str:
