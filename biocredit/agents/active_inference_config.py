@@ -96,7 +96,10 @@ class ActiveInferenceConfig:
             if getattr(self, key) < 0:
                 raise ConfigError(f"'{key}' must be >= 0, got {getattr(self, key)!r}.")
         if not 0.0 < self.target_tau <= 1.0:
-            raise ConfigError(f"'target_tau' must be in (0, 1], got {self.target_tau!r}.")
+            raise ConfigError(
+                f"'target_tau' must be in (0, 1], got {self.target_tau!r}: 1 copies the networks "
+                "every target_update_interval updates, e.g. 0.005 averages them in (Polyak)."
+            )
         for key in ("reward_scale", "error_clip", "max_grad_norm"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"'{key}' must be > 0, got {getattr(self, key)!r}.")
