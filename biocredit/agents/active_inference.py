@@ -350,10 +350,15 @@ class ActiveInferenceAgent(nn.Module):
             net.optimizer.step()
         self.updates += 1
         if int(self.updates) % config.target_update_interval == 0:
-            for role in ("value", "epistemic"):
-                online = self._trained[role].net.layers.parameters()
-                for target, source in zip(self.targets[role].parameters(), online, strict=True):
-                    target.lerp_(source, config.target_tau)
+            self._update_targets(config.target_tau)
+
+    @torch.no_grad()
+    def _update_targets(self, tau: float) -> None:
+        """Move each target copy the fraction ``tau`` of the way to its online network."""
+        for role in ("value", "epistemic"):
+            online = self._trained[role].net.layers.parameters()
+            for target, source in zip(self.targets[role].parameters(), online, strict=True):
+                target.lerp_(source, tau)
 
     def _outcome(self, batch: Transitions) -> Tensor:
         """What the world model predicts: ``(s' - s, c r)``."""
