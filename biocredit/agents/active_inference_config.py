@@ -22,7 +22,9 @@
     reward_scale: 1.0              # c: rewards scaled before learning
     normalize_observations: true   # bounded observation dimensions scaled to [-1, 1]
 
-Every module receives errors only, so each must use an error-driven learner (pc, bp, fa, dfa).
+Each module's ``learner_kwargs`` default to ``{feedback: mirror}`` (the agent registry's pc
+modules: error synapses that mirror the forward weights, no weight transport). Every module
+receives errors only, so each must use an error-driven learner (pc, bp, fa, dfa).
 """
 
 from __future__ import annotations
