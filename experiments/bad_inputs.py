@@ -82,6 +82,7 @@ def _drop(name: str) -> Callable[[Path], None]:
 
 TRAIN = ["train", "--steps", "64", "--out", "{tmp}/out", "--no-progress"]
 AGENT = [*TRAIN, "--agent", "neuromodulated-ac"]
+AIF = [*TRAIN, "--agent", "active-inference"]
 MODULES = "agent_kwargs.modules"
 SPREAD = "pettingzoo:mpe2.simple_spread_v3"
 
@@ -169,6 +170,17 @@ CASES: list[Case] = [
     Case("observation space an agent cannot read", [*AGENT, "--env", "FrozenLake-v1"],
          "Observation space Discrete(16) is not a Box"),
     Case("action space an agent cannot drive", [*AGENT, "--env", "Blackjack-v1"], "is not a Box"),
+    Case("active-inference module with a Hebbian learner",
+         [*AIF, "--set", f"{MODULES}.value.learner=hebbian3f"], "Use an error-driven learner"),
+    Case("misspelt active-inference option", [*AIF, "--set", "agent_kwargs.epistemic_wieght=1"],
+         "Did you mean 'epistemic_weight'?"),
+    Case("target averaging rate out of range", [*AIF, "--set", "agent_kwargs.target_tau=0"],
+         "'target_tau' must be in (0, 1], got 0"),
+    Case("misspelt pc feedback",
+         [*AIF, "--set", f"{MODULES}.value.learner_kwargs.feedback=symetric"],
+         "Did you mean 'symmetric'?"),
+    Case("active-inference on a discrete observation", [*AIF, "--env", "FrozenLake-v1"],
+         "Observation space Discrete(16) is not a Box"),
     Case("run folder already used", ["train", "--out", "{run}", "--steps", "64"],
          "already holds a run"),
     Case("eval of a missing folder", ["eval", "{tmp}/nowhere"], "is not a biocredit run folder"),

@@ -99,7 +99,30 @@ def test_expected_free_energy_picks_the_argmin():
             net.layers[-1].bias.copy_(bias)
     obs = torch.zeros(4, 3)
     assert agent.act(obs).tolist() == [2, 2, 2, 2]
+    assert agent.predict(obs.numpy(), deterministic=True)[0].tolist() == [2, 2, 2, 2]
+    agent.config.epistemic_weight = agent.config.epistemic_weight_final = 0.1
     assert agent.predict(obs.numpy(), deterministic=True)[0].tolist() == [1, 1, 1, 1]
+
+
+def test_double_q_target_evaluates_the_online_choice_with_the_target_copy():
+    agent = small_agent(DISCRETE)
+    online, target = agent.value.net.layers[-1], agent.targets["value"][-1]
+    with torch.no_grad():
+        online.weight.zero_(), target.weight.zero_()
+        online.bias.copy_(torch.tensor([0.0, 3.0, 1.0]))  # the online net prefers action 1
+        target.bias.copy_(torch.tensor([9.0, -2.0, 5.0]))  # the target's max (9) is not used
+    next_value = agent._double_q_value("value", torch.zeros(4, 3))
+    torch.testing.assert_close(next_value, torch.full((4,), -2.0))
+
+
+def test_target_copies_move_by_tau():
+    agent = small_agent(DISCRETE, target_tau=0.25, target_update_interval=1)
+    before = [p.clone() for p in agent.targets["value"].parameters()]
+    run_steps(agent, 2)  # 2 envs: the 4th env step starts learning with one update
+    assert int(agent.updates) == 1
+    online = agent.value.net.layers.parameters()
+    for got, old, new in zip(agent.targets["value"].parameters(), before, online, strict=True):
+        torch.testing.assert_close(got, 0.75 * old + 0.25 * new)
 
 
 def test_continuous_actions_come_from_the_candidates():

@@ -16,6 +16,7 @@ from biocredit.learners import LocalNetwork, NetworkSpec, make_learner
 from biocredit.learners.pc import (
     error_message,
     feedback_grad,
+    mirror_step,
     output_step,
     pc_weight_grads,
     prediction_error,
@@ -150,7 +151,7 @@ def _null_space_twin(net: LocalNetwork, x: torch.Tensor) -> LocalNetwork:
     return twin
 
 
-@pytest.mark.parametrize("feedback", ["learned", "random", "symmetric"])
+@pytest.mark.parametrize("feedback", ["learned", "mirror", "random", "symmetric"])
 def test_error_messages_never_read_forward_weights(feedback, batch):
     """Learned and random feedback settle to the same hidden errors when W's transposes change
     behind an unchanged forward pass; symmetric feedback (the probe's control) does not."""
@@ -237,6 +238,7 @@ def test_save_load_carries_learned_feedback(tmp_path, batch):
         ({"step_size": 1.5}, "'step_size' must be in (0, 1], got 1.5"),
         ({"nudge": 0}, "'nudge' must be > 0, got 0"),
         ({"feedback_decay": -1.0}, "'feedback_decay' must be >= 0, got -1.0"),
+        ({"mirror_rate": 0.0}, "'mirror_rate' must be in (0, 1], got 0.0"),
         ({"init": "normal"}, "Unknown feedback init 'normal'"),
         ({"inference_steps": 3}, "Learner 'pc' does not accept these options"),
     ],
@@ -286,3 +288,33 @@ def test_learned_feedback_mirrors_the_forward_weights(batch):
         optimizer.step()
     for now, then in zip(gaps(), before, strict=True):
         assert now == pytest.approx(then * (1 - lr * decay) ** 20, rel=1e-9)
+
+
+def test_mirror_step_matches_its_formula():
+    torch.manual_seed(3)
+    feedback, noise, response = torch.randn(4, 5), torch.randn(7, 5), torch.randn(7, 4)
+    want = 0.9 * feedback + 0.1 * response.T @ noise / 7
+    mirror_step(feedback, noise, response, 0.1)
+    torch.testing.assert_close(feedback, want)
+
+
+def test_mirror_feedback_tracks_forward_weights_under_adam(batch):
+    """Weight mirror: the error synapses come to mirror W from W's response to noise alone,
+    while Adam moves W."""
+    x, target = batch
+    torch.manual_seed(4)
+    net = LocalNetwork(SPEC, "pc", feedback="mirror", mirror_rate=0.02)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+
+    def alignment():
+        return [
+            float(cosine_similarity(getattr(net.learner, f"feedback_{l}").flatten(), w, dim=0))
+            for l, w in enumerate(layer.weight.detach().flatten() for layer in net.layers)
+        ]
+
+    assert max(alignment()) < 0.3  # independent random initial error synapses
+    for _ in range(500):
+        grads_of(net, x, target)
+        optimizer.step()
+    # 8 noise samples per update averaged over ~1 / 0.02 updates: a sampling error of ~0.2
+    assert min(alignment()) > 0.95, alignment()

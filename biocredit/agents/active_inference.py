@@ -9,12 +9,16 @@ from local prediction errors (learner ``pc`` by default; no backprop anywhere):
   learned precision per output, ``S = mean_d (e_d^2 / var_d + log var_d) / 2`` (``var_d`` a
   running mean of ``e_d^2``), is the epistemic signal; the model learns from the
   precision-weighted error ``dS/dm = e / var`` (Friston 2005);
-- an **instrumental value** ``Q(s, a)``, learned by Q-learning on the (scaled) extrinsic reward,
-  ``y = c r + gamma (1 - terminated) max_a' Q_target(s', a')``;
+- an **instrumental value** ``Q(s, a)``, learned by double Q-learning (van Hasselt et al. 2016)
+  on the (scaled) extrinsic reward, ``y = c r + gamma (1 - terminated) Q_target(s', a*)`` with
+  ``a* = argmax_a' Q(s', a')`` chosen by the online network;
 - an **epistemic value** ``E(s, a)``, learned the same way on the intrinsic reward
   ``k mean_d e_d^2 / (2 var_d)``, the part of ``S`` that differs between transitions (never cut
   at termination: the end of an episode does not end what can be learned),
-  ``y_E = k e^2 / (2 var) + gamma_E max_a' E_target(s', a')``.
+  ``y_E = k e^2 / (2 var) + gamma_E E_target(s', a*_E)``.
+
+Both learn from the Huber loss's derivative (the TD error clipped to ``+-error_clip``); each
+network's update is rescaled to a norm of at most ``max_grad_norm``, as in SB3's DQN.
 
 Actions minimise the expected free energy over candidate actions (all actions when discrete,
 ``candidates`` uniform samples from the box when continuous)::
@@ -36,7 +40,8 @@ relearning ``Q``.
 
 A replay buffer (``buffer_size`` transitions, saved with every checkpoint so a resumed run
 continues exactly) feeds minibatches to all three networks; ``Q`` and ``E`` bootstrap from
-target copies synchronised every ``target_update_interval`` updates. The surprise in each
+target copies synchronised every ``target_update_interval`` updates (``target_tau < 1``: moved
+that fraction of the way, Polyak averaging). The surprise in each
 minibatch is recomputed by the current world model, so the intrinsic reward of old transitions
 fades as the model learns them. Before ``learning_starts`` env steps, when no network has seen
 any data and every action is equally informative, actions are uniform.
@@ -138,7 +143,9 @@ class ActiveInferenceAgent(nn.Module):
                 "active-inference agent picks among all discrete actions or samples candidates "
                 "from a bounded box."
             )
-        self.obs_centre, self.obs_scale = self._observation_scaling(observation_space)
+        self.obs_centre, self.obs_scale = self._observation_scaling(
+            observation_space, config.normalize_observations
+        )
         modules = config.modules
         value_in, value_out = (n_obs, action_dim) if self.discrete else (n_obs + action_dim, 1)
 
@@ -171,8 +178,12 @@ class ActiveInferenceAgent(nn.Module):
         self._code: Tensor | None = None
 
     @staticmethod
-    def _observation_scaling(space: spaces.Box) -> tuple[Tensor, Tensor]:
-        """Centre and half-range of each bounded observation dimension (identity otherwise)."""
+    def _observation_scaling(space: spaces.Box, scale: bool) -> tuple[Tensor, Tensor]:
+        """Centre and half-range of each bounded observation dimension (identity otherwise, and
+        everywhere when ``scale`` is off)."""
+        if not scale:
+            n = int(np.prod(space.shape))
+            return torch.zeros(n), torch.ones(n)
         low = np.asarray(space.low, dtype=np.float64).flatten()
         high = np.asarray(space.high, dtype=np.float64).flatten()
         with np.errstate(over="ignore", invalid="ignore"):
@@ -221,13 +232,12 @@ class ActiveInferenceAgent(nn.Module):
     def free_energy(self, state: Tensor, codes: Tensor | None, weight: float) -> Tensor:
         """``G`` of each candidate: ``(batch, n_actions)`` for discrete actions (``codes`` is
         None), ``(batch, n_candidates)`` for the candidate codes ``(batch, n, action_dim)``."""
-        if codes is None:
-            q, e = self.value.infer(state), self.epistemic.infer(state)
-        else:
-            pairs = self._pairs(state, codes)
-            q = self.value.infer(pairs).view(codes.shape[:2])
-            e = self.epistemic.infer(pairs).view(codes.shape[:2])
-        return expected_free_energy(q, e, weight)
+        inputs = state if codes is None else self._pairs(state, codes)
+        shape = (state.shape[0], -1)
+        q = self.value.infer(inputs).view(shape)
+        if weight == 0.0:  # no epistemic term: E need not be evaluated
+            return -q
+        return expected_free_energy(q, self.epistemic.infer(inputs).view(shape), weight)
 
     @staticmethod
     def _pairs(state: Tensor, codes: Tensor) -> Tensor:
@@ -317,8 +327,8 @@ class ActiveInferenceAgent(nn.Module):
         # the intrinsic reward leaves out log(var) / 2, the same for every transition at a time
         information = surprise - self.error_variance.log().mean() / 2
         # targets from the target copies, each value greedy in its own right
-        next_q = self._target_max("value", batch.next_obs)
-        next_e = self._target_max("epistemic", batch.next_obs)
+        next_q = self._double_q_value("value", batch.next_obs)
+        next_e = self._double_q_value("epistemic", batch.next_obs)
         q_target = td_target(scaled_reward, 1.0 - batch.terminated, next_q, config.gamma)
         e_target = td_target(
             config.surprise_scale * information,
@@ -336,11 +346,19 @@ class ActiveInferenceAgent(nn.Module):
         with torch.enable_grad():
             torch.autograd.backward(outputs, errors)
         for net in self._trained.values():
+            nn.utils.clip_grad_norm_(net.net.parameters(), config.max_grad_norm)
             net.optimizer.step()
         self.updates += 1
         if int(self.updates) % config.target_update_interval == 0:
-            self.targets["value"].load_state_dict(self.value.net.layers.state_dict())
-            self.targets["epistemic"].load_state_dict(self.epistemic.net.layers.state_dict())
+            self._update_targets(config.target_tau)
+
+    @torch.no_grad()
+    def _update_targets(self, tau: float) -> None:
+        """Move each target copy the fraction ``tau`` of the way to its online network."""
+        for role in ("value", "epistemic"):
+            online = self._trained[role].net.layers.parameters()
+            for target, source in zip(self.targets[role].parameters(), online, strict=True):
+                target.lerp_(source, tau)
 
     def _outcome(self, batch: Transitions) -> Tensor:
         """What the world model predicts: ``(s' - s, c r)``."""
@@ -371,15 +389,20 @@ class ActiveInferenceAgent(nn.Module):
             error = clipped_error(output, target[:, None], self.config.error_clip)
         return net.last_output, error
 
-    def _target_max(self, role: str, state: Tensor) -> Tensor:
-        """``max_a' T(s', a')`` of the target copy over all actions or sampled candidates."""
-        net = self._trained[role].net
+    def _double_q_value(self, role: str, state: Tensor) -> Tensor:
+        """``T(s', a*)``: the target copy's value of the action ``a*`` that the online network
+        rates highest, over all actions or sampled candidates (double Q-learning)."""
+        net = self._trained[role]
         layers = self.targets[role]
         if self.discrete:
-            return net.learner.forward_pass(layers, state, record=False)[0].max(1).values
+            best = net.infer(state).argmax(1, keepdim=True)
+            target = net.net.learner.forward_pass(layers, state, record=False)[0]
+            return target.gather(1, best).squeeze(1)
         codes = self._sample_codes(state.shape[0])
-        values = net.learner.forward_pass(layers, self._pairs(state, codes), record=False)[0]
-        return values.view(codes.shape[:2]).max(1).values
+        pairs = self._pairs(state, codes)
+        best = net.infer(pairs).view(codes.shape[:2]).argmax(1, keepdim=True)
+        target = net.net.learner.forward_pass(layers, pairs, record=False)[0]
+        return target.view(codes.shape[:2]).gather(1, best).squeeze(1)
 
     # saving and predicting ---------------------------------------------------------------
 
@@ -415,13 +438,12 @@ class ActiveInferenceAgent(nn.Module):
         episode_start: Any = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, None]:
-        """SB3-style prediction. ``deterministic``: exploit, the action of greatest instrumental
-        value (``w = 0``; for continuous actions among a fixed Sobol set of candidates);
-        otherwise as in training, by ``G`` with the current ``w`` over sampled candidates."""
+        """SB3-style prediction: the action of least ``G`` with the current ``w``, as in training.
+        ``deterministic``: among a fixed Sobol set of candidates when actions are continuous
+        (otherwise among freshly sampled ones; discrete choices are deterministic either way)."""
         obs = torch.as_tensor(np.asarray(observation), dtype=torch.float32)
         single = obs.ndim == len(self.observation_space.shape)
         obs = obs.reshape(1 if single else obs.shape[0], -1)
-        weight = 0.0 if deterministic else self.epistemic_weight
-        code = self._choose(self.normalise(obs), weight, greedy=deterministic)
+        code = self._choose(self.normalise(obs), self.epistemic_weight, greedy=deterministic)
         action = self.env_action(self._action(code))
         return (action[0] if single else action), None

@@ -16,8 +16,15 @@
     train_freq: 1                  # env steps (over all envs) between updates
     gradient_steps: 1              # updates each time
     target_update_interval: 500    # updates between target-network copies
+    target_tau: 1.0                # fraction of the way each copy moves (1: hard copy)
+    max_grad_norm: 10.0            # each network's update rescaled to at most this norm
+    error_clip: 1.0                # Huber threshold: TD errors clipped to +-error_clip
+    reward_scale: 1.0              # c: rewards scaled before learning
+    normalize_observations: true   # bounded observation dimensions scaled to [-1, 1]
 
-Every module receives errors only, so each must use an error-driven learner (pc, bp, fa, dfa).
+Each module's ``learner_kwargs`` default to ``{feedback: mirror}`` (the agent registry's pc
+modules: error synapses that mirror the forward weights, no weight transport). Every module
+receives errors only, so each must use an error-driven learner (pc, bp, fa, dfa).
 """
 
 from __future__ import annotations
@@ -72,6 +79,8 @@ class ActiveInferenceConfig:
     train_freq: int = 1
     gradient_steps: int = 1
     target_update_interval: int = 500
+    target_tau: float = 1.0
+    max_grad_norm: float = 10.0
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -88,7 +97,12 @@ class ActiveInferenceConfig:
         for key in ("epistemic_weight", "epistemic_weight_final", "surprise_scale"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"'{key}' must be >= 0, got {getattr(self, key)!r}.")
-        for key in ("reward_scale", "error_clip"):
+        if not 0.0 < self.target_tau <= 1.0:
+            raise ConfigError(
+                f"'target_tau' must be in (0, 1], got {self.target_tau!r}: 1 copies the networks "
+                "every target_update_interval updates, e.g. 0.005 averages them in (Polyak)."
+            )
+        for key in ("reward_scale", "error_clip", "max_grad_norm"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"'{key}' must be > 0, got {getattr(self, key)!r}.")
         for key in (

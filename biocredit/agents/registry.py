@@ -22,10 +22,11 @@ AnyAgentConfig = AgentConfig | ActiveInferenceConfig
 
 
 def _pc_module(**options: Any) -> dict[str, Any]:
-    """A pc network with learned error synapses (NGC's: no weight transport)."""
+    """A pc network whose error synapses mirror the forward weights from their response to noise
+    (no weight transport; the Kolen-Pollack-style ``learned`` rule collapsed under Adam)."""
     return {
         "learner": "pc",
-        "learner_kwargs": {"feedback": "learned"},
+        "learner_kwargs": {"feedback": "mirror"},
         "hidden": [64, 64],
         "lr": 1e-3,
         "optimizer": "adam",

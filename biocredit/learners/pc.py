@@ -25,11 +25,23 @@ in which the hidden layers absorb part of the output error; with ``relative_nudg
 
 ``B_{l+1}`` carries the error message down: ``W_{l+1}^T`` with ``feedback="symmetric"`` (exact
 descent on F), a fixed random matrix with ``"random"``, or separate error synapses ``E_{l+1}``
-with ``"learned"``. Error synapses are parameters of the learner: their gradient is the same
-local product as the forward weights' plus a decay (NGC; under the same optimizer ``E`` then
-comes to mirror ``W^T``, as in Kolen-Pollack learning, Akrout et al. 2019):
+with ``"learned"`` or ``"mirror"``. ``"learned"`` error synapses are parameters of the learner:
+their gradient is the same local product as the forward weights' plus a decay (NGC; under the
+same optimizer ``E`` then comes to mirror ``W^T``, as in Kolen-Pollack learning, Akrout et al.
+2019):
 
     E.grad = -eps_l^T f(x_{l-1}) / beta + feedback_decay E_l
+
+That rule makes ``E`` track ``W^T`` only as far as the two receive matching updates (an earlier
+version with its own SGD rate drifted apart under Adam: the active-inference Q network collapsed
+after 32k steps on CartPole-v1). ``"mirror"`` (the weight mirror of Akrout et al. 2019, NeurIPS,
+"Deep learning without weight transport") needs no such match: at every update each layer's input
+neurons fire white noise ``xi`` (``k`` samples, one per row of the batch), the forward synapses
+carry it to ``r = W_l xi``, and the error synapses take the product of their own two ends:
+
+    E_l <- (1 - mirror_rate) E_l + mirror_rate r xi^T / k     (E[r xi^T] = W_l, so E_l -> W_l)
+
+whatever the optimizer does to ``W_l``; the messages are read from ``E`` only.
 
 After ``steps`` inference steps every synapse changes by its own pre- and post-synaptic terms:
 
@@ -72,7 +84,7 @@ from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 from biocredit.learners.spec import NetworkSpec
 
-FEEDBACK_MODES = ("symmetric", "learned", "random")
+FEEDBACK_MODES = ("symmetric", "learned", "mirror", "random")
 FORMULATIONS = ("fixed_prediction", "iterative")
 OUTPUTS = ("nudged", "clamped")
 ITERATIVE_STEPS, ITERATIVE_STEP_SIZE = 20, 0.1
@@ -118,6 +130,12 @@ def feedback_grad(
     return (error / -beta).t().mm(pre).add_(feedback, alpha=decay)
 
 
+def mirror_step(feedback: Tensor, noise: Tensor, response: Tensor, rate: float) -> None:
+    """In place, the weight mirror: ``E_l <- (1 - rate) E_l + rate r^T xi / k`` from the input
+    neurons' noise ``xi`` ``(k, n_in)`` and the forward synapses' response ``r`` ``(k, n_out)``."""
+    feedback.lerp_(response.t().mm(noise) / noise.shape[0], rate)
+
+
 @dataclass
 class Settled:
     """The end of inference: each layer's error ``eps_l`` and pre-synaptic activity
@@ -137,8 +155,9 @@ class PredictiveCoding(Learner):
         settles exactly in one step per hidden layer) or ``"iterative"`` (full dynamics)
     :param output: ``"nudged"`` (free output under the force ``-beta e``) or ``"clamped"``
         (held at ``y - beta e``); only the iterative formulation tells them apart
-    :param feedback: ``"symmetric"`` (``W^T``), ``"learned"`` (error synapses with a local rule)
-        or ``"random"`` (fixed) carries the error messages down
+    :param feedback: ``"symmetric"`` (``W^T``), ``"learned"`` (error synapses with a local rule),
+        ``"mirror"`` (error synapses that mirror ``W`` from its response to noise) or
+        ``"random"`` (fixed) carries the error messages down
     :param steps: inference steps; ``None``: one per hidden layer with fixed predictions (exact
         convergence), ``ITERATIVE_STEPS`` with the iterative dynamics
     :param step_size: inference rate ``eta``; ``None``: 1 with fixed predictions,
@@ -149,6 +168,7 @@ class PredictiveCoding(Learner):
         instead of using ``beta = nudge``
     :param feedback_decay: L2 decay of the learned error synapses (in their gradient; the
         optimizer that trains the network trains them too)
+    :param mirror_rate: how far the mirror error synapses move towards ``r xi^T / k`` per update
     :param init: ``"uniform"`` or ``"gaussian"`` initial learned/random feedback entries
     :param scale: their spread, relative to default ``nn.Linear`` weights
     :param seed: seed for the feedback matrices; by default drawn from torch's global RNG
@@ -178,6 +198,7 @@ class PredictiveCoding(Learner):
         nudge: float = 0.1,
         relative_nudge: bool = True,
         feedback_decay: float = 1e-3,
+        mirror_rate: float = 0.01,
         init: str = "uniform",
         scale: float = 1.0,
         seed: int | None = None,
@@ -202,10 +223,12 @@ class PredictiveCoding(Learner):
             raise ConfigError(f"pc 'feedback_decay' must be >= 0, got {feedback_decay!r}.")
         if not nudge > 0:
             raise ConfigError(f"pc 'nudge' must be > 0, got {nudge!r}. Try 0.1.")
+        if not 0.0 < mirror_rate <= 1.0:
+            raise ConfigError(f"pc 'mirror_rate' must be in (0, 1], got {mirror_rate!r}. Try 0.01.")
         self.formulation, self.output, self.feedback_mode = formulation, output, feedback
         self.steps = steps
         self.step_size, self.nudge, self.relative_nudge = step_size, nudge, relative_nudge
-        self.feedback_decay = feedback_decay
+        self.feedback_decay, self.mirror_rate = feedback_decay, mirror_rate
         self.init, self.scale = init, scale
         self._feedback: list[Tensor] = []
 
@@ -346,6 +369,10 @@ class PredictiveCoding(Learner):
             for b, eps, pre in zip(self._feedback, settled.errors, settled.pre, strict=True):
                 grad = feedback_grad(b.detach(), eps, pre, settled.beta, self.feedback_decay)
                 b.grad = grad if b.grad is None else b.grad.add_(grad)
+        elif self.feedback_mode == "mirror":
+            for b, layer in zip(self._feedback, layers, strict=True):
+                noise = torch.randn(error.shape[0], layer.in_features, dtype=error.dtype)
+                mirror_step(b, noise, noise.mm(layer.weight.t()), self.mirror_rate)
         return grad_x, grads
 
     def extra_repr(self) -> str:
