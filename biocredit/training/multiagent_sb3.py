@@ -18,6 +18,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from biocredit.agents.team import assign_groups, multiagent_config
 from biocredit.envs.multiagent import check_multiagent_env_id, make_parallel_env
+from biocredit.envs.normalize import normalize_options
 from biocredit.envs.parallel_vec_env import ParallelVecEnv
 from biocredit.errors import ConfigError
 from biocredit.training.config import RunConfig
@@ -44,6 +45,11 @@ def validate_multiagent_sb3(config: RunConfig) -> None:
         )
     if config.on_divergence == "rollback":
         raise ConfigError(f"on_divergence: rollback resumes a checkpoint. {NO_RESUME}")
+    if normalize_options(config.normalize) is not None:
+        raise ConfigError(
+            "normalize is not supported on PettingZoo envs (VecNormalize would mix the agents' "
+            "statistics); remove 'normalize' from the config."
+        )
     algo_kwargs(config)
     policy_kwargs(config)
     make_vec_env(config, 1).close()
@@ -78,6 +84,7 @@ class MultiAgentSB3Run(SB3Run):
     def __init__(self, config: RunConfig) -> None:
         TrainingRun.__init__(self, config)
         self.env = make_vec_env(config, config.n_envs)
+        self.normalize = None  # rejected by validate_multiagent_sb3
         self.algo = build_model(config, self.env)
         self.groups = assign_groups(self.env.agents, {})
         self.halted = False
