@@ -155,6 +155,7 @@ def _interrupt_and_resume(tmp_path, args):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["final_return_mean"] is None
     stopped_at = summary["steps"]
+    rows_before = len((out / "progress.csv").read_text().splitlines())
     more = subprocess.run(
         [
             sys.executable,
@@ -165,7 +166,7 @@ def _interrupt_and_resume(tmp_path, args):
             str(out),
             "--no-progress",
             "--steps",
-            str(stopped_at + 512),
+            str(stopped_at + 4096),  # past at least one more log row, for any run kind
         ],
         capture_output=True,
         text=True,
@@ -173,9 +174,9 @@ def _interrupt_and_resume(tmp_path, args):
     )
     assert more.returncode == 0, more.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "done" and summary["steps"] >= stopped_at + 512
+    assert summary["status"] == "done" and summary["steps"] >= stopped_at + 4096
     rows = (out / "progress.csv").read_text().splitlines()
-    assert len(rows) > 2 and rows[0].count(",") == rows[-1].count(",")  # one merged table
+    assert len(rows) > rows_before and rows[0].count(",") == rows[-1].count(",")  # one table
 
 
 @pytest.mark.slow
