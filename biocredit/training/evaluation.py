@@ -41,6 +41,16 @@ def evaluate_multiagent_run(
     with torch.no_grad():
         returns = evaluate_team(config, run.team_policy(deterministic), seed, episodes)
     return {
+        **report_header(run_dir, config, seed, meta, episodes),
+        **team_report(returns, run.groups),
+    }
+
+
+def report_header(
+    run_dir: Path, config: RunConfig, seed: int, meta: dict[str, Any], episodes: int
+) -> dict[str, Any]:
+    """The fields every evaluation report starts with: which run, trained how far, on what."""
+    return {
         "run_dir": str(run_dir),
         "env": config.env,
         "algo": config.algo,
@@ -49,7 +59,6 @@ def evaluate_multiagent_run(
         "seed": seed,
         "trained_steps": meta.get("num_timesteps"),
         "episodes": episodes,
-        **team_report(returns, run.groups),
     }
 
 
@@ -131,14 +140,7 @@ def evaluate_run(
         if writer is not None:
             writer.close()
     return {
-        "run_dir": str(run_dir),
-        "env": config.env,
-        "algo": config.algo,
-        "agent": config.agent,
-        "learner": config.learner,
-        "seed": seed,
-        "trained_steps": meta.get("num_timesteps"),
-        "episodes": episodes,
+        **report_header(run_dir, config, seed, meta, episodes),
         "return_mean": float(np.mean(returns)),
         "return_std": float(np.std(returns)),
         "length_mean": float(np.mean(lengths)),
