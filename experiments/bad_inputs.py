@@ -67,6 +67,11 @@ def _other_env(run: Path) -> None:
     config.write_text(config.read_text().replace("env: CartPole-v1", "env: Acrobot-v1"))
 
 
+def _pettingzoo_env(run: Path) -> None:
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("env: CartPole-v1", f"env: '{SPREAD}'"))
+
+
 def _corrupt_meta(run: Path) -> None:
     (run / "checkpoint" / "checkpoint.json").write_text("{oops")
 
@@ -225,6 +230,13 @@ CASES: list[Case] = [
     Case("independent learners with an SB3 algorithm",
          [*TRAIN, "--env", SPREAD, "--set", "multiagent.scheme=independent"],
          "every agent shares one policy"),
+    Case("agent that cannot act in a team",
+         [*TRAIN, "--agent", "active-inference", "--env", SPREAD],
+         "cannot act in a multi-agent team"),
+    Case("memory agent in a team", [*TRAIN, "--agent", "eqprop-memory-ac", "--env", SPREAD],
+         "memory modules are not supported in multi-agent teams yet"),
+    Case("--video on a multi-agent run", ["eval", "{tmp}/bad_run", "--video"],
+         "--video is not supported for PettingZoo runs", _copy_run(_pettingzoo_env)),
     Case("missing multi-agent extra", [*AGENT, "--env", SPREAD],
          'Install the multi-agent extra: pip install "biocredit[multiagent]"',
          uninstalled=("mpe2",)),

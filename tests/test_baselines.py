@@ -24,7 +24,7 @@ def test_recurrent_ppo_trains_from_the_cli_with_an_lstm_of_the_memory_size(tmp_p
     subprocess.run([sys.executable, "-m", "biocredit.cli", "train", *args], check=True)
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["algo"], summary["steps"]) == ("recurrent-ppo", 512)
-    assert -1.0 <= summary["final_return_mean"] <= 1.0  # +-1 per episode
+    assert summary["status"] == "done" and (out / "checkpoint" / "model.safetensors").is_file()
     config = resolve_config(flags={"algo": "recurrent-ppo", "learner": "bp", "env": "CuedTMaze-v0"})
     assert config.policy_kwargs["lstm_hidden_size"] == 32  # the eqprop memory's 32 units
 

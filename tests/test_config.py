@@ -91,6 +91,8 @@ def test_number_like_words_stay_strings():
     for raw in ("1e", "e5", "1e-3x", "lin_1e-3", "1.0.2"):
         assert parse_override(f"x={raw}")[1] == raw
 
+
+def test_an_override_without_an_equals_sign_is_refused():
     with pytest.raises(ConfigError, match="key=value"):
         parse_override("steps")
 

@@ -61,12 +61,22 @@ def pendulum_run(tmp_path_factory):
     return train(tmp_path_factory.mktemp("video") / "run", "InvertedPendulum-v5")
 
 
+@pytest.fixture(scope="module")
+def cartpole_run(tmp_path_factory):
+    """A run for the argument checks, which come before any rendering."""
+    return train(tmp_path_factory.mktemp("video") / "run", "CartPole-v1")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id", ["InvertedPendulum-v5", "CartPole-v1"])
-def test_eval_writes_a_readable_mp4(env_id, pendulum_run, tmp_path):
+def test_eval_writes_a_readable_mp4(env_id, request, tmp_path):
     imageio = pytest.importorskip("imageio")
     pytest.importorskip("imageio_ffmpeg")
-    run = pendulum_run if env_id == "InvertedPendulum-v5" else train(tmp_path / "run", env_id)
+    if env_id == "CartPole-v1":
+        pytest.importorskip("pygame")  # classic control renders with pygame
+        run = request.getfixturevalue("cartpole_run")
+    else:
+        run = request.getfixturevalue("pendulum_run")
     video = tmp_path / "clips" / "policy.mp4"
     result = cli(
         "eval", str(run), "--video", "--video-path", str(video), "--episodes", "2", "--json"
@@ -83,10 +93,10 @@ def test_eval_writes_a_readable_mp4(env_id, pendulum_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_video_without_the_extra_names_it(pendulum_run, tmp_path):
+def test_video_without_the_extra_names_it(cartpole_run, tmp_path):
     video = tmp_path / "x.mp4"
     result = cli(
-        "eval", str(pendulum_run), "--video", "--video-path", str(video), code=WITHOUT_FFMPEG
+        "eval", str(cartpole_run), "--video", "--video-path", str(video), code=WITHOUT_FFMPEG
     )
     assert result.returncode == 2
     assert "pip install 'biocredit[video]'" in result.stderr and "Traceback" not in result.stderr
@@ -94,10 +104,10 @@ def test_video_without_the_extra_names_it(pendulum_run, tmp_path):
 
 
 @pytest.mark.skipif(ctypes.util.find_library("OSMesa") is not None, reason="OSMesa is installed")
-def test_video_without_a_renderer_names_the_fix(pendulum_run, tmp_path):
+def test_video_without_a_renderer_names_the_fix(cartpole_run, tmp_path):
     result = cli(
         "eval",
-        str(pendulum_run),
+        str(cartpole_run),
         "--video",
         "--video-path",
         str(tmp_path / "x.mp4"),
@@ -108,6 +118,6 @@ def test_video_without_a_renderer_names_the_fix(pendulum_run, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_video_path_needs_video(pendulum_run, tmp_path):
-    result = cli("eval", str(pendulum_run), "--video-path", str(tmp_path / "x.mp4"))
+def test_video_path_needs_video(cartpole_run, tmp_path):
+    result = cli("eval", str(cartpole_run), "--video-path", str(tmp_path / "x.mp4"))
     assert result.returncode == 2 and "--video-path is only used with --video" in result.stderr

@@ -168,6 +168,7 @@ class ActiveInferenceAgent(nn.Module):
                 "epistemic": copy.deepcopy(self.epistemic.net.layers),
             }
         )
+        self.targets.requires_grad_(False)  # Polyak / hard copies, never trained
         self.replay = ReplayBuffer(config.buffer_size, n_obs, action_dim)
         self.register_buffer("error_variance", torch.ones(n_obs + 1))  # 1 / precision
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))

@@ -7,7 +7,7 @@
     epistemic_weight: 1.0          # w at the start ...
     epistemic_weight_final: 0.0    # ... decaying linearly to this
     epistemic_decay_steps: 20000   # over this many env steps
-    surprise_scale: 1.0            # intrinsic reward = surprise_scale * surprise
+    surprise_scale: 1.0            # intrinsic reward: scale * (surprise - mean(log var) / 2)
     precision_decay: 0.99          # running error variance (1 / precision) per output
     candidates: 32                 # sampled actions per step (continuous action spaces)
     buffer_size: 50000             # replay buffer (transitions), saved with the run
@@ -44,17 +44,25 @@ def _is(value: Any, kind: str) -> bool:
     return isinstance(value, int) or (kind == "float" and isinstance(value, float))
 
 
-def _pc_network() -> NetworkConfig:
-    return NetworkConfig(learner="pc", hidden=[64, 64], lr=1e-3, optimizer="adam")
+def pc_network() -> NetworkConfig:
+    """A pc network whose error synapses mirror the forward weights from their response to
+    noise (no weight transport; the Kolen-Pollack-style ``learned`` rule collapsed under Adam)."""
+    return NetworkConfig(
+        learner="pc",
+        learner_kwargs={"feedback": "mirror"},
+        hidden=[64, 64],
+        lr=1e-3,
+        optimizer="adam",
+    )
 
 
 @dataclass
 class ActiveInferenceModules:
     """The three networks: generative world model, instrumental and epistemic values."""
 
-    world_model: NetworkConfig = field(default_factory=_pc_network)
-    value: NetworkConfig = field(default_factory=_pc_network)
-    epistemic: NetworkConfig = field(default_factory=_pc_network)
+    world_model: NetworkConfig = field(default_factory=pc_network)
+    value: NetworkConfig = field(default_factory=pc_network)
+    epistemic: NetworkConfig = field(default_factory=pc_network)
 
 
 @dataclass

@@ -20,10 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import torch
+
 from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.learners import learner_class
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+}
 MEMORY_KINDS = ("passthrough", "eqprop")
 
 

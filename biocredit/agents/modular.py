@@ -34,9 +34,9 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from biocredit.agents.config import AgentConfig, agent_config_from_dict
+from biocredit.agents.config import OPTIMIZERS, AgentConfig, agent_config_from_dict
 from biocredit.agents.memory import EqPropMemory
-from biocredit.agents.networks import OPTIMIZERS, TrainedNetwork
+from biocredit.agents.networks import TrainedNetwork
 from biocredit.errors import ConfigError
 from biocredit.learners import NetworkSpec
 from biocredit.serialization import (

@@ -5,15 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from biocredit.agents.config import NetworkConfig
+from biocredit.agents.config import OPTIMIZERS, NetworkConfig
 from biocredit.learners import LocalNetwork, NetworkSpec, learner_class
 from biocredit.learners.base import ForwardCache
 from biocredit.learners.hebbian3f import NeuromodulatedHebbian
-
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-}
 
 
 class TrainedNetwork:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from gymnasium import spaces
@@ -11,6 +12,7 @@ from biocredit.agents.active_inference import ActiveInferenceAgent
 from biocredit.agents.active_inference_config import (
     ActiveInferenceConfig,
     active_inference_config_from_dict,
+    pc_network,
 )
 from biocredit.agents.config import AgentConfig, agent_config_from_dict
 from biocredit.agents.modular import ModularAgent
@@ -21,17 +23,9 @@ Agent = ModularAgent | ActiveInferenceAgent
 AnyAgentConfig = AgentConfig | ActiveInferenceConfig
 
 
-def _pc_module(**options: Any) -> dict[str, Any]:
-    """A pc network whose error synapses mirror the forward weights from their response to noise
-    (no weight transport; the Kolen-Pollack-style ``learned`` rule collapsed under Adam)."""
-    return {
-        "learner": "pc",
-        "learner_kwargs": {"feedback": "mirror"},
-        "hidden": [64, 64],
-        "lr": 1e-3,
-        "optimizer": "adam",
-        **options,
-    }
+def _pc_module() -> dict[str, Any]:
+    """The active-inference agent's default network (:func:`pc_network`) as a mapping."""
+    return asdict(pc_network())
 
 
 AGENTS: dict[str, dict[str, Any]] = {

@@ -33,8 +33,10 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
+from biocredit.agents.config import AgentConfig
 from biocredit.agents.modular import ModularAgent
-from biocredit.agents.registry import agent_config
+from biocredit.agents.registry import AGENTS, agent_config
+from biocredit.envs.parallel_vec_env import with_agent_id
 from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.mappings import merge
 
@@ -120,6 +122,27 @@ def assign_groups(agents: Sequence[str], groups: Mapping[str, GroupConfig]) -> d
     return members
 
 
+def team_member_config(
+    name: str, agent_kwargs: dict[str, Any], learner: str | None, group: str
+) -> AgentConfig:
+    """The config of a group's agent, which must be a memoryless :class:`ModularAgent`."""
+    cfg = agent_config(name, agent_kwargs, learner)
+    if not isinstance(cfg, AgentConfig):
+        modular = [n for n, entry in AGENTS.items() if entry["class"] is ModularAgent]
+        raise ConfigError(
+            f"Agent '{name}' (group '{group}') cannot act in a multi-agent team: teams are made "
+            f"of modular agents ({', '.join(modular)})."
+        )
+    memory = cfg.modules.memory
+    if memory is not None and memory.kind != "passthrough":
+        raise ConfigError(
+            f"Group '{group}': memory modules are not supported in multi-agent teams yet (team "
+            "evaluation does not carry a memory state between steps). Use a memoryless agent, "
+            "e.g. modules.memory: null."
+        )
+    return cfg
+
+
 class Team(nn.Module):
     """The agent objects acting for every PettingZoo agent of ``n_copies`` env copies.
 
@@ -142,11 +165,10 @@ class Team(nn.Module):
         self.groups = assign_groups(list(observation_spaces), config.groups)
         self.units = nn.ModuleDict()
         self.members: dict[str, list[str]] = {}  # unit -> the PettingZoo agents it acts for
-        self.n_copies = n_copies
         for name, agents in self.groups.items():
             group = config.groups.get(name, GroupConfig(agents=[]))
             kwargs = merge(agent_kwargs, group.agent_kwargs)
-            cfg = agent_config(group.agent or agent, kwargs, group.learner or learner)
+            cfg = team_member_config(group.agent or agent, kwargs, group.learner or learner, name)
             units = {name: agents} if config.scheme == "shared" else {a: [a] for a in agents}
             for unit, acting in units.items():
                 obs_space = self._unit_space(acting, observation_spaces, action_spaces, name)
@@ -178,10 +200,7 @@ class Team(nn.Module):
             raise ConfigError(f"Agent {first}'s observation space {space} is not a Box.")
         if self.config.scheme == "independent":
             return space
-        n = len(agents)
-        low = np.concatenate([space.low.ravel(), np.zeros(n)]).astype(np.float32)
-        high = np.concatenate([space.high.ravel(), np.ones(n)]).astype(np.float32)
-        return spaces.Box(low, high, dtype=np.float32)
+        return with_agent_id(space, len(agents))
 
     def _rows(self, unit: str, observations: Sequence[Mapping[str, Any]]) -> Tensor:
         """The unit's input rows, copy-major: each agent's observation (zeros if absent) and,

@@ -1,16 +1,18 @@
 """Equilibrium propagation (Scellier & Bengio 2017, Front. Comput. Neurosci. 11:24), with the
 symmetric nudging and linear readout of Laborieux et al. 2021 (Front. Neurosci. 15:633674).
 
-The hidden layers are one energy-based network with bounded (hard-sigmoid) units and symmetric
-connections; the input ``x = s_0`` is clamped:
+The hidden layers are one energy-based network with bounded units (hard tanh by default, or
+hard sigmoid) and symmetric connections; the input ``x = s_0`` is clamped:
 
     E(s) = sum_{l=1..H} ( ||s_l||^2 / 2 - s_l^T W_l s_{l-1} - b_l^T s_l ),   s_l in [low, high]
 
 (inside the box the firing rate is the state, ``rho(s) = s``). The output ``y = W_L s_H + b_L``
 is a linear readout that takes no part in the free dynamics: in RL the value head's outputs are
 large, and fed back into the energy they would saturate the hidden units. The network computes
-``y`` at the *free* fixed point, so whatever uses the network (an SB3 policy) sees the output
-that equilibrium propagation trains.
+``y`` at the end of the *free* phase, so whatever uses the network (an SB3 policy) sees the
+output that equilibrium propagation trains. The free phase runs ``free_steps`` sweeps (4 by
+default): the fixed point on a weakly coupled network, an approximation of it on a strongly
+coupled one (``coupling_gain`` scales the initial coupling).
 
 Free phase: from the feedforward pass, settle by exact block-coordinate descent on E, odd hidden
 layers then even ones (a layer's neighbours are held fixed, so its minimiser is the clamp of its

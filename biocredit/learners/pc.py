@@ -178,9 +178,9 @@ class PredictiveCoding(Learner):
     family = "predictive coding / neural generative coding"
     signal = "error"  # a target t clamps the output via e = y - t (relative_nudge=False)
     paper = "Whittington & Bogacz 2017, Neural Comput. 29:1229; Ororbia & Kifer 2022"
-    # For the default symmetric feedback; "learned" and "random" also address P2. Not P1: the
-    # error messages still travel layer by layer; not UL: a layer's error settles only after
-    # the error above it has.
+    # For the default symmetric feedback; "learned", "mirror" and "random" also address P2. Not
+    # P1: the error messages still travel layer by layer; not UL: a layer's error settles only
+    # after the error above it has.
     plausibility = Plausibility(
         local_plasticity=True,
         p6_inference_learning=True,
@@ -371,7 +371,9 @@ class PredictiveCoding(Learner):
                 b.grad = grad if b.grad is None else b.grad.add_(grad)
         elif self.feedback_mode == "mirror":
             for b, layer in zip(self._feedback, layers, strict=True):
-                noise = torch.randn(error.shape[0], layer.in_features, dtype=error.dtype)
+                noise = torch.randn(
+                    error.shape[0], layer.in_features, dtype=error.dtype, device=error.device
+                )
                 mirror_step(b, noise, noise.mm(layer.weight.t()), self.mirror_rate)
         return grad_x, grads
 

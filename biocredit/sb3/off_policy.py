@@ -4,7 +4,9 @@ Every network runs from its input to its output through one :class:`LocalNetwork
 Q-network (observation -> Q per action), the SAC actor (observation -> mean and log-std), the
 TD3 actor (observation -> action, then tanh) and each critic (observation and action -> Q).
 Target networks are copies made by SB3 with ``load_state_dict``, so they carry the same learner
-state (feedback matrices); the feedback is fixed, so Polyak updates keep it equal.
+state (feedback matrices). Fixed feedback stays equal under Polyak updates; pc's ``mirror``
+feedback keeps learning in the online network only, which is harmless: targets run forward
+passes, never credit assignment.
 
 The actor of SAC and TD3 learns from ``dQ/da``, the error the critic hands back to its action
 input. By default (``critic_action_grad="learner"``) that error comes from the critic's learner

@@ -98,10 +98,15 @@ def evaluate_run(
     ``video``, those episodes are also rendered offscreen into that MP4 file."""
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}.")
+    config = read_run_config(run_dir)
     if video is not None:
+        if is_multiagent(config.env):
+            raise ConfigError(
+                f"--video is not supported for PettingZoo runs ({config.env}); evaluate without "
+                "--video for the per-agent and team returns."
+            )
         require_video_extra()
     backend = choose_gl_backend() if video is not None else None  # before MuJoCo loads GL
-    config = read_run_config(run_dir)
     if is_multiagent(config.env):
         return evaluate_multiagent_run(run_dir, config, episodes, seed, deterministic)
     policy, meta = load_run_policy(run_dir)

@@ -28,6 +28,7 @@ from biocredit.training.callbacks import RunProgress
 from biocredit.training.config import RunConfig
 from biocredit.training.guard import DivergenceGuard
 from biocredit.training.interrupt import catch_signals
+from biocredit.training.online import guarded_modules
 from biocredit.training.run import EVAL_SEED_OFFSET, TrainingRun
 from biocredit.training.team_eval import (
     evaluate_team,
@@ -86,10 +87,11 @@ class MultiAgentOnlineRun(TrainingRun):
         self.next_log = LOG_EVERY_STEPS
         self.episodes = TeamEpisodes(config.n_envs)
         self.last_eval: dict[str, Any] = {}
-        modules: dict[str, nn.Module] = {}
-        for unit, agent in self.team.units.items():
-            for role, net in agent.networks.items():
-                modules[f"{unit}.{role}"] = net
+        modules = {
+            f"{unit}.{role}": module
+            for unit, agent in self.team.units.items()
+            for role, module in guarded_modules(agent).items()
+        }
         self.guard = DivergenceGuard(modules, lambda: self.steps)
 
     validate = staticmethod(validate_multiagent_online)
@@ -105,13 +107,11 @@ class MultiAgentOnlineRun(TrainingRun):
         return self.steps
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        optimizers = {}
-        for unit, agent in self.team.units.items():
-            for role, net in agent.trained_networks().items():
-                optimizers[f"{unit}.{role}"] = net.optimizer
-            if not agent.discrete:
-                optimizers[f"{unit}.log_std"] = agent.log_std_optimizer
-        return optimizers
+        return {
+            f"{unit}.{role}": optimizer
+            for unit, agent in self.team.units.items()
+            for role, optimizer in agent.optimizers().items()
+        }
 
     def identity(self) -> dict[str, Any]:
         return {"env": self.config.env, "agent": self.config.agent}

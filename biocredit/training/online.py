@@ -75,6 +75,18 @@ def bootstrap_observations(next_obs: np.ndarray, done: np.ndarray, info: dict) -
     return boot
 
 
+def guarded_modules(agent: Agent) -> dict[str, nn.Module]:
+    """Every module whose weights an agent's updates change, by role, for the divergence
+    guard: its networks, its memory and a learned ``log_std``."""
+    modules: dict[str, nn.Module] = dict(agent.networks)
+    memory = getattr(agent, "memory", None)  # only modular agents have one
+    if memory is not None:
+        modules["memory"] = memory
+    if isinstance(getattr(agent, "log_std", None), nn.Parameter):
+        modules["log_std"] = nn.ParameterDict({"log_std": agent.log_std})
+    return modules
+
+
 class OnlineRun(TrainingRun):
     """One run of a native agent: fresh (:meth:`start`) or from a checkpoint (:meth:`resume`).
 
@@ -90,13 +102,7 @@ class OnlineRun(TrainingRun):
         self.steps = self.episodes = 0
         self.next_log = LOG_EVERY_STEPS
         self.returns: deque[float] = deque(maxlen=100)
-        modules: dict[str, nn.Module] = dict(self.agent.networks)
-        memory = getattr(self.agent, "memory", None)  # only modular agents have one
-        if memory is not None:
-            modules["memory"] = memory
-        if isinstance(getattr(self.agent, "log_std", None), nn.Parameter):
-            modules["log_std"] = nn.ParameterDict({"log_std": self.agent.log_std})
-        self.guard = DivergenceGuard(modules, lambda: self.steps)
+        self.guard = DivergenceGuard(guarded_modules(self.agent), lambda: self.steps)
 
     validate = staticmethod(validate_online)
 
