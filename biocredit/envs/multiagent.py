@@ -127,7 +127,7 @@ def _registry_creators(target: str) -> tuple[Any, Any]:
     raise unknown_name(
         "PettingZoo env",
         target,
-        pettingzoo.aec_registry.keys(),
+        [*pettingzoo.parallel_registry, *pettingzoo.aec_registry],
         "List them with: python -c 'import pettingzoo; pettingzoo.pprint_registry()'.",
     )
 
