@@ -118,3 +118,27 @@ def test_ray_backend_without_ray_names_the_extra(tmp_path):
     assert result.returncode == 2
     assert "pip install 'biocredit[ray]'" in result.stderr and "Traceback" not in result.stderr
     assert not (out / "runs").exists()
+
+
+def test_a_multi_algorithm_pettingzoo_bench_reports_the_random_team(tmp_path):
+    """The random-team baseline comes from the bp runs whatever the algorithm prefix of their
+    row (``ppo+bp``, ``a2c+bp``)."""
+    pytest.importorskip("mpe2")
+    spec = {
+        "name": "tiny_team",
+        "algo": ["ppo", "a2c"],
+        "learners": ["bp"],
+        "seeds": [0],
+        "envs": {"pettingzoo:mpe2.simple_spread_v3": {"steps": 96}},
+        "set": {
+            "eval_episodes": 1,
+            "n_envs": 1,
+            "env_kwargs": {"max_cycles": 5},
+            "ppo": {"algo_kwargs": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}},
+        },
+    }
+    out = tmp_path / "bench"
+    result = bench(write_spec(tmp_path, spec), out)
+    assert result.returncode == 0, result.stderr
+    table = (out / "table.md").read_text()
+    assert "Random team on pettingzoo:mpe2.simple_spread_v3:" in table

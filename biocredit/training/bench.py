@@ -271,12 +271,15 @@ def random_team_returns(spec: BenchSpec, summaries: list[dict[str, Any]]) -> dic
     """For each PettingZoo env: the mean team return of uniformly random agents, evaluated like
     the runs (same eval seeds and episode count), averaged over the spec's seeds."""
     randoms = {}
+    baselines = {spec.label(algo, BASELINE) for algo in spec.algos}
     for env in spec.envs:
-        runs = [s for s in summaries if s["env"] == env and s["label"] == BASELINE]
+        runs = {  # one bp run per seed: its config fixes the eval seeds and episodes
+            s["seed"]: s for s in summaries if s["env"] == env and s["label"] in baselines
+        }
         if not is_multiagent(env) or not runs:
             continue
         values = []
-        for summary in runs:
+        for summary in runs.values():
             config = read_run_config(Path(summary["run_dir"]))
             seed = config.seed + EVAL_SEED_OFFSET
             values.append(
