@@ -1,6 +1,8 @@
 """The eqprop memory: its kernel and energy descent, the beta -> 0 limit, its place in the agent
-(learning, per-env reset, SB3-style predict state), bad config, and holding a cue after a short
-seeded T-maze run."""
+(learning, per-env reset, SB3-style predict state), bad config, loading a run's checkpoint with
+ModularAgent.load, and holding a cue after a short seeded T-maze run."""
+
+import json
 
 import numpy as np
 import pytest
@@ -9,8 +11,9 @@ from gymnasium import spaces
 
 from biocredit.agents import ModularAgent, agent_config
 from biocredit.agents.memory import EqPropMemory, memory_energy, memory_step
-from biocredit.errors import BiocreditError
-from biocredit.training.online import OnlineRun
+from biocredit.errors import BiocreditError, RunDirError
+from biocredit.training.evaluation import load_run_policy
+from biocredit.training.online import OnlineRun, train_online
 from biocredit.training.resolve import resolve_config
 
 OBS = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
@@ -127,6 +130,52 @@ def test_predict_carries_the_memory_state_like_sb3_recurrent_policies():
 def test_bad_memory_config(kwargs, match):
     with pytest.raises(BiocreditError, match=match):
         agent_config("eqprop-memory-ac", kwargs, None)
+
+
+def roll_out(agent: ModularAgent, obs: np.ndarray) -> list[np.ndarray]:
+    """Deterministic actions along a sequence, the memory state carried as in evaluation."""
+    actions, state, start = [], None, np.array([True])
+    for row in obs:
+        action, state = agent.predict(row[None], state, start, deterministic=True)
+        actions.append(action)
+        start = np.array([False])
+    return actions
+
+
+def test_run_checkpoint_loads_with_agent_load(tmp_path):
+    """Regression: ModularAgent.load(run_dir / "checkpoint") failed with KeyError
+    'observation_space', as a run's checkpoint did not record the agent's config and spaces."""
+    config = resolve_config(
+        flags={"agent": "eqprop-memory-ac", "algo": "online", "env": "CuedTMaze-v0", "seed": 0},
+        overrides=["steps=200", "n_envs=2", "eval_episodes=1", f"out={tmp_path / 'run'}"],
+    )
+    train_online(config, progress=False)
+    loaded = ModularAgent.load(tmp_path / "run" / "checkpoint")
+    reference, _ = load_run_policy(tmp_path / "run")  # what `biocredit eval` restores
+    assert loaded.memory is not None and loaded.n_envs == 2
+    for (key, value), (key2, value2) in zip(
+        reference.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert key == key2 and torch.equal(value, value2), key
+    obs = np.zeros((21, 3), dtype=np.float32)
+    obs[0, 0], obs[:20, 1], obs[20, 2] = 1.0, 1.0, 1.0
+    for a, b in zip(roll_out(loaded, obs), roll_out(reference, obs), strict=True):
+        np.testing.assert_array_equal(a, b)
+    loaded.save(tmp_path / "again")  # and the agent's own save/load round trip
+    again = ModularAgent.load(tmp_path / "again")
+    for a, b in zip(roll_out(again, obs), roll_out(loaded, obs), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_agent_load_of_a_folder_without_agent_metadata(tmp_path):
+    agent = build()
+    agent.save(tmp_path / "agent")
+    meta_path = tmp_path / "agent" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["observation_space"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(RunDirError, match=r"lacks \['observation_space'\]"):
+        ModularAgent.load(tmp_path / "agent")
 
 
 @pytest.mark.slow
