@@ -71,6 +71,47 @@ def test_small_beta_gives_the_gradient_through_the_fixed_point():
         torch.set_default_dtype(torch.float32)
 
 
+def test_delay_line_memory_holds_the_features_and_their_one_step_change():
+    """With the delay-line init and no learning, the change units are g (f_t - f_{t-1}),
+    clamped to [-1, 1], and the copy units a f_t; the extra units keep the default init."""
+    a, g = 0.4, 25.0
+    torch.manual_seed(0)
+    mem = EqPropMemory(2, 1, 5, 1, 0.1, 1.0, 1.5, 0.0, torch.optim.SGD, 0.1, a, g)
+    features = torch.tensor(
+        [[0.10, -0.02], [0.12, -0.01], [0.13, 0.03], [0.20, 0.03], [-0.50, 0.60], [-0.49, 0.61]]
+    )
+    previous, saturated = torch.zeros(1, 2), False  # a fresh state: f_{-1} = 0
+    for f in features:
+        state = mem(f[None]).detach()
+        torch.testing.assert_close(state[:, :2], (a * f[None]).clamp(-1, 1))
+        torch.testing.assert_close(state[:, 2:4], (g * (f[None] - previous)).clamp(-1, 1))
+        saturated |= bool((state[:, 2:4].abs() == 1).any())
+        previous = f[None]
+    assert saturated  # the jump to (-0.5, 0.6) is clamped
+    # with the default dt = 0.5 and 10 steps: the same to within (1 - dt)^steps
+    torch.manual_seed(0)
+    mem = EqPropMemory(2, 1, 4, 10, 0.1, 0.5, 1.5, 0.0, torch.optim.SGD, 0.1, a, g)
+    previous = torch.zeros(1, 2)
+    for f in features[:4]:
+        state = mem(f[None]).detach()
+        change = (g * (f[None] - previous)).clamp(-1, 1)
+        torch.testing.assert_close(state[:, 2:], change, atol=0.02, rtol=0)
+        previous = f[None]
+
+
+def test_delay_line_off_by_default_and_only_on_its_units():
+    torch.manual_seed(0)
+    default = EqPropMemory(2, 1, 6, 10, 0.1, 0.5, 1.5, 0.3, torch.optim.SGD, 0.1)
+    torch.manual_seed(0)
+    off = EqPropMemory(2, 1, 6, 10, 0.1, 0.5, 1.5, 0.3, torch.optim.SGD, 0.1, 0.0, 0.0)
+    torch.manual_seed(0)
+    on = EqPropMemory(2, 1, 6, 10, 0.1, 0.5, 1.5, 0.3, torch.optim.SGD, 0.1, 0.4, 25.0)
+    for a, b, c in zip(default.parameters(), off.parameters(), on.parameters(), strict=True):
+        assert torch.equal(a, b)
+        assert torch.equal(a[4:], c[4:])  # the two extra units: default init
+    torch.testing.assert_close(on.lateral[:4], torch.zeros(4, 6))
+
+
 def build(n_envs=2, **memory_kwargs) -> ModularAgent:
     kwargs = {"modules": {"memory": {"units": 8, **memory_kwargs}}}
     return ModularAgent(
@@ -114,6 +155,11 @@ def test_predict_carries_the_memory_state_like_sb3_recurrent_policies():
         ({"modules": {"memory": {"units": 0}}}, "units must be an integer >= 1"),
         ({"modules": {"memory": {"dt": 2.0}}}, r"dt must be in \(0, 1\]"),
         ({"modules": {"memory": {"unit": 8}}}, "Did you mean 'units'"),
+        ({"modules": {"memory": {"copy_gain": -0.4}}}, "copy_gain must be a number >= 0"),
+        ({"modules": {"memory": {"change_gain": "big"}}}, "change_gain must be a number >= 0"),
+        ({"modules": {"memory": {"copy_gain": float("nan")}}}, "copy_gain must be a number"),
+        ({"modules": {"memory": {"copy_gain": float("inf")}}}, "copy_gain must be finite"),
+        ({"modules": {"memory": {"change_gain": 25.0}}}, "change_gain=25.0 needs copy_gain > 0"),
         (
             {
                 "modules": {
@@ -176,6 +222,14 @@ def test_agent_load_of_a_folder_without_agent_metadata(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(RunDirError, match=r"lacks \['observation_space'\]"):
         ModularAgent.load(tmp_path / "agent")
+
+
+def test_delay_line_needs_enough_units():
+    with pytest.raises(
+        BiocreditError, match="units is 5, but the delay-line initialisation needs 6"
+    ):
+        build(units=5, copy_gain=0.4, change_gain=25.0)  # 3 features: 3 copy + 3 change units
+    assert build(units=3, copy_gain=0.4).memory.units == 3  # copies only: 3 units suffice
 
 
 @pytest.mark.slow

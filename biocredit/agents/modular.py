@@ -110,6 +110,8 @@ class ModularAgent(nn.Module):
                 m.recurrence,
                 OPTIMIZERS[m.optimizer],
                 m.lr,
+                m.copy_gain,
+                m.change_gain,
             )
             state_dim += m.units
         policy = modules.policy
