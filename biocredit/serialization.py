@@ -78,6 +78,24 @@ def read_checkpoint_meta(directory: Path) -> dict[str, Any]:
         raise RunDirError(f"'{meta_path}' is not valid JSON ({exc}).") from None
 
 
+AGENT_META_KEYS = ("agent_config", "observation_space", "action_space", "n_envs")
+
+
+def read_agent_meta(directory: Path) -> dict[str, Any]:
+    """The metadata a native agent is rebuilt from (its config, spaces and ``n_envs``), read
+    from a folder written by an agent's ``save`` or by a training run's checkpoint."""
+    meta = read_checkpoint_meta(directory)
+    missing = [key for key in AGENT_META_KEYS if key not in meta]
+    if missing:
+        raise RunDirError(
+            f"Checkpoint '{directory}' does not describe a native agent: its {META_FILE} lacks "
+            f"{missing}. It was written for an SB3 model, or by an older biocredit whose run "
+            "checkpoints did not record the agent; evaluate its run folder with "
+            "`biocredit eval RUN_DIR` instead."
+        )
+    return meta
+
+
 def space_to_json(space: spaces.Space) -> dict[str, Any]:
     """A Box or Discrete space as plain JSON data."""
     if isinstance(space, spaces.Discrete):

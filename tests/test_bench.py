@@ -8,6 +8,7 @@ import sys
 import pytest
 import yaml
 
+from biocredit.errors import ConfigError
 from biocredit.training.bench import load_spec, plan_runs
 
 TINY = {
@@ -92,6 +93,19 @@ def test_plan_of_a_multi_algorithm_spec(tmp_path):
     assert sac.out.endswith("runs/Pendulum-v1/sac+fa/seed3")
     short = dict(plan_runs(spec, tmp_path / "out", steps=128))
     assert {config.steps for config in short.values()} == {128}
+
+
+def test_a_variant_can_run_on_part_of_the_seeds(tmp_path):
+    spec = dict(TINY, learners=["bp", "fa", "few"], seeds=[0, 1, 2])
+    spec["variants"] = {"few": {"learner": "dfa", "seeds": [1]}}
+    plan = plan_runs(load_spec(write_spec(tmp_path, spec)), tmp_path / "out")
+    assert [(label, config.seed) for label, config in plan] == [
+        ("bp", 0), ("fa", 0), ("bp", 1), ("fa", 1), ("few", 1), ("bp", 2), ("fa", 2)
+    ]  # fmt: skip
+    for seeds in ([3], [], "1"):
+        spec["variants"] = {"few": {"learner": "dfa", "seeds": seeds}}
+        with pytest.raises(ConfigError, match="taken from the spec's seeds"):
+            load_spec(write_spec(tmp_path, spec))
 
 
 @pytest.mark.slow

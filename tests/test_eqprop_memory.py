@@ -1,6 +1,8 @@
 """The eqprop memory: its kernel and energy descent, the beta -> 0 limit, its place in the agent
-(learning, per-env reset, SB3-style predict state), bad config, and holding a cue after a short
-seeded T-maze run."""
+(learning, per-env reset, SB3-style predict state), bad config, loading a run's checkpoint with
+ModularAgent.load, and holding a cue after a short seeded T-maze run."""
+
+import json
 
 import numpy as np
 import pytest
@@ -9,8 +11,9 @@ from gymnasium import spaces
 
 from biocredit.agents import ModularAgent, agent_config
 from biocredit.agents.memory import EqPropMemory, memory_energy, memory_step
-from biocredit.errors import BiocreditError
-from biocredit.training.online import OnlineRun
+from biocredit.errors import BiocreditError, RunDirError
+from biocredit.training.evaluation import load_run_policy
+from biocredit.training.online import OnlineRun, train_online
 from biocredit.training.resolve import resolve_config
 
 OBS = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
@@ -68,6 +71,47 @@ def test_small_beta_gives_the_gradient_through_the_fixed_point():
         torch.set_default_dtype(torch.float32)
 
 
+def test_delay_line_memory_holds_the_features_and_their_one_step_change():
+    """With the delay-line init and no learning, the change units are g (f_t - f_{t-1}),
+    clamped to [-1, 1], and the copy units a f_t; the extra units keep the default init."""
+    a, g = 0.4, 25.0
+    torch.manual_seed(0)
+    mem = EqPropMemory(2, 1, 5, 1, 0.1, 1.0, 1.5, 0.0, torch.optim.SGD, 0.1, a, g)
+    features = torch.tensor(
+        [[0.10, -0.02], [0.12, -0.01], [0.13, 0.03], [0.20, 0.03], [-0.50, 0.60], [-0.49, 0.61]]
+    )
+    previous, saturated = torch.zeros(1, 2), False  # a fresh state: f_{-1} = 0
+    for f in features:
+        state = mem(f[None]).detach()
+        torch.testing.assert_close(state[:, :2], (a * f[None]).clamp(-1, 1))
+        torch.testing.assert_close(state[:, 2:4], (g * (f[None] - previous)).clamp(-1, 1))
+        saturated |= bool((state[:, 2:4].abs() == 1).any())
+        previous = f[None]
+    assert saturated  # the jump to (-0.5, 0.6) is clamped
+    # with the default dt = 0.5 and 10 steps: the same to within (1 - dt)^steps
+    torch.manual_seed(0)
+    mem = EqPropMemory(2, 1, 4, 10, 0.1, 0.5, 1.5, 0.0, torch.optim.SGD, 0.1, a, g)
+    previous = torch.zeros(1, 2)
+    for f in features[:4]:
+        state = mem(f[None]).detach()
+        change = (g * (f[None] - previous)).clamp(-1, 1)
+        torch.testing.assert_close(state[:, 2:], change, atol=0.02, rtol=0)
+        previous = f[None]
+
+
+def test_delay_line_off_by_default_and_only_on_its_units():
+    torch.manual_seed(0)
+    default = EqPropMemory(2, 1, 6, 10, 0.1, 0.5, 1.5, 0.3, torch.optim.SGD, 0.1)
+    torch.manual_seed(0)
+    off = EqPropMemory(2, 1, 6, 10, 0.1, 0.5, 1.5, 0.3, torch.optim.SGD, 0.1, 0.0, 0.0)
+    torch.manual_seed(0)
+    on = EqPropMemory(2, 1, 6, 10, 0.1, 0.5, 1.5, 0.3, torch.optim.SGD, 0.1, 0.4, 25.0)
+    for a, b, c in zip(default.parameters(), off.parameters(), on.parameters(), strict=True):
+        assert torch.equal(a, b)
+        assert torch.equal(a[4:], c[4:])  # the two extra units: default init
+    torch.testing.assert_close(on.lateral[:4], torch.zeros(4, 6))
+
+
 def build(n_envs=2, **memory_kwargs) -> ModularAgent:
     kwargs = {"modules": {"memory": {"units": 8, **memory_kwargs}}}
     return ModularAgent(
@@ -111,6 +155,11 @@ def test_predict_carries_the_memory_state_like_sb3_recurrent_policies():
         ({"modules": {"memory": {"units": 0}}}, "units must be an integer >= 1"),
         ({"modules": {"memory": {"dt": 2.0}}}, r"dt must be in \(0, 1\]"),
         ({"modules": {"memory": {"unit": 8}}}, "Did you mean 'units'"),
+        ({"modules": {"memory": {"copy_gain": -0.4}}}, "copy_gain must be a number >= 0"),
+        ({"modules": {"memory": {"change_gain": "big"}}}, "change_gain must be a number >= 0"),
+        ({"modules": {"memory": {"copy_gain": float("nan")}}}, "copy_gain must be a number"),
+        ({"modules": {"memory": {"copy_gain": float("inf")}}}, "copy_gain must be finite"),
+        ({"modules": {"memory": {"change_gain": 25.0}}}, "change_gain=25.0 needs copy_gain > 0"),
         (
             {
                 "modules": {
@@ -127,6 +176,60 @@ def test_predict_carries_the_memory_state_like_sb3_recurrent_policies():
 def test_bad_memory_config(kwargs, match):
     with pytest.raises(BiocreditError, match=match):
         agent_config("eqprop-memory-ac", kwargs, None)
+
+
+def roll_out(agent: ModularAgent, obs: np.ndarray) -> list[np.ndarray]:
+    """Deterministic actions along a sequence, the memory state carried as in evaluation."""
+    actions, state, start = [], None, np.array([True])
+    for row in obs:
+        action, state = agent.predict(row[None], state, start, deterministic=True)
+        actions.append(action)
+        start = np.array([False])
+    return actions
+
+
+def test_run_checkpoint_loads_with_agent_load(tmp_path):
+    """Regression: ModularAgent.load(run_dir / "checkpoint") failed with KeyError
+    'observation_space', as a run's checkpoint did not record the agent's config and spaces."""
+    config = resolve_config(
+        flags={"agent": "eqprop-memory-ac", "algo": "online", "env": "CuedTMaze-v0", "seed": 0},
+        overrides=["steps=200", "n_envs=2", "eval_episodes=1", f"out={tmp_path / 'run'}"],
+    )
+    train_online(config, progress=False)
+    loaded = ModularAgent.load(tmp_path / "run" / "checkpoint")
+    reference, _ = load_run_policy(tmp_path / "run")  # what `biocredit eval` restores
+    assert loaded.memory is not None and loaded.n_envs == 2
+    for (key, value), (key2, value2) in zip(
+        reference.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert key == key2 and torch.equal(value, value2), key
+    obs = np.zeros((21, 3), dtype=np.float32)
+    obs[0, 0], obs[:20, 1], obs[20, 2] = 1.0, 1.0, 1.0
+    for a, b in zip(roll_out(loaded, obs), roll_out(reference, obs), strict=True):
+        np.testing.assert_array_equal(a, b)
+    loaded.save(tmp_path / "again")  # and the agent's own save/load round trip
+    again = ModularAgent.load(tmp_path / "again")
+    for a, b in zip(roll_out(again, obs), roll_out(loaded, obs), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_agent_load_of_a_folder_without_agent_metadata(tmp_path):
+    agent = build()
+    agent.save(tmp_path / "agent")
+    meta_path = tmp_path / "agent" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["observation_space"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(RunDirError, match=r"lacks \['observation_space'\]"):
+        ModularAgent.load(tmp_path / "agent")
+
+
+def test_delay_line_needs_enough_units():
+    with pytest.raises(
+        BiocreditError, match="units is 5, but the delay-line initialisation needs 6"
+    ):
+        build(units=5, copy_gain=0.4, change_gain=25.0)  # 3 features: 3 copy + 3 change units
+    assert build(units=3, copy_gain=0.4).memory.units == 3  # copies only: 3 units suffice
 
 
 @pytest.mark.slow

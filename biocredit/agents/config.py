@@ -68,7 +68,9 @@ class PerceptionConfig(NetworkConfig):
 class MemoryConfig:
     """Features + previous state -> state: ``passthrough`` (no memory) or ``eqprop``, an
     energy-based recurrent memory learned by equilibrium propagation
-    (:mod:`biocredit.agents.memory`); the other keys configure ``eqprop``."""
+    (:mod:`biocredit.agents.memory`); the other keys configure ``eqprop``. ``copy_gain`` and
+    ``change_gain`` (both 0, off, by default) start it as a delay line that holds a copy of the
+    features and their one-step change (:class:`~biocredit.agents.memory.EqPropMemory`)."""
 
     kind: str = "passthrough"
     units: int = 32
@@ -77,6 +79,8 @@ class MemoryConfig:
     dt: float = 0.5
     self_excitation: float = 1.5
     recurrence: float = 0.0
+    copy_gain: float = 0.0
+    change_gain: float = 0.0
     lr: float = 1e-3
     optimizer: str = "sgd"
 
@@ -93,6 +97,20 @@ class MemoryConfig:
             raise ConfigError(f"modules.memory.dt must be in (0, 1], got {self.dt!r}.")
         if not self.lr > 0:
             raise ConfigError(f"modules.memory.lr must be > 0, got {self.lr!r}.")
+        for key in ("copy_gain", "change_gain"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigError(
+                    f"modules.memory.{key} must be a number >= 0 (0: off), got {value!r}."
+                )
+            if value == float("inf"):
+                raise ConfigError(f"modules.memory.{key} must be finite, got {value!r}.")
+        if self.change_gain > 0 and not self.copy_gain > 0:
+            raise ConfigError(
+                f"modules.memory.change_gain={self.change_gain!r} needs copy_gain > 0: a change "
+                "unit reads the previous features from the copy units of the previous state. "
+                "Set copy_gain too (e.g. copy_gain: 0.4), small enough that copy_gain * |f| <= 1."
+            )
         if self.optimizer not in OPTIMIZERS:
             raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
 

@@ -21,6 +21,20 @@ world model's next-observation error); the nudged phases settle ``F = E + beta e
 
 ``m_{t-1}`` is a clamped input, never differentiated: no backpropagation through time. The state
 is a buffer (one row per env), so checkpoints carry it; rows are reset to zero at episode start.
+
+Delay-line initialisation (optional, off by default): with ``copy_gain`` ``a > 0`` the first ``F``
+units (``F`` the feature width) start as copies of the features, and with ``change_gain``
+``g > 0`` the next ``F`` as their one-step change, read through the clamped previous state
+(every other entry of their rows of ``U``, ``V``, ``J`` and ``b`` is 0):
+
+    copy unit i (i < F):        U_(i, i) = a
+    change unit F + i (i < F):  U_(F+i, i) = g,  V_(F+i, i) = -g/a
+
+so at the fixed point ``m_i = clamp(a f_{t,i})`` and ``m_{F+i} = clamp(g f_{t,i} - (g/a)
+m_{t-1,i}) = clamp(g (f_{t,i} - f_{t-1,i}))`` while ``|a f| <= 1``: a finite difference, i.e. a
+velocity, from position-like features (``f_{-1} = 0`` at episode start). The settling reaches
+it exactly with ``dt = 1`` and to within ``(1 - dt)^steps`` otherwise. The other units keep the
+default initialisation; every weight then learns as above.
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx
 
+from biocredit.errors import ConfigError
 from biocredit.learners.eqprop import contrastive_grads
 
 LOW, HIGH = -1.0, 1.0
@@ -66,6 +81,10 @@ class EqPropMemory(nn.Module):
     :param recurrence: initial ``V = recurrence * I``
     :param optimizer: optimizer class
     :param lr: learning rate
+    :param copy_gain: ``a``; above 0 the first ``n_features`` units start as the copy units of
+        the delay line (module docstring); 0 (default): off
+    :param change_gain: ``g``; above 0 (needs ``copy_gain > 0``) the next ``n_features`` units
+        start as its change units, ``g (f_t - f_{t-1})``; 0 (default): off
     """
 
     def __init__(
@@ -80,14 +99,19 @@ class EqPropMemory(nn.Module):
         recurrence: float,
         optimizer: type[torch.optim.Optimizer],
         lr: float,
+        copy_gain: float = 0.0,
+        change_gain: float = 0.0,
     ) -> None:
         super().__init__()
         self.units, self.steps, self.beta, self.dt = units, steps, beta, dt
         inputs = nn.Linear(n_features + units, units)
+        lateral = self_excitation * torch.eye(units)
         with torch.no_grad():
             inputs.weight[:, n_features:] = recurrence * torch.eye(units)
+            if copy_gain > 0 or change_gain > 0:
+                delay_line_init(inputs, lateral, n_features, copy_gain, change_gain)
         self.inputs = inputs  # W = (U V) and b
-        self.lateral = nn.Parameter(self_excitation * torch.eye(units))  # J (used symmetrised)
+        self.lateral = nn.Parameter(lateral)  # J (used symmetrised)
         self.register_buffer("state", torch.zeros(n_envs, units))
         self.optimizer = optimizer(self.parameters(), lr=lr)
 
@@ -127,6 +151,40 @@ class EqPropMemory(nn.Module):
 
     def extra_repr(self) -> str:
         return f"units={self.units}, steps={self.steps}, beta={self.beta}, dt={self.dt}"
+
+
+def delay_line_init(
+    inputs: nn.Linear, lateral: Tensor, n_features: int, copy_gain: float, change_gain: float
+) -> None:
+    """Make the first ``n_features`` units copy units (gain ``copy_gain``) and, when
+    ``change_gain > 0``, the next ``n_features`` change units, in place (module docstring)."""
+    if not copy_gain > 0:
+        raise ConfigError(
+            f"The memory's change_gain ({change_gain!r}) needs copy_gain > 0: a change unit reads "
+            "the previous features from the copy units of the previous state."
+        )
+    units = lateral.shape[0]
+    needed = n_features * (2 if change_gain > 0 else 1)
+    if units < needed:
+        raise ConfigError(
+            f"modules.memory.units is {units}, but the delay-line initialisation needs {needed}: "
+            f"{n_features} copy units{f' and {n_features} change units' if change_gain > 0 else ''}"
+            f" for the {n_features} features the memory reads (the observation's size, or "
+            f"perception's 'features'). Set units: {needed} or more."
+        )
+    eye = torch.eye(n_features)
+    blocks = [(slice(0, n_features), copy_gain)]
+    if change_gain > 0:
+        blocks.append((slice(n_features, 2 * n_features), change_gain))
+    for rows, gain in blocks:
+        inputs.weight[rows] = 0.0
+        inputs.bias[rows] = 0.0
+        lateral[rows] = 0.0
+        lateral[:, rows] = 0.0
+        inputs.weight[rows, :n_features] = gain * eye  # U: the current features
+    if change_gain > 0:  # V: minus the previous copy, rescaled to the features' units
+        copies_prev = slice(n_features, 2 * n_features)  # columns of m_{t-1}'s copy units
+        inputs.weight[n_features : 2 * n_features, copies_prev] = -change_gain / copy_gain * eye
 
 
 class MemoryBoundary(torch.autograd.Function):

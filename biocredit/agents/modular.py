@@ -41,7 +41,7 @@ from biocredit.errors import ConfigError
 from biocredit.learners import NetworkSpec
 from biocredit.serialization import (
     load_checkpoint,
-    read_checkpoint_meta,
+    read_agent_meta,
     save_checkpoint,
     space_from_json,
     space_to_json,
@@ -110,6 +110,8 @@ class ModularAgent(nn.Module):
                 m.recurrence,
                 OPTIMIZERS[m.optimizer],
                 m.lr,
+                m.copy_gain,
+                m.change_gain,
             )
             state_dim += m.units
         policy = modules.policy
@@ -281,18 +283,23 @@ class ModularAgent(nn.Module):
     def save(self, path: str | Path) -> None:
         """Save to the folder ``path``: weights and learner state in safetensors, the agent's
         config and spaces in JSON (no pickle)."""
-        meta = {
+        save_checkpoint(self, Path(path), self.checkpoint_meta())
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """What :meth:`load` rebuilds the agent from: config, spaces and ``n_envs`` (JSON);
+        training runs write it into their checkpoints too, so ``load(run_dir / "checkpoint")``
+        works."""
+        return {
             "agent_config": asdict(self.config),
             "observation_space": space_to_json(self.observation_space),
             "action_space": space_to_json(self.action_space),
             "n_envs": self.n_envs,
         }
-        save_checkpoint(self, Path(path), meta)
 
     @classmethod
     def load(cls, path: str | Path) -> ModularAgent:
         """An agent saved by :meth:`save`, ready to ``predict`` (or to keep learning)."""
-        meta = read_checkpoint_meta(Path(path))
+        meta = read_agent_meta(Path(path))
         agent = cls(
             space_from_json(meta["observation_space"]),
             space_from_json(meta["action_space"]),

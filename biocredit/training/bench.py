@@ -8,6 +8,7 @@ A spec (``experiments/benchmarks/*.yaml``)::
     variants:                      # optional: labels in `learners` that are a learner + options
       dfa-small: {learner: dfa, set: {learner_kwargs: {scale: 0.5}}}
       lstm: {algo: recurrent-ppo, agent: null, learner: bp}   # a variant may change algo/agent
+      slow: {learner: fa, seeds: [0, 1]}   # ... and run on a subset of the seeds only
     seeds: [0, 1, 2, 3, 4]
     envs:
       CartPole-v1: {threshold: 475}
@@ -54,6 +55,7 @@ from biocredit.training.team_eval import evaluate_team, team_report
 BASELINE = "bp"
 BACKENDS = ("local", "ray")
 ENV_OPTIONS = ("threshold", "steps", "set")
+VARIANT_KEYS = {"learner", "algo", "agent", "set", "seeds"}
 
 
 @dataclass
@@ -81,11 +83,17 @@ class BenchSpec:
         if BASELINE not in self.learners:
             self.learners.insert(0, BASELINE)
         for label, variant in self.variants.items():
-            if not isinstance(variant, dict) or set(variant) - {"learner", "algo", "agent", "set"}:
+            if not isinstance(variant, dict) or set(variant) - VARIANT_KEYS:
                 raise ConfigError(
                     f"Variant '{label}' must be a mapping with 'learner' and optional 'algo', "
-                    "'agent' and 'set', "
+                    "'agent', 'set' and 'seeds', "
                     f"got {variant!r}."
+                )
+            seeds = variant.get("seeds", self.seeds)
+            if not isinstance(seeds, list) or not seeds or set(seeds) - set(self.seeds):
+                raise ConfigError(
+                    f"Variant '{label}' has seeds {seeds!r}; they must be a non-empty list taken "
+                    f"from the spec's seeds {self.seeds}."
                 )
 
     @property
@@ -142,6 +150,8 @@ def plan_runs(spec: BenchSpec, out: Path, steps: int | None = None) -> list[tupl
                 for learner_label in spec.learners:
                     label = spec.label(algo, learner_label)
                     variant = spec.variants.get(learner_label, {})
+                    if seed not in variant.get("seeds", spec.seeds):
+                        continue
                     agent = variant.get("agent", spec.agent)
                     flags = {
                         "algo": variant.get("algo", "online" if agent else algo),
@@ -291,6 +301,16 @@ def random_team_returns(spec: BenchSpec, summaries: list[dict[str, Any]]) -> dic
     return randoms
 
 
+def subsets(spec: BenchSpec) -> str:
+    """`` (bptt: [0, 1])`` for the variants that ran on part of the seeds only."""
+    parts = [
+        f"{label}: {variant['seeds']}"
+        for label, variant in spec.variants.items()
+        if label in spec.learners and variant.get("seeds", spec.seeds) != spec.seeds
+    ]
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def render_table(
     spec: BenchSpec,
     summaries: list[dict[str, Any]],
@@ -308,7 +328,8 @@ def render_table(
         f"{{{', '.join(spec.learners)}}}",
         "",
         f"Command: `{command}` ({workers}, {elapsed / 60:.1f} min in all). "
-        f"Seeds {spec.seeds}; each learner ran in the same invocation as the bp baseline.",
+        f"Seeds {spec.seeds}{subsets(spec)}; each learner ran in the same invocation as the bp "
+        "baseline.",
         "Final return: deterministic policy, mean over the run's evaluation episodes, then mean "
         "+/- std over seeds. Steps to threshold: first log row whose training return (SB3's "
         "100-episode mean) reaches it; median over the seeds that reached it. "

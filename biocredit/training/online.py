@@ -115,6 +115,9 @@ class OnlineRun(TrainingRun):
     def steps_done(self) -> int:
         return self.steps
 
+    def model_meta(self) -> dict[str, Any]:
+        return self.agent.checkpoint_meta()  # so that Agent.load(run_dir / "checkpoint") works
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self.agent.optimizers()
 

@@ -77,6 +77,11 @@ class TrainingRun:
     def steps_done(self) -> int:
         raise NotImplementedError
 
+    def model_meta(self) -> dict[str, Any]:
+        """JSON metadata the model needs to be rebuilt on its own (a native agent's config and
+        spaces, for ``Agent.load(run_dir / "checkpoint")``); none by default."""
+        return {}
+
     def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Run-specific resume state: tensors and JSON data."""
         raise NotImplementedError
@@ -131,7 +136,12 @@ class TrainingRun:
         extra_tensors, resume = self.extra_state()
         tensors.update(extra_tensors)
         resume.update(elapsed=elapsed, rng=rng, optimizers=optimizers)
-        meta = {**self.identity(), "num_timesteps": self.steps_done(), "resume": resume}
+        meta = {
+            **self.model_meta(),
+            **self.identity(),
+            "num_timesteps": self.steps_done(),
+            "resume": resume,
+        }
         directory = self.run_dir / CHECKPOINT_DIR
         save_checkpoint(self.model(), directory, meta)
         save_resume_state(directory, tensors)
