@@ -50,8 +50,6 @@ any data and every action is equally informative, actions are uniform.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,17 +61,11 @@ from biocredit.agents.active_inference_config import (
     ActiveInferenceConfig,
     active_inference_config_from_dict,
 )
+from biocredit.agents.checkpointing import SavableAgent
 from biocredit.agents.networks import TrainedNetwork
 from biocredit.agents.replay import ReplayBuffer, Transitions
 from biocredit.errors import ConfigError
 from biocredit.learners import NetworkSpec
-from biocredit.serialization import (
-    load_checkpoint,
-    read_agent_meta,
-    save_checkpoint,
-    space_from_json,
-    space_to_json,
-)
 
 MIN_VARIANCE = 1e-8  # floor of the world model's error variance (its precision's ceiling)
 MAX_NORMALISED_RANGE = 1e3  # observation bounds wider than this are left unscaled (CartPole's inf)
@@ -107,12 +99,14 @@ def clipped_error(prediction: Tensor, target: Tensor, clip: float) -> Tensor:
     return (prediction - target).clamp(-clip, clip)
 
 
-class ActiveInferenceAgent(nn.Module):
+class ActiveInferenceAgent(SavableAgent):
     """World model, instrumental and epistemic values; actions by expected free energy.
 
     See the module docstring for the equations. Speaks the online loop's language (``act``,
     ``env_action``, ``learn``) and SB3's ``predict``.
     """
+
+    config_from_dict = staticmethod(active_inference_config_from_dict)
 
     def __init__(
         self,
@@ -405,36 +399,7 @@ class ActiveInferenceAgent(nn.Module):
         target = net.net.learner.forward_pass(layers, pairs, record=False)[0]
         return target.view(codes.shape[:2]).gather(1, best).squeeze(1)
 
-    # saving and predicting ---------------------------------------------------------------
-
-    def save(self, path: str | Path) -> None:
-        """Save to the folder ``path``: weights, targets, replay buffer and counters in
-        safetensors, the config and spaces in JSON (no pickle)."""
-        save_checkpoint(self, Path(path), self.checkpoint_meta())
-
-    def checkpoint_meta(self) -> dict[str, Any]:
-        """What :meth:`load` rebuilds the agent from: config, spaces and ``n_envs`` (JSON);
-        training runs write it into their checkpoints too, so ``load(run_dir / "checkpoint")``
-        works."""
-        return {
-            "agent_config": asdict(self.config),
-            "observation_space": space_to_json(self.observation_space),
-            "action_space": space_to_json(self.action_space),
-            "n_envs": self.n_envs,
-        }
-
-    @classmethod
-    def load(cls, path: str | Path) -> ActiveInferenceAgent:
-        """An agent saved by :meth:`save`, ready to ``predict`` or to keep learning."""
-        meta = read_agent_meta(Path(path))
-        agent = cls(
-            space_from_json(meta["observation_space"]),
-            space_from_json(meta["action_space"]),
-            active_inference_config_from_dict(meta["agent_config"]),
-            meta["n_envs"],
-        )
-        load_checkpoint(agent, Path(path))
-        return agent
+    # predicting --------------------------------------------------------------------------
 
     @torch.no_grad()
     def predict(

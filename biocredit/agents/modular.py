@@ -25,8 +25,6 @@ at episode start.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,18 +32,12 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
+from biocredit.agents.checkpointing import SavableAgent
 from biocredit.agents.config import OPTIMIZERS, AgentConfig, agent_config_from_dict
 from biocredit.agents.memory import EqPropMemory
 from biocredit.agents.networks import TrainedNetwork
 from biocredit.errors import ConfigError
 from biocredit.learners import NetworkSpec
-from biocredit.serialization import (
-    load_checkpoint,
-    read_agent_meta,
-    save_checkpoint,
-    space_from_json,
-    space_to_json,
-)
 
 LOG_STD_MIN, LOG_STD_MAX = -3.0, 1.0
 
@@ -54,11 +46,13 @@ def _spec(n_in: int, config: Any, n_out: int) -> NetworkSpec:
     return NetworkSpec(n_in, tuple(config.hidden), n_out, config.activation)
 
 
-class ModularAgent(nn.Module):
+class ModularAgent(SavableAgent):
     """Modules wired perception -> memory -> policy, with an optional world model.
 
     Speaks SB3's ``predict(observation, state, episode_start, deterministic)``.
     """
+
+    config_from_dict = staticmethod(agent_config_from_dict)
 
     def __init__(
         self,
@@ -279,35 +273,6 @@ class ModularAgent(nn.Module):
         self.actor.end_episodes(done)
         self.critic.end_episodes(done)
         return delta
-
-    def save(self, path: str | Path) -> None:
-        """Save to the folder ``path``: weights and learner state in safetensors, the agent's
-        config and spaces in JSON (no pickle)."""
-        save_checkpoint(self, Path(path), self.checkpoint_meta())
-
-    def checkpoint_meta(self) -> dict[str, Any]:
-        """What :meth:`load` rebuilds the agent from: config, spaces and ``n_envs`` (JSON);
-        training runs write it into their checkpoints too, so ``load(run_dir / "checkpoint")``
-        works."""
-        return {
-            "agent_config": asdict(self.config),
-            "observation_space": space_to_json(self.observation_space),
-            "action_space": space_to_json(self.action_space),
-            "n_envs": self.n_envs,
-        }
-
-    @classmethod
-    def load(cls, path: str | Path) -> ModularAgent:
-        """An agent saved by :meth:`save`, ready to ``predict`` (or to keep learning)."""
-        meta = read_agent_meta(Path(path))
-        agent = cls(
-            space_from_json(meta["observation_space"]),
-            space_from_json(meta["action_space"]),
-            agent_config_from_dict(meta["agent_config"]),
-            meta["n_envs"],
-        )
-        load_checkpoint(agent, Path(path))
-        return agent
 
     @torch.no_grad()
     def predict(
