@@ -234,6 +234,8 @@ def test_delay_line_needs_enough_units():
 
 @pytest.mark.slow
 def test_memory_holds_a_one_step_cue_after_a_short_tmaze_run(tmp_path):
+    """The untrained memory already holds a bit (self_excitation 1.5 makes each unit bistable);
+    this checks that learning on the T-maze keeps that ability rather than washing it out."""
     config = resolve_config(
         flags={"agent": "eqprop-memory-ac", "algo": "online", "env": "CuedTMaze-v0", "seed": 0},
         overrides=["steps=4000", "n_envs=4", "env_kwargs.delay=5", f"out={tmp_path / 'run'}"],
