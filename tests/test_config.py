@@ -6,6 +6,7 @@ from biocredit.errors import ConfigError
 from biocredit.training.config import config_from_dict, parse_override, read_yaml
 from biocredit.training.hyperparams import LinearSchedule, schedule, zoo_entry
 from biocredit.training.resolve import resolve_config
+from biocredit.training.run_dir import default_run_dir
 
 
 def test_defaults_are_the_readme_run():
@@ -108,3 +109,16 @@ def test_bad_config_files(tmp_path):
     listing.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         resolve_config(listing)
+
+
+def test_default_run_folders_name_the_algorithm_or_the_agent(tmp_path):
+    ppo = resolve_config(flags={"learner": "fa", "seed": 3})
+    assert default_run_dir(ppo, tmp_path) == tmp_path / "CartPole-v1" / "ppo-fa" / "seed3"
+    agent = resolve_config(flags={"agent": "neuromodulated-ac"})
+    assert default_run_dir(agent, tmp_path).parent.name == "neuromodulated-ac"
+    with_learner = resolve_config(flags={"agent": "neuromodulated-ac", "learner": "bp"})
+    assert default_run_dir(with_learner, tmp_path).parent.name == "neuromodulated-ac-bp"
+    taken = default_run_dir(ppo, tmp_path)
+    taken.mkdir(parents=True)
+    (taken / "config.yaml").write_text("env: CartPole-v1\n")
+    assert default_run_dir(ppo, tmp_path).name == "seed3-2"

@@ -28,8 +28,13 @@ CHECKPOINT_DIR = "checkpoint"
 
 
 def default_run_dir(config: RunConfig, root: Path = Path("runs")) -> Path:
-    """``runs/<env>/<algo>-<learner>/seed<seed>``, suffixed ``-2``, ``-3`` ... if taken."""
-    base = root / config.env / f"{config.algo}-{config.learner}" / f"seed{config.seed}"
+    """``runs/<env>/<algo>-<learner>/seed<seed>`` (``<agent>`` or ``<agent>-<learner>`` for a
+    native agent), suffixed ``-2``, ``-3`` ... if taken."""
+    if config.agent is not None:
+        name = config.agent if config.learner is None else f"{config.agent}-{config.learner}"
+    else:
+        name = f"{config.algo}-{config.learner}"
+    base = root / config.env / name / f"seed{config.seed}"
     candidate, n = base, 1
     while candidate.exists() and any(candidate.iterdir()):
         n += 1
