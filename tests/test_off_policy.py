@@ -107,6 +107,8 @@ def test_cli_runs_write_their_folders_and_resume(name, learner, tmp_path):
         "--set",
         "algo_kwargs.learning_starts=100",
     ]
+    if name == "dqn":  # the Zoo's train_freq 256 would collect past the 300 and 400 steps
+        args += ["--set", "algo_kwargs.train_freq=4", "--set", "algo_kwargs.gradient_steps=1"]
     result = subprocess.run(args, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "summary.json").read_text())["algo"] == name

@@ -74,7 +74,15 @@ CASES = {
     "td3-fa": ({"learner": "fa", "algo": "td3", **PENDULUM}, OFF, SB3Run, (400, 200)),
     "dqn-dfa": (
         {"learner": "dfa", "algo": "dqn"},
-        [*OFF, "algo_kwargs.train_freq=4", "algo_kwargs.target_update_interval=50"],
+        [
+            *OFF,
+            "algo_kwargs.train_freq=4",
+            "algo_kwargs.gradient_steps=4",
+            "algo_kwargs.target_update_interval=50",
+            # epsilon decays over a fraction of the run's *total* steps (SB3), so the halves
+            # match the whole run only if it is done before learning_starts in both
+            "algo_kwargs.exploration_fraction=0.1",
+        ],
         SB3Run,
         (800, 400),
     ),
