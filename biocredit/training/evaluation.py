@@ -99,16 +99,16 @@ def evaluate_run(
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}.")
     config = read_run_config(run_dir)
-    if video is not None:
-        if is_multiagent(config.env):
+    if is_multiagent(config.env):
+        if video is not None:
             raise ConfigError(
                 f"--video is not supported for PettingZoo runs ({config.env}); evaluate without "
                 "--video for the per-agent and team returns."
             )
+        return evaluate_multiagent_run(run_dir, config, episodes, seed, deterministic)
+    if video is not None:
         require_video_extra()
     backend = choose_gl_backend() if video is not None else None  # before MuJoCo loads GL
-    if is_multiagent(config.env):
-        return evaluate_multiagent_run(run_dir, config, episodes, seed, deterministic)
     policy, meta = load_run_policy(run_dir)
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     env_kwargs = dict(config.env_kwargs, **({"render_mode": "rgb_array"} if video else {}))
