@@ -23,8 +23,8 @@ from biocredit.envs.parallel_vec_env import ParallelVecEnv
 from biocredit.errors import ConfigError
 from biocredit.training.config import RunConfig
 from biocredit.training.multiagent_online import NO_RESUME
-from biocredit.training.run import EVAL_SEED_OFFSET, TrainingRun
-from biocredit.training.sb3_runner import ON_POLICY, SB3Run, algo_kwargs, build_model, policy_kwargs
+from biocredit.training.run import EVAL_SEED_OFFSET
+from biocredit.training.sb3_runner import ON_POLICY, SB3Run, algo_kwargs, policy_kwargs
 from biocredit.training.team_eval import evaluate_team, recent_returns, team_report
 
 
@@ -81,17 +81,18 @@ class TeamReturnsCallback(BaseCallback):
 class MultiAgentSB3Run(SB3Run):
     """An SB3 run whose env is a PettingZoo env and whose policy is shared by its agents."""
 
+    env: ParallelVecEnv  # never normalised: validate_multiagent_sb3 refuses `normalize`
+
     def __init__(self, config: RunConfig) -> None:
-        TrainingRun.__init__(self, config)
-        self.env = make_vec_env(config, config.n_envs)
-        self.normalize = None  # rejected by validate_multiagent_sb3
-        self.algo = build_model(config, self.env)
+        super().__init__(config)
         self.groups = assign_groups(self.env.agents, {})
-        self.halted = False
         self.last_eval: dict[str, Any] = {}
         self.progress_detail = lambda: agent_returns_text(self.env)
 
     validate = staticmethod(validate_multiagent_sb3)
+
+    def make_envs(self, config: RunConfig) -> ParallelVecEnv:
+        return make_vec_env(config, config.n_envs)
 
     @classmethod
     def check_resumable(cls) -> None:

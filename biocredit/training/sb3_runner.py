@@ -267,7 +267,7 @@ class SB3Run(TrainingRun):
 
     def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
-        self.envs = make_sb3_vec_env(config.env, config.n_envs, config.seed, config.env_kwargs)
+        self.envs = self.make_envs(config)
         self.normalize = normalize_options(config.normalize)
         self.env: VecEnv = self.envs
         if self.normalize is not None:
@@ -277,6 +277,10 @@ class SB3Run(TrainingRun):
 
     validate = staticmethod(validate)
     progress_detail: Callable[[], str] | None = None  # more text for the progress bar
+
+    def make_envs(self, config: RunConfig) -> VecEnv:
+        """The training envs, before any ``VecNormalize``."""
+        return make_sb3_vec_env(config.env, config.n_envs, config.seed, config.env_kwargs)
 
     def model(self) -> nn.Module:
         return self.algo.policy
