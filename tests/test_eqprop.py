@@ -71,8 +71,9 @@ def test_kernels_match_their_formulas():
 
 @pytest.mark.parametrize("units", ["hard_sigmoid", "hard_tanh"])
 @pytest.mark.parametrize("dt", [1.0, 0.5])
-def test_free_phase_descends_the_energy_to_a_fixed_point(units, dt):
-    net = strong_net(units, dt=dt)
+@pytest.mark.parametrize("feedback_gain", [1.0, 0.5])
+def test_free_phase_descends_the_energy_to_a_fixed_point(units, dt, feedback_gain):
+    net = strong_net(units, gain=feedback_gain**-0.5, dt=dt, feedback_gain=feedback_gain)
     learner, layers = net.learner, net.layers
     weights = [layer.weight.detach() for layer in layers[:-1]]
     biases = [layer.bias.detach() for layer in layers[:-1]]
@@ -81,10 +82,10 @@ def test_free_phase_descends_the_energy_to_a_fixed_point(units, dt):
     with torch.no_grad():
         states = learner.free_phase(layers, x)  # the feedforward start, then free_steps sweeps
         start = residual(net, states)
-        energies = [energy(states, weights, biases)]
+        energies = [energy(states, weights, biases, feedback_gain)]
         for _ in range(200):
             states = learner.settle(layers, states, 1)
-            energies.append(energy(states, weights, biases))
+            energies.append(energy(states, weights, biases, feedback_gain))
     steps = torch.stack(energies)
     assert (steps[1:] <= steps[:-1] + 1e-12).all()  # monotone, in every sample
     assert (steps[0] - steps[-1]).max() > 1e-3  # and the settling did something
@@ -94,7 +95,7 @@ def test_free_phase_descends_the_energy_to_a_fixed_point(units, dt):
 
 def unrolled_loss(net: LocalNetwork, x: torch.Tensor, target: torch.Tensor, sweeps: int):
     """The same free dynamics in plain differentiable torch (reference for autograd)."""
-    low, high = net.learner.low, net.learner.high
+    low, high, gain = net.learner.low, net.learner.high, net.learner.feedback_gain
     layers = net.layers
     states = [x]
     for layer in layers[:-1]:
@@ -105,7 +106,7 @@ def unrolled_loss(net: LocalNetwork, x: torch.Tensor, target: torch.Tensor, swee
             for l in range(first, n + 1, 2):
                 drive = layers[l - 1](states[l - 1])
                 if l < n:
-                    drive = drive + states[l + 1] @ layers[l].weight
+                    drive = drive + gain * states[l + 1] @ layers[l].weight
                 states[l] = drive.clamp(low, high)
     y = layers[-1](states[-1])
     return 0.5 * (y - target).square().sum()
@@ -118,7 +119,8 @@ def cosine(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 
 @pytest.mark.parametrize("units", ["hard_sigmoid", "hard_tanh"])
 @pytest.mark.parametrize("symmetric", [True, False])
-def test_small_beta_gives_the_gradient_through_the_fixed_point(units, symmetric):
+@pytest.mark.parametrize("feedback_gain", [1.0, 0.5])
+def test_small_beta_gives_the_gradient_through_the_fixed_point(units, symmetric, feedback_gain):
     torch.manual_seed(2)
     net = LocalNetwork(
         SPEC,
@@ -128,6 +130,7 @@ def test_small_beta_gives_the_gradient_through_the_fixed_point(units, symmetric)
         nudge_steps=100,
         beta=1e-4,
         symmetric=symmetric,
+        feedback_gain=feedback_gain,
     )
     with torch.no_grad():
         for layer in net.layers:
@@ -144,6 +147,26 @@ def test_small_beta_gives_the_gradient_through_the_fixed_point(units, symmetric)
     # and not the gradient of the feedforward pass of the same units: the fixed point matters
     feedforward = torch.autograd.grad(unrolled_loss(net, x, target, 0), params)
     assert cosine(eqprop[:2], list(feedforward[:2])) < 0.99
+
+
+def test_weak_feedback_gives_backprops_gradient_of_the_feedforward_pass():
+    """Xie & Seung 2003: as gamma -> 0 the free fixed point is the feedforward pass and the
+    gamma^(l-H)-scaled contrastive update is backprop's gradient through it."""
+    torch.manual_seed(5)
+    net = strong_net("hard_tanh", gain=0.5, feedback_gain=1e-4, beta=1e-4, free_steps=20)
+    x, target = torch.randn(16, 5), torch.randn(16, 3)
+    (0.5 * (net(x) - target).square().sum()).backward()
+    eqprop = [p.grad.clone() for p in net.parameters_in_order()]
+    params = net.parameters_in_order()
+    feedforward = torch.autograd.grad(unrolled_loss(net, x, target, 0), params)
+    for l in range(0, len(params), 2):
+        assert cosine(eqprop[l : l + 2], list(feedforward[l : l + 2])) >= 0.999, l
+    # at full feedback the same weights settle elsewhere and the update is a different one
+    net.learner.feedback_gain = 1.0
+    net.zero_grad()
+    (0.5 * (net(x) - target).square().sum()).backward()
+    strong = [p.grad.clone() for p in net.parameters_in_order()]
+    assert cosine(strong[:2], list(feedforward[:2])) < 0.99
 
 
 def test_input_error_is_the_gradient_for_the_input():
@@ -198,7 +221,7 @@ def test_coupling_gain_scales_only_the_hidden_to_hidden_weights_after_any_init()
     for layer, ref in zip(layers[1:-1], reference[1:-1], strict=True):
         torch.testing.assert_close(layer.weight, 0.25 * ref.weight)
     net.init_orthogonal(2**0.5, 1.0)
-    norms = [float(torch.linalg.matrix_norm(layer.weight, 2)) for layer in net.layers]
+    norms = [float(torch.linalg.matrix_norm(layer.weight.detach(), 2)) for layer in net.layers]
     assert norms[0] == pytest.approx(2**0.5) and norms[-1] == pytest.approx(1.0)
     for norm in norms[1:-1]:
         assert norm == pytest.approx(0.25 * 2**0.5)
@@ -214,6 +237,7 @@ def test_coupling_gain_scales_only_the_hidden_to_hidden_weights_after_any_init()
         ({"symmetric": "yes"}, ["symmetric", "'yes'"]),
         ({"units": "sigmoid"}, ["units", "sigmoid", "hard_sigmoid"]),
         ({"coupling_gain": 0.0}, ["coupling_gain", "0.0", "> 0"]),
+        ({"feedback_gain": 1.5}, ["feedback_gain", "1.5", "(0, 1]"]),
         ({"stpes": 3}, ["eqprop", "stpes"]),
     ],
 )

@@ -4,33 +4,43 @@ symmetric nudging and linear readout of Laborieux et al. 2021 (Front. Neurosci. 
 The hidden layers are one energy-based network with bounded units (hard tanh by default, or
 hard sigmoid) and symmetric connections; the input ``x = s_0`` is clamped:
 
-    E(s) = sum_{l=1..H} ( ||s_l||^2 / 2 - s_l^T W_l s_{l-1} - b_l^T s_l ),   s_l in [low, high]
+    E(s) = sum_{l=1..H} c_l ( ||s_l||^2 / 2 - s_l^T W_l s_{l-1} - b_l^T s_l ),   s_l in [low, high]
 
-(inside the box the firing rate is the state, ``rho(s) = s``). The output ``y = W_L s_H + b_L``
+(inside the box the firing rate is the state, ``rho(s) = s``). The layer weights ``c_l =
+gamma^(l-1)`` set the feedback gain ``gamma`` (Xie & Seung 2003, Neural Comput. 15(2)): layer
+``l + 1`` acts on layer ``l`` through ``gamma W_{l+1}^T``, so the loop ``s_l -> s_{l+1} -> s_l``
+has gain ``gamma ||W_{l+1}||^2``. ``gamma = 1`` is the plain layered Hopfield energy; a smaller
+``gamma`` keeps the free phase a contraction while the weights grow during learning, and as
+``gamma -> 0`` the free fixed point becomes the feedforward pass and the update below becomes
+backprop's gradient of it (Xie & Seung's equivalence). The default ``gamma = 0.2`` gives a loop
+gain of 0.4 under SB3's orthogonal init (``||W||^2 = 2``): with ``gamma = 1`` the weights grow
+under Adam until the loop expands, the units saturate at the bounds and PPO stops learning. The output ``y = W_L s_H + b_L``
 is a linear readout that takes no part in the free dynamics: in RL the value head's outputs are
 large, and fed back into the energy they would saturate the hidden units. The network computes
 ``y`` at the end of the *free* phase, so whatever uses the network (an SB3 policy) sees the
 output that equilibrium propagation trains. The free phase runs ``free_steps`` sweeps (4 by
 default): the fixed point on a weakly coupled network, an approximation of it on a strongly
-coupled one (``coupling_gain`` scales the initial coupling).
+coupled one (``coupling_gain`` scales the initial hidden-to-hidden weights).
 
 Free phase: from the feedforward pass, settle by exact block-coordinate descent on E, odd hidden
 layers then even ones (a layer's neighbours are held fixed, so its minimiser is the clamp of its
 input, and E never increases):
 
-    s_l <- (1 - dt) s_l + dt clamp(W_l s_{l-1} + s_{l+1} W_{l+1} + b_l, low, high)
+    s_l <- (1 - dt) s_l + dt clamp(W_l s_{l-1} + gamma s_{l+1} W_{l+1} + b_l, low, high)
 
 Nudged phase: with only ``e = dL/dy`` from the autograd boundary, the cost is linearised,
-``C = e . y``, and ``F = E + beta C`` adds the force ``-beta e W_L`` to the top hidden layer
+``C = e . y``, and ``F = E + beta c_H C`` adds the force ``-beta e W_L`` to the top hidden layer
 (the readout units carry ``-beta e`` back through the same synapses). The option ``beta`` is the
 nudge in units of the error's root mean square, ``beta = beta_option / rms(e)``, so the nudge
 stays well inside the states' range and above float32 rounding whether the loss is a batch sum
 or a batch mean. Settling again from the
 free state gives ``s^beta``; with symmetric nudging both ``s^{+beta}`` and ``s^{-beta}``. Each
-synapse compares the co-activity of its two units between the phases (gradient sign):
+synapse compares the co-activity of its two units between the phases (gradient sign), scaled
+by its layer's ``c_l / c_H = gamma^(l-H)``:
 
-    dW_l = -(s_l^a s_{l-1}^a^T - s_l^b s_{l-1}^b^T) / span,  db_l = -(s_l^a - s_l^b) / span
+    dW_l = -(s_l^a s_{l-1}^a^T - s_l^b s_{l-1}^b^T) / span_l,  db_l = -(s_l^a - s_l^b) / span_l
     (a, b, span) = (+beta, -beta, 2 beta) symmetric, (+beta, free, beta) one-sided
+    span_l = span gamma^(H-l)
     dW_L = e^T s_H,  db_L = e                 the readout: delta rule at the free state
 
 As ``beta -> 0`` this is the gradient of ``L`` through the free fixed point (implicit
@@ -79,12 +89,20 @@ def contrastive_grads(
     return grad_w, (post_b - post_a).sum(0).div_(span)
 
 
-def energy(states: Sequence[Tensor], weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:
-    """Per-sample ``E(s) = sum_l ||s_l||^2/2 - s_l.(W_l s_{l-1}) - b_l.s_l`` over the hidden
-    layers ``states[1:]``; ``states[0]`` is the clamped input (a diagnostic, not used to learn)."""
+def energy(
+    states: Sequence[Tensor],
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    feedback_gain: float = 1.0,
+) -> Tensor:
+    """Per-sample ``E(s) = sum_l gamma^(l-1) (||s_l||^2/2 - s_l.(W_l s_{l-1}) - b_l.s_l)`` over
+    the hidden layers ``states[1:]``; ``states[0]`` is the clamped input (a diagnostic, not used
+    to learn)."""
     total = torch.zeros(states[0].shape[0], dtype=states[0].dtype)
-    for below, state, weight, bias in zip(states[:-1], states[1:], weights, biases, strict=True):
-        total += 0.5 * state.square().sum(1) - (state * (below.mm(weight.t()) + bias)).sum(1)
+    layer_terms = zip(states[:-1], states[1:], weights, biases, strict=True)
+    for l, (below, state, weight, bias) in enumerate(layer_terms):
+        term = 0.5 * state.square().sum(1) - (state * (below.mm(weight.t()) + bias)).sum(1)
+        total += feedback_gain**l * term
     return total
 
 
@@ -103,6 +121,9 @@ class EquilibriumPropagation(Learner):
         the network spec's ``activation`` is not used: the units are the energy's
     :param coupling_gain: factor applied to the initial hidden-to-hidden weights ``W_2 .. W_H``
         (see :meth:`init_weights`); 1 keeps the network's own initialisation
+    :param feedback_gain: ``gamma`` in (0, 1], the strength of the top-down half of every
+        symmetric connection relative to the bottom-up half (energy weights ``gamma^(l-1)``);
+        1 is the plain layered energy
     :param seed: unused (no random state); accepted like every learner's
     """
 
@@ -125,7 +146,8 @@ class EquilibriumPropagation(Learner):
         symmetric: bool = True,
         dt: float = 1.0,
         units: str = "hard_tanh",
-        coupling_gain: float = 0.5,
+        coupling_gain: float = 1.0,
+        feedback_gain: float = 0.2,
         seed: int | None = None,
     ) -> None:
         super().__init__(seed)
@@ -143,23 +165,28 @@ class EquilibriumPropagation(Learner):
         if not coupling_gain > 0:
             raise ConfigError(
                 f"eqprop 'coupling_gain' must be > 0, got {coupling_gain!r}. "
-                "Try coupling_gain: 0.5."
+                "Try coupling_gain: 1.0."
+            )
+        if not 0 < feedback_gain <= 1:
+            raise ConfigError(
+                f"eqprop 'feedback_gain' must be in (0, 1], got {feedback_gain!r}. "
+                "Try feedback_gain: 0.2."
             )
         if units not in UNITS:
             raise unknown_name("eqprop units", units, UNITS)
         self.free_steps, self.nudge_steps, self.beta = free_steps, nudge_steps, float(beta)
         self.symmetric, self.dt, self.units = symmetric, float(dt), units
         self.low, self.high = UNITS[units]
-        self.coupling_gain = float(coupling_gain)
+        self.coupling_gain, self.feedback_gain = float(coupling_gain), float(feedback_gain)
 
     def init_weights(self, layers: Sequence[nn.Linear]) -> None:
         """Scale the hidden-to-hidden weights by ``coupling_gain``.
 
-        Layer ``l`` feeds back into layer ``l - 1`` through ``W_l^T``, so in the linear regime
-        the loop ``s_{l-1} -> s_l -> s_{l-1}`` has gain ``||W_l||^2``: 2 under SB3's orthogonal
-        init (gain sqrt 2), where the free phase runs away to the bounds and settling does not
-        converge. A gain ``g`` makes it ``2 g^2`` (0.5 at the default 0.5), a contraction whose
-        fixed point stays near the feedforward pass.
+        Layer ``l`` feeds back into layer ``l - 1`` through ``gamma W_l^T``, so in the linear
+        regime the loop ``s_{l-1} -> s_l -> s_{l-1}`` has gain ``gamma ||W_l||^2``: ``2 gamma``
+        under SB3's orthogonal init (gain sqrt 2). A coupling gain ``g`` makes it ``2 gamma
+        g^2``; the default 1 leaves the initialisation alone (``feedback_gain`` keeps the loop
+        contracting instead, at every weight scale).
         """
         for layer in layers[1:-1]:
             layer.weight.mul_(self.coupling_gain)
@@ -179,7 +206,7 @@ class EquilibriumPropagation(Learner):
         for _ in range(steps):
             for first in (1, 2):  # odd layers, then even: each block's neighbours are fixed
                 for l in range(first, n_hidden + 1, 2):
-                    above = states[l + 1] if l < n_hidden else top
+                    above = states[l + 1] * self.feedback_gain if l < n_hidden else top
                     weight, bias = layers[l - 1].weight, layers[l - 1].bias
                     drive = unit_drive(states[l - 1], weight, bias, above, layers[l].weight)
                     states[l] = settle_layer(states[l], drive, self.dt, self.low, self.high)
@@ -225,16 +252,19 @@ class EquilibriumPropagation(Learner):
             minus, span = self.settle(layers, free, self.nudge_steps, -force), 2 * beta
         else:
             minus, span = free, beta
-        for l in range(len(free) - 1, 0, -1):
-            grads[:0] = contrastive_grads(plus[l], plus[l - 1], minus[l], minus[l - 1], span)
+        n_hidden = len(free) - 1
+        for l in range(n_hidden, 0, -1):  # layer l's contrast is gamma^(H-l) times weaker
+            layer_span = span * self.feedback_gain ** (n_hidden - l)
+            grads[:0] = contrastive_grads(plus[l], plus[l - 1], minus[l], minus[l - 1], layer_span)
         grad_x = None
-        if input_grad:  # dE/dx = -s_1 W_1, compared between the phases like any synapse
-            grad_x = (minus[1] - plus[1]).mm(layers[0].weight).div_(span)
+        if input_grad:  # dE/dx = -c_1 s_1 W_1, compared between the phases like any synapse
+            input_span = span * self.feedback_gain ** (n_hidden - 1)
+            grad_x = (minus[1] - plus[1]).mm(layers[0].weight).div_(input_span)
         return grad_x, grads
 
     def extra_repr(self) -> str:
         return (
             f"free_steps={self.free_steps}, nudge_steps={self.nudge_steps}, beta={self.beta}, "
             f"symmetric={self.symmetric}, dt={self.dt}, units={self.units!r}, "
-            f"coupling_gain={self.coupling_gain}"
+            f"coupling_gain={self.coupling_gain}, feedback_gain={self.feedback_gain}"
         )
