@@ -14,13 +14,15 @@ has gain ``gamma ||W_{l+1}||^2``. ``gamma = 1`` is the plain layered Hopfield en
 ``gamma -> 0`` the free fixed point becomes the feedforward pass and the update below becomes
 backprop's gradient of it (Xie & Seung's equivalence). The default ``gamma = 0.2`` gives a loop
 gain of 0.4 under SB3's orthogonal init (``||W||^2 = 2``): with ``gamma = 1`` the weights grow
-under Adam until the loop expands, the units saturate at the bounds and PPO stops learning. The output ``y = W_L s_H + b_L``
-is a linear readout that takes no part in the free dynamics: in RL the value head's outputs are
-large, and fed back into the energy they would saturate the hidden units. The network computes
-``y`` at the end of the *free* phase, so whatever uses the network (an SB3 policy) sees the
-output that equilibrium propagation trains. The free phase runs ``free_steps`` sweeps (4 by
-default): the fixed point on a weakly coupled network, an approximation of it on a strongly
-coupled one (``coupling_gain`` scales the initial hidden-to-hidden weights).
+under Adam until the loop expands, the units saturate at the bounds and PPO stops learning.
+
+The output ``y = W_L s_H + b_L`` is a linear readout that takes no part in the free dynamics:
+in RL the value head's outputs are large, and fed back into the energy they would saturate the
+hidden units. The network computes ``y`` at the end of the *free* phase, so whatever uses the
+network (an SB3 policy) sees the output that equilibrium propagation trains. The free phase
+runs ``free_steps`` sweeps (4 by default): the fixed point on a weakly coupled network, an
+approximation of it on a strongly coupled one (``coupling_gain`` scales the initial
+hidden-to-hidden weights).
 
 Free phase: from the feedforward pass, settle by exact block-coordinate descent on E, odd hidden
 layers then even ones (a layer's neighbours are held fixed, so its minimiser is the clamp of its
