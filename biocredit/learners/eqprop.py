@@ -13,10 +13,11 @@ has gain ``gamma ||W_{l+1}||^2``. ``gamma = 1`` is the plain layered Hopfield en
 ``gamma`` keeps the free phase a contraction while the weights grow during learning, and as
 ``gamma -> 0`` the free fixed point becomes the feedforward pass and the update below becomes
 backprop's gradient of it (Xie & Seung's equivalence). The default ``gamma = 0.05`` gives a loop
-gain of 0.1 under SB3's orthogonal init (``||W||^2 = 2``), and the loop still contracts when
-learning has grown the weights twentyfold in norm. With ``gamma = 1`` the weights grow under Adam
-until the loop expands, the units saturate at the bounds and PPO stops learning; with 0.2 PPO
-learned CartPole-v1 on one seed of two (``experiments/benchmarks/eqprop_ppo.yaml``).
+gain of 0.1 under SB3's orthogonal init (``||W||^2 = 2``), and the loop still contracts after
+learning has tripled the weights' spectral norm (``0.05 * 2 * 3^2 = 0.9``). With ``gamma = 1``
+the weights grow under Adam until the loop expands, the units saturate at the bounds and PPO
+stops learning; with 0.2 PPO learned CartPole-v1 on one seed of two
+(``experiments/benchmarks/eqprop_ppo.yaml``).
 
 The output ``y = W_L s_H + b_L`` is a linear readout that takes no part in the free dynamics:
 in RL the value head's outputs are large, and fed back into the energy they would saturate the
