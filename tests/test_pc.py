@@ -239,6 +239,7 @@ def test_save_load_carries_learned_feedback(tmp_path, batch):
         ({"nudge": 0}, "'nudge' must be > 0, got 0"),
         ({"feedback_decay": -1.0}, "'feedback_decay' must be >= 0, got -1.0"),
         ({"mirror_rate": 0.0}, "'mirror_rate' must be in (0, 1], got 0.0"),
+        ({"mirror_init_samples": -1}, "'mirror_init_samples' must be an integer >= 0, got -1"),
         ({"init": "normal"}, "Unknown feedback init 'normal'"),
         ({"inference_steps": 3}, "Learner 'pc' does not accept these options"),
     ],
@@ -319,3 +320,22 @@ def test_mirror_feedback_tracks_forward_weights_under_adam(batch):
         optimizer.step()
     # 8 noise samples per update averaged over ~1 / 0.02 updates: a sampling error of ~0.2
     assert min(alignment()) > 0.95, alignment()
+
+
+def test_mirror_phase_before_learning_starts_the_error_synapses_at_the_mirror():
+    """``mirror_init_samples``: the error synapses start at the noise estimate of W (after the
+    network's init and after init_orthogonal), not at random; sampling error ~ sqrt(n_in / k)."""
+
+    def alignment(net):
+        return [
+            float(cosine_similarity(getattr(net.learner, f"feedback_{l}").flatten(), w, dim=0))
+            for l, w in enumerate(layer.weight.detach().flatten() for layer in net.layers)
+        ]
+
+    torch.manual_seed(5)
+    net = LocalNetwork(SPEC, "pc", feedback="mirror", mirror_init_samples=4096)
+    assert min(alignment(net)) > 0.98, alignment(net)
+    net.init_orthogonal(2**0.5, 1.0)  # new weights: the mirror phase runs again
+    assert min(alignment(net)) > 0.98, alignment(net)
+    plain = LocalNetwork(SPEC, "pc", feedback="mirror")
+    assert max(alignment(plain)) < 0.3

@@ -169,6 +169,9 @@ class PredictiveCoding(Learner):
     :param feedback_decay: L2 decay of the learned error synapses (in their gradient; the
         optimizer that trains the network trains them too)
     :param mirror_rate: how far the mirror error synapses move towards ``r xi^T / k`` per update
+    :param mirror_init_samples: with ``"mirror"``, a mirror phase before learning (Akrout et al.'s
+        mirror mode, once): the error synapses start at ``r xi^T / k`` from this many noise
+        samples instead of at random; 0 keeps the random start
     :param init: ``"uniform"`` or ``"gaussian"`` initial learned/random feedback entries
     :param scale: their spread, relative to default ``nn.Linear`` weights
     :param seed: seed for the feedback matrices; by default drawn from torch's global RNG
@@ -199,6 +202,7 @@ class PredictiveCoding(Learner):
         relative_nudge: bool = True,
         feedback_decay: float = 1e-3,
         mirror_rate: float = 0.01,
+        mirror_init_samples: int = 0,
         init: str = "uniform",
         scale: float = 1.0,
         seed: int | None = None,
@@ -228,7 +232,13 @@ class PredictiveCoding(Learner):
         self.formulation, self.output, self.feedback_mode = formulation, output, feedback
         self.steps = steps
         self.step_size, self.nudge, self.relative_nudge = step_size, nudge, relative_nudge
+        if not isinstance(mirror_init_samples, int) or mirror_init_samples < 0:
+            raise ConfigError(
+                f"pc 'mirror_init_samples' must be an integer >= 0, got {mirror_init_samples!r}. "
+                "Try 4096."
+            )
         self.feedback_decay, self.mirror_rate = feedback_decay, mirror_rate
+        self.mirror_init_samples = mirror_init_samples
         self.init, self.scale = init, scale
         self._feedback: list[Tensor] = []
 
@@ -242,6 +252,15 @@ class PredictiveCoding(Learner):
             else:
                 self.register_buffer(f"feedback_{l}", matrix)
             self._feedback.append(getattr(self, f"feedback_{l}"))
+
+    def init_weights(self, layers: Sequence[nn.Linear]) -> None:
+        """With mirror feedback and ``mirror_init_samples > 0``, start every error synapse at the
+        mirror estimate ``r xi^T / k`` of its forward weights (a mirror phase on white noise)."""
+        if self.feedback_mode != "mirror" or self.mirror_init_samples == 0:
+            return
+        for b, layer in zip(self._feedback, layers, strict=True):
+            noise = torch.randn(self.mirror_init_samples, layer.in_features, dtype=b.dtype)
+            mirror_step(b, noise, noise.mm(layer.weight.t()), 1.0)
 
     def feedback_matrices(self, layers: Sequence[nn.Linear]) -> list[Tensor]:
         """``B_l`` for every layer: the forward weights only with symmetric feedback, otherwise
