@@ -229,14 +229,14 @@ class PredictiveCoding(Learner):
             raise ConfigError(f"pc 'nudge' must be > 0, got {nudge!r}. Try 0.1.")
         if not 0.0 < mirror_rate <= 1.0:
             raise ConfigError(f"pc 'mirror_rate' must be in (0, 1], got {mirror_rate!r}. Try 0.01.")
-        self.formulation, self.output, self.feedback_mode = formulation, output, feedback
-        self.steps = steps
-        self.step_size, self.nudge, self.relative_nudge = step_size, nudge, relative_nudge
         if not isinstance(mirror_init_samples, int) or mirror_init_samples < 0:
             raise ConfigError(
                 f"pc 'mirror_init_samples' must be an integer >= 0, got {mirror_init_samples!r}. "
                 "Try 4096."
             )
+        self.formulation, self.output, self.feedback_mode = formulation, output, feedback
+        self.steps = steps
+        self.step_size, self.nudge, self.relative_nudge = step_size, nudge, relative_nudge
         self.feedback_decay, self.mirror_rate = feedback_decay, mirror_rate
         self.mirror_init_samples = mirror_init_samples
         self.init, self.scale = init, scale
