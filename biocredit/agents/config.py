@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from biocredit.agents.memory import check_delay_line_gains
 from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.learners import learner_class
 
@@ -105,12 +106,7 @@ class MemoryConfig:
                 )
             if value == float("inf"):
                 raise ConfigError(f"modules.memory.{key} must be finite, got {value!r}.")
-        if self.change_gain > 0 and not self.copy_gain > 0:
-            raise ConfigError(
-                f"modules.memory.change_gain={self.change_gain!r} needs copy_gain > 0: a change "
-                "unit reads the previous features from the copy units of the previous state. "
-                "Set copy_gain too (e.g. copy_gain: 0.4), small enough that copy_gain * |f| <= 1."
-            )
+        check_delay_line_gains(self.copy_gain, self.change_gain)
         if self.optimizer not in OPTIMIZERS:
             raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
 

@@ -153,16 +153,23 @@ class EqPropMemory(nn.Module):
         return f"units={self.units}, steps={self.steps}, beta={self.beta}, dt={self.dt}"
 
 
+def check_delay_line_gains(copy_gain: float, change_gain: float) -> None:
+    """A change unit reads the previous features from the copy units of the previous state, so
+    ``change_gain > 0`` needs ``copy_gain > 0``."""
+    if change_gain > 0 and not copy_gain > 0:
+        raise ConfigError(
+            f"modules.memory.change_gain={change_gain!r} needs copy_gain > 0: a change unit reads "
+            "the previous features from the copy units of the previous state. Set copy_gain too "
+            "(e.g. copy_gain: 0.4), small enough that copy_gain * |f| <= 1."
+        )
+
+
 def delay_line_init(
     inputs: nn.Linear, lateral: Tensor, n_features: int, copy_gain: float, change_gain: float
 ) -> None:
     """Make the first ``n_features`` units copy units (gain ``copy_gain``) and, when
     ``change_gain > 0``, the next ``n_features`` change units, in place (module docstring)."""
-    if not copy_gain > 0:
-        raise ConfigError(
-            f"The memory's change_gain ({change_gain!r}) needs copy_gain > 0: a change unit reads "
-            "the previous features from the copy units of the previous state."
-        )
+    check_delay_line_gains(copy_gain, change_gain)
     units = lateral.shape[0]
     needed = n_features * (2 if change_gain > 0 else 1)
     if units < needed:
