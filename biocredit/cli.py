@@ -15,6 +15,7 @@ from rich.table import Table
 
 from biocredit.errors import BiocreditError, ConfigError
 from biocredit.training.config import RunConfig
+from biocredit.training.interrupt import INTERRUPTED_EXIT_CODE, Stopped
 
 DEFAULT_RUN = "PPO on CartPole-v1 for 100k steps, every network trained by DFA"
 
@@ -125,7 +126,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         run = run_class(config).start(config)
     summary = run_with_recovery(run, console, not args.no_progress)
     if summary["status"] == "interrupted":
-        return 130
+        return INTERRUPTED_EXIT_CODE
     table = Table(title=f"biocredit run: {summary['run_dir']}")
     table.add_column("key")
     table.add_column("value", justify="right")
@@ -293,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BiocreditError as exc:
         print(f"biocredit: error: {exc}", file=sys.stderr)
         return 2
+    except Stopped as stop:
+        print(f"biocredit: {stop}", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
 
 
 if __name__ == "__main__":

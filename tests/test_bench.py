@@ -2,8 +2,11 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -124,6 +127,53 @@ def test_ray_backend_runs_the_same_matrix_into_the_same_table(tmp_path):
     assert result.returncode == 0, result.stderr
     check_table(tmp_path / "out")
     assert "2 Ray worker(s)" in (tmp_path / "out" / "table.md").read_text()
+
+
+def child_pids(pid):
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def running(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(condition, timeout):
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_sigterm_stops_the_bench_and_its_workers(tmp_path):
+    """The workers are children of the bench: a SIGTERM to it reaches them (the running run
+    checkpoints), the queued runs never start, and the command exits 130 as an interrupted
+    `biocredit train` does."""
+    spec = {**TINY, "learners": ["bp"], "seeds": [0, 1, 2]}
+    spec["envs"] = {"CartPole-v1": {"threshold": 475, "steps": 10_000_000}}
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "biocredit.cli", "bench", str(write_spec(tmp_path, spec))]
+    bench_process = subprocess.Popen(
+        [*command, "--out", str(out), "--workers", "1"], stderr=subprocess.PIPE, text=True
+    )
+    first_run = out / "runs" / "CartPole-v1" / "bp" / "seed0"
+    try:
+        wait_until(lambda: (first_run / "progress.csv").exists(), timeout=120)
+        children = child_pids(bench_process.pid)
+        bench_process.send_signal(signal.SIGTERM)
+        _, stderr = bench_process.communicate(timeout=120)
+    finally:
+        bench_process.kill()
+    assert bench_process.returncode == 130, stderr
+    assert "stopped by SIGTERM after 0 of 3 runs" in stderr and "Traceback" not in stderr
+    wait_until(lambda: not any(map(running, children)), timeout=30)
+    summary = json.loads((first_run / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and (first_run / "checkpoint").is_dir()
+    assert not (out / "runs" / "CartPole-v1" / "bp" / "seed1").exists()
+    assert not (out / "table.md").exists()
 
 
 def test_ray_backend_without_ray_names_the_extra(tmp_path):

@@ -30,12 +30,16 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -45,6 +49,7 @@ from biocredit.envs.multiagent import is_multiagent
 from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.mappings import merge
 from biocredit.training.config import ALGOS, RunConfig, read_yaml
+from biocredit.training.interrupt import STOP_SIGNALS, Stopped
 from biocredit.training.plots import plot_curves, steps_to_threshold
 from biocredit.training.resolve import resolve_config
 from biocredit.training.run import EVAL_SEED_OFFSET
@@ -174,11 +179,50 @@ def _run_one(config: RunConfig) -> dict[str, Any]:
     return train_any(config)
 
 
+@contextmanager
+def stop_workers_on_signal() -> Iterator[None]:
+    """Within the block, SIGINT or SIGTERM to this process stops the pool's work cleanly: every
+    worker gets SIGTERM (its run checkpoints and stops, as a run does on its own) and
+    :class:`Stopped` is raised, so no further run is submitted; leaving the pool's block then
+    waits for the workers. Without it a SIGTERM kills this process alone and its workers run
+    on."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for worker in multiprocessing.active_children():
+            worker.terminate()
+        name = signal.Signals(signum).name
+        raise Stopped(name, f"stopped by {name}")
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_locally(configs: list[RunConfig], workers: int) -> Iterator[dict[str, Any]]:
-    """Summaries of ``configs`` in order, from a pool of ``workers`` fresh processes."""
+    """Summaries of ``configs`` in order, from a pool of ``workers`` fresh processes.
+
+    A run is handed to the pool only when a worker is free (``pool.map`` would queue one more
+    than there are workers, and that run would start after a stop had reached its worker).
+    """
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        yield from pool.map(_run_one, configs)
+    queued = iter(enumerate(configs))
+    running: dict[Future[dict[str, Any]], int] = {}
+    finished: dict[int, dict[str, Any]] = {}
+    with (
+        ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+        stop_workers_on_signal(),
+    ):
+        for next_index in range(len(configs)):
+            while next_index not in finished:
+                for index, config in islice(queued, workers - len(running)):
+                    running[pool.submit(_run_one, config)] = index
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    finished[running.pop(future)] = future.result()
+            yield finished.pop(next_index)
 
 
 def run_on_ray(
@@ -247,14 +291,23 @@ def run_benchmark(
     results = (
         run_on_ray(runs, workers, ray_address) if backend == "ray" else run_locally(runs, workers)
     )
-    for label, summary in zip(labels, results, strict=True):
-        summary["label"] = label
-        summaries.append(summary)
-        console.print(
-            f"  [{len(summaries)}/{len(configs)}] {summary['env']} {label} "
-            f"seed {summary['seed']}: return {summary['final_return_mean']:.1f}, "
-            f"{summary['wall_time_s']:.1f} s"
-        )
+    try:
+        for label, summary in zip(labels, results, strict=True):
+            summary["label"] = label
+            summaries.append(summary)
+            console.print(
+                f"  [{len(summaries)}/{len(configs)}] {summary['env']} {label} "
+                f"seed {summary['seed']}: return {summary['final_return_mean']:.1f}, "
+                f"{summary['wall_time_s']:.1f} s"
+            )
+    except Stopped as stop:
+        raise Stopped(
+            stop.signal_name,
+            f"Benchmark stopped by {stop.signal_name} after {len(summaries)} of {len(configs)} "
+            "runs: the queued runs were cancelled and the running ones checkpointed (resume one "
+            f"with: biocredit train --resume <its folder under {out_dir / 'runs'}>). No table "
+            "was written.",
+        ) from None
     elapsed = time.perf_counter() - start
     command = "biocredit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     (out_dir / "results.json").write_text(json.dumps(summaries, indent=2) + "\n")

@@ -7,6 +7,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+INTERRUPTED_EXIT_CODE = 130  # what the CLI returns for any command a signal stopped
+
+
+class Stopped(Exception):
+    """A command that cannot checkpoint itself (a benchmark's driver) was stopped by a signal."""
+
+    def __init__(self, signal_name: str, message: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
 
 class StopRequest:
     """Set by SIGINT/SIGTERM while :func:`catch_signals` is active; the loop polls it."""
@@ -25,7 +38,7 @@ class StopRequest:
 def catch_signals() -> Iterator[StopRequest]:
     """Within the block, SIGINT and SIGTERM set the yielded flag instead of killing the run."""
     request = StopRequest()
-    previous = {sig: signal.signal(sig, request._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, request._handle) for sig in STOP_SIGNALS}
     try:
         yield request
     finally:
