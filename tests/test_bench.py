@@ -166,7 +166,10 @@ def test_sigterm_stops_the_bench_and_its_workers(tmp_path):
         bench_process.send_signal(signal.SIGTERM)
         _, stderr = bench_process.communicate(timeout=120)
     finally:
-        bench_process.kill()
+        if bench_process.poll() is None:  # the test failed: leave no process behind
+            for pid in child_pids(bench_process.pid):
+                os.kill(pid, signal.SIGKILL)
+            bench_process.kill()
     assert bench_process.returncode == 130, stderr
     assert "stopped by SIGTERM after 0 of 3 runs" in stderr and "Traceback" not in stderr
     wait_until(lambda: not any(map(running, children)), timeout=30)

@@ -304,9 +304,9 @@ def run_benchmark(
         raise Stopped(
             stop.signal_name,
             f"Benchmark stopped by {stop.signal_name} after {len(summaries)} of {len(configs)} "
-            "runs: the queued runs were cancelled and the running ones checkpointed (resume one "
-            f"with: biocredit train --resume <its folder under {out_dir / 'runs'}>). No table "
-            "was written.",
+            "runs: the running ones checkpointed (resume one with: biocredit train --resume "
+            f"<its folder under {out_dir / 'runs'}>) and the rest never started. No table was "
+            "written.",
         ) from None
     elapsed = time.perf_counter() - start
     command = "biocredit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])

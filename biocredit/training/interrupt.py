@@ -8,8 +8,6 @@ from contextlib import contextmanager
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
 INTERRUPTED_EXIT_CODE = 130  # what the CLI returns for any command a signal stopped
 
 
