@@ -49,7 +49,7 @@ from biocredit.envs.multiagent import is_multiagent
 from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.mappings import merge
 from biocredit.training.config import ALGOS, RunConfig, read_yaml
-from biocredit.training.interrupt import STOP_SIGNALS, Stopped
+from biocredit.training.interrupt import Stopped, handle_stop_signals
 from biocredit.training.plots import plot_curves, steps_to_threshold
 from biocredit.training.resolve import resolve_config
 from biocredit.training.run import EVAL_SEED_OFFSET
@@ -193,12 +193,8 @@ def stop_workers_on_signal() -> Iterator[None]:
         name = signal.Signals(signum).name
         raise Stopped(name, f"stopped by {name}")
 
-    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
-    try:
+    with handle_stop_signals(stop):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def run_locally(configs: list[RunConfig], workers: int) -> Iterator[dict[str, Any]]:

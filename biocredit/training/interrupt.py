@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -33,15 +33,23 @@ class StopRequest:
 
 
 @contextmanager
+def handle_stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM call ``handler``; the previous handlers return
+    after it."""
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old_handler in previous.items():
+            signal.signal(sig, old_handler)
+
+
+@contextmanager
 def catch_signals() -> Iterator[StopRequest]:
     """Within the block, SIGINT and SIGTERM set the yielded flag instead of killing the run."""
     request = StopRequest()
-    previous = {sig: signal.signal(sig, request._handle) for sig in STOP_SIGNALS}
-    try:
+    with handle_stop_signals(request._handle):
         yield request
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def resume_hint(run_dir: str, steps: int, signal_name: str) -> str:
