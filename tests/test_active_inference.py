@@ -104,6 +104,23 @@ def test_expected_free_energy_picks_the_argmin():
     assert agent.predict(obs.numpy(), deterministic=True)[0].tolist() == [1, 1, 1, 1]
 
 
+def test_policy_precision_samples_softmax_of_minus_g_and_evaluation_keeps_the_argmin():
+    free_energy = torch.tensor([[-1.0, -2.0, 0.5]]).expand(20_000, -1)
+    temperature = 0.5
+    torch.manual_seed(0)
+    counts = torch.bincount(select_action(free_energy, temperature), minlength=3)
+    expected = torch.softmax(torch.tensor([2.0, 4.0, -1.0]), dim=0)  # exp(-G / T), normalised
+    torch.testing.assert_close(counts / 20_000, expected, atol=0.01, rtol=0.0)
+    agent = small_agent(DISCRETE, learning_starts=0, action_temperature=temperature)
+    with torch.no_grad():
+        agent.value.net.layers[-1].weight.zero_()
+        agent.value.net.layers[-1].bias.copy_(torch.tensor([0.0, 1.0, 0.0]))
+    obs = torch.zeros(400, 3)
+    sampled = agent.act(obs)
+    assert 0 < int((sampled != 1).sum()) < 200  # mostly action 1, not only
+    assert agent.predict(obs.numpy(), deterministic=True)[0].tolist() == [1] * 400
+
+
 def test_double_q_target_evaluates_the_online_choice_with_the_target_copy():
     agent = small_agent(DISCRETE)
     online, target = agent.value.net.layers[-1], agent.targets["value"][-1]
@@ -143,6 +160,7 @@ def test_continuous_actions_come_from_the_candidates():
         ({"epistemic_wieght": 1.0}, "Did you mean 'epistemic_weight'"),
         ({"buffer_size": "1e5"}, "'agent_kwargs.buffer_size' must be int, got str"),
         ({"candidates": 0}, "'candidates' must be >= 1"),
+        ({"action_temperature": -1.0}, "'action_temperature' must be >= 0"),
         ({"gamma": 1.5}, "'gamma' must be in"),
         ({"surprise_scale": -1.0}, "'surprise_scale' must be >= 0"),
         ({"normalize_observations": "yes"}, "must be bool"),

@@ -11,7 +11,9 @@ from local prediction errors (learner ``pc`` by default; no backprop anywhere):
   precision-weighted error ``dS/dm = e / var`` (Friston 2005);
 - an **instrumental value** ``Q(s, a)``, learned by double Q-learning (van Hasselt et al. 2016)
   on the (scaled) extrinsic reward, ``y = c r + gamma (1 - terminated) Q_target(s', a*)`` with
-  ``a* = argmax_a' Q(s', a')`` chosen by the online network;
+  ``a* = argmax_a' Q(s', a')`` chosen by the online network; with ``n_steps = n > 1``, from
+  the ``n``-step return, ``y = c sum_{j<m} gamma^j r_{t+j} + gamma^m (1 - terminated_{t+m-1})
+  Q_target(s_{t+m}, a*)``, ``m = n`` unless the episode (or the stored data) ends first;
 - an **epistemic value** ``E(s, a)``, learned the same way on the intrinsic reward
   ``k mean_d e_d^2 / (2 var_d)``, the part of ``S`` that differs between transitions (never cut
   at termination: the end of an episode does not end what can be learned),
@@ -26,7 +28,11 @@ Actions minimise the expected free energy over candidate actions (all actions wh
     G(a) = -(Q(s, a) + w E(s, a)),    a_t = argmin_a G(a)
 
 with the epistemic weight ``w`` decaying linearly from ``epistemic_weight`` to
-``epistemic_weight_final`` over ``epistemic_decay_steps`` env steps.
+``epistemic_weight_final`` over ``epistemic_decay_steps`` env steps. With an
+``action_temperature`` ``T > 0``, training actions are instead sampled from active inference's
+posterior over policies, ``P(a) = softmax(-G(a) / T)`` (``1 / T`` the policy precision gamma of
+Friston et al. 2015, "Active inference and epistemic value"); evaluation (``deterministic``)
+keeps the argmin.
 
 Why a learned epistemic value instead of the world model's surprise at decision time: the
 surprise of an action not taken is unknown (its outcome is never observed), and a world model
@@ -63,7 +69,7 @@ from biocredit.agents.active_inference_config import (
 )
 from biocredit.agents.checkpointing import SavableAgent
 from biocredit.agents.networks import TrainedNetwork
-from biocredit.agents.replay import ReplayBuffer, Transitions
+from biocredit.agents.replay import NStepReturns, ReplayBuffer, Transitions
 from biocredit.errors import ConfigError
 from biocredit.learners import NetworkSpec
 
@@ -76,9 +82,13 @@ def expected_free_energy(instrumental: Tensor, epistemic: Tensor, weight: float)
     return -(instrumental + weight * epistemic)
 
 
-def select_action(free_energy: Tensor) -> Tensor:
-    """The candidate with the least expected free energy, per row (first one on ties)."""
-    return free_energy.argmin(dim=-1)
+def select_action(free_energy: Tensor, temperature: float = 0.0) -> Tensor:
+    """Per row, the candidate with the least expected free energy (first one on ties) when
+    ``temperature`` is 0, else one sampled from ``softmax(-G / temperature)``."""
+    if temperature == 0.0:
+        return free_energy.argmin(dim=-1)
+    probabilities = torch.softmax(-free_energy / temperature, dim=-1)
+    return torch.multinomial(probabilities, 1).squeeze(-1)
 
 
 def gaussian_surprise(squared_error: Tensor, variance: Tensor) -> Tensor:
@@ -89,8 +99,11 @@ def gaussian_surprise(squared_error: Tensor, variance: Tensor) -> Tensor:
     return (squared_error / variance + variance.log()).mean(-1) / 2
 
 
-def td_target(reward: Tensor, continues: Tensor, next_value: Tensor, gamma: float) -> Tensor:
-    """One-step target ``r + gamma * continues * V(s')``."""
+def td_target(
+    reward: Tensor, continues: Tensor, next_value: Tensor, gamma: float | Tensor
+) -> Tensor:
+    """Target ``r + gamma * continues * V(s')`` (``gamma^m`` and the ``m``-step return for an
+    ``m``-step target)."""
     return reward + gamma * continues * next_value
 
 
@@ -246,15 +259,17 @@ class ActiveInferenceAgent(SavableAgent):
         return torch.rand(batch, self.config.candidates, len(self.action_centre)) * 2 - 1
 
     def _choose(self, state: Tensor, weight: float, greedy: bool) -> Tensor:
-        """Action codes minimising ``G``: one-hot rows (discrete) or codes in ``[-1, 1]^k``."""
+        """Action codes of least ``G`` (``greedy``) or sampled by the policy precision: one-hot
+        rows (discrete) or codes in ``[-1, 1]^k``."""
+        temperature = 0.0 if greedy else self.config.action_temperature
         if self.discrete:
-            index = select_action(self.free_energy(state, None, weight))
+            index = select_action(self.free_energy(state, None, weight), temperature)
             return nn.functional.one_hot(index, self.n_actions).float()
         if greedy:
             codes = self.greedy_codes.expand(state.shape[0], -1, -1)
         else:
             codes = self._sample_codes(state.shape[0])
-        index = select_action(self.free_energy(state, codes, weight))
+        index = select_action(self.free_energy(state, codes, weight), temperature)
         return codes[torch.arange(state.shape[0]), index]
 
     def _action(self, code: Tensor) -> Tensor:
@@ -287,13 +302,14 @@ class ActiveInferenceAgent(SavableAgent):
 
     @torch.no_grad()
     def learn(self, reward: Tensor, terminated: Tensor, next_obs: Tensor, done: Tensor) -> None:
-        """Store the transition just taken; every ``train_freq`` env steps, ``gradient_steps``
-        minibatch updates of all three networks. (``done`` is unused: the replay keeps
-        ``terminated``, and the online loop passes each episode's final observation.)"""
+        """Store the transition just taken (``done``: its episode ended there, which bounds the
+        n-step returns; the online loop passes each episode's final observation); every
+        ``train_freq`` env steps, ``gradient_steps`` minibatch updates of all three networks."""
         assert self._state is not None and self._code is not None, "act() first"
         config = self.config
         self.replay.add(
-            Transitions(self._state, self._code, reward, self.normalise(next_obs), terminated)
+            Transitions(self._state, self._code, reward, self.normalise(next_obs), terminated),
+            done,
         )
         self.steps += reward.shape[0]
         if int(self.steps) < config.learning_starts:
@@ -302,17 +318,24 @@ class ActiveInferenceAgent(SavableAgent):
         while int(self.update_rounds) < due:
             self.update_rounds += 1
             for _ in range(config.gradient_steps):
-                self.update(self.replay.sample(config.batch_size))
+                index = self.replay.sample_index(config.batch_size)
+                returns = self.replay.n_step_returns(
+                    index, config.n_steps, config.gamma, self.n_envs
+                )
+                self.update(self.replay.transitions(index), returns)
 
-    def update(self, batch: Transitions) -> None:
-        """One minibatch update of world model, instrumental and epistemic values."""
+    def update(self, batch: Transitions, returns: NStepReturns | None = None) -> None:
+        """One minibatch update of world model, instrumental and epistemic values; ``Q``'s target
+        from ``returns`` (one-step from ``batch`` when None)."""
         config = self.config
+        if returns is None:
+            discount = torch.full_like(batch.reward, config.gamma)
+            returns = NStepReturns(batch.reward, batch.next_obs, batch.terminated, discount)
         size = batch.obs.shape[0]
         for net in self._trained.values():
             net.optimizer.zero_grad(set_to_none=True)
         # world model: error of the predicted (s' - s, c r); its size per transition is S
         prediction = self.world_model.forward(torch.cat([batch.obs, batch.action], dim=1))
-        scaled_reward = config.reward_scale * batch.reward
         model_error = prediction - self._outcome(batch)
         squared = model_error.square()
         self.error_variance.lerp_(squared.mean(0), 1.0 - config.precision_decay)
@@ -322,9 +345,14 @@ class ActiveInferenceAgent(SavableAgent):
         # the intrinsic reward leaves out log(var) / 2, the same for every transition at a time
         information = surprise - self.error_variance.log().mean() / 2
         # targets from the target copies, each value greedy in its own right
-        next_q = self._double_q_value("value", batch.next_obs)
+        next_q = self._double_q_value("value", returns.next_obs)
         next_e = self._double_q_value("epistemic", batch.next_obs)
-        q_target = td_target(scaled_reward, 1.0 - batch.terminated, next_q, config.gamma)
+        q_target = td_target(
+            config.reward_scale * returns.reward,
+            1.0 - returns.terminated,
+            next_q,
+            returns.discount,
+        )
         e_target = td_target(
             config.surprise_scale * information,
             torch.ones_like(surprise),

@@ -7,6 +7,7 @@
     epistemic_weight: 1.0          # w at the start ...
     epistemic_weight_final: 0.0    # ... decaying linearly to this
     epistemic_decay_steps: 20000   # over this many env steps
+    action_temperature: 0.0        # T: training actions ~ softmax(-G / T); 0: argmin G
     surprise_scale: 1.0            # intrinsic reward: scale * (surprise - mean(log var) / 2)
     precision_decay: 0.99          # running error variance (1 / precision) per output
     candidates: 32                 # sampled actions per step (continuous action spaces)
@@ -16,6 +17,7 @@
     train_freq: 1                  # env steps (over all envs) between updates
     gradient_steps: 1              # updates each time
     target_update_interval: 500    # updates between target-network copies
+    n_steps: 1                     # Q learns from n-step returns (1: one-step)
     target_tau: 1.0                # fraction of the way each copy moves (1: hard copy)
     max_grad_norm: 10.0            # each network's update rescaled to at most this norm
     error_clip: 1.0                # Huber threshold: TD errors clipped to +-error_clip
@@ -75,6 +77,7 @@ class ActiveInferenceConfig:
     epistemic_weight: float = 1.0
     epistemic_weight_final: float = 0.0
     epistemic_decay_steps: int = 20_000
+    action_temperature: float = 0.0
     surprise_scale: float = 1.0
     precision_decay: float = 0.99
     reward_scale: float = 1.0
@@ -87,6 +90,7 @@ class ActiveInferenceConfig:
     train_freq: int = 1
     gradient_steps: int = 1
     target_update_interval: int = 500
+    n_steps: int = 1
     target_tau: float = 1.0
     max_grad_norm: float = 10.0
 
@@ -102,7 +106,12 @@ class ActiveInferenceConfig:
             value = getattr(self, key)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"'{key}' must be in [0, 1], got {value!r}.")
-        for key in ("epistemic_weight", "epistemic_weight_final", "surprise_scale"):
+        for key in (
+            "epistemic_weight",
+            "epistemic_weight_final",
+            "action_temperature",
+            "surprise_scale",
+        ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"'{key}' must be >= 0, got {getattr(self, key)!r}.")
         if not 0.0 < self.target_tau <= 1.0:
@@ -120,6 +129,7 @@ class ActiveInferenceConfig:
             "train_freq",
             "gradient_steps",
             "target_update_interval",
+            "n_steps",
         ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"'{key}' must be >= 1, got {getattr(self, key)!r}.")
