@@ -72,10 +72,6 @@ class ReplayBuffer(nn.Module):
         """``batch_size`` slots drawn uniformly with replacement."""
         return torch.randint(0, int(self.size), (batch_size,))
 
-    def sample(self, batch_size: int) -> Transitions:
-        """``batch_size`` transitions drawn uniformly with replacement."""
-        return self.transitions(self.sample_index(batch_size))
-
     def transitions(self, index: Tensor) -> Transitions:
         """The transitions stored at ``index``."""
         return Transitions(
