@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from biocredit.agents import ActiveInferenceAgent, agent_config, make_agent
 from biocredit.agents.active_inference import expected_free_energy, select_action
-from biocredit.agents.replay import Transitions
+from biocredit.agents.replay import NStepReturns, Transitions
 from biocredit.errors import BiocreditError
 from biocredit.training.online import OnlineRun
 from biocredit.training.resolve import resolve_config
@@ -132,6 +132,29 @@ def test_double_q_target_evaluates_the_online_choice_with_the_target_copy():
     torch.testing.assert_close(next_value, torch.full((4,), -2.0))
 
 
+def test_compound_target_is_the_mean_of_the_n_step_targets():
+    agent = small_agent(DISCRETE, reward_scale=0.5)
+    for layer in (agent.value.net.layers[-1], agent.targets["value"][-1]):
+        with torch.no_grad():  # every state's values: online prefers action 2, target rates it 4
+            layer.weight.zero_(), layer.bias.copy_(torch.tensor([0.0, 1.0, 4.0]))
+    three = NStepReturns(
+        torch.tensor([1.0, 2.0]),
+        torch.zeros(2, 3),
+        torch.tensor([0.0, 1.0]),
+        torch.tensor([0.5, 0.25]),
+    )
+    five = NStepReturns(
+        torch.tensor([3.0, 2.0]),
+        torch.ones(2, 3),
+        torch.tensor([0.0, 1.0]),
+        torch.tensor([0.125, 0.25]),
+    )
+    by_three = torch.tensor([0.5 * 1.0 + 0.5 * 4.0, 0.5 * 2.0])  # c R + gamma^m (1 - term) Q'
+    by_five = torch.tensor([0.5 * 3.0 + 0.125 * 4.0, 0.5 * 2.0])
+    torch.testing.assert_close(agent._instrumental_target([three]), by_three)
+    torch.testing.assert_close(agent._instrumental_target([three, five]), (by_three + by_five) / 2)
+
+
 def test_target_copies_move_by_tau():
     agent = small_agent(DISCRETE, target_tau=0.25, target_update_interval=1)
     before = [p.clone() for p in agent.targets["value"].parameters()]
@@ -160,6 +183,9 @@ def test_continuous_actions_come_from_the_candidates():
         ({"epistemic_wieght": 1.0}, "Did you mean 'epistemic_weight'"),
         ({"buffer_size": "1e5"}, "'agent_kwargs.buffer_size' must be int, got str"),
         ({"candidates": 0}, "'candidates' must be >= 1"),
+        ({"n_steps": 0}, "'n_steps' must be an int >= 1 or a non-empty list"),
+        ({"n_steps": []}, "'n_steps' must be an int >= 1 or a non-empty list"),
+        ({"n_steps": [3, 2.5]}, "'n_steps' must be an int >= 1 or a non-empty list"),
         ({"action_temperature": -1.0}, "'action_temperature' must be >= 0"),
         ({"gamma": 1.5}, "'gamma' must be in"),
         ({"surprise_scale": -1.0}, "'surprise_scale' must be >= 0"),
@@ -180,7 +206,7 @@ def test_learner_flag_replaces_every_module_learner():
 
 @pytest.mark.parametrize("action_space", [DISCRETE, BOX])
 def test_save_load_round_trip(action_space, tmp_path):
-    agent = small_agent(action_space)
+    agent = small_agent(action_space, n_steps=[1, 2])  # learns from the compound target
     run_steps(agent, 12)
     assert int(agent.updates) > 0 and len(agent.replay) == 24
     agent.save(tmp_path / "agent")

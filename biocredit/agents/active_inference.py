@@ -13,7 +13,11 @@ from local prediction errors (learner ``pc`` by default; no backprop anywhere):
   on the (scaled) extrinsic reward, ``y = c r + gamma (1 - terminated) Q_target(s', a*)`` with
   ``a* = argmax_a' Q(s', a')`` chosen by the online network; with ``n_steps = n > 1``, from
   the ``n``-step return, ``y = c sum_{j<m} gamma^j r_{t+j} + gamma^m (1 - terminated_{t+m-1})
-  Q_target(s_{t+m}, a*)``, ``m = n`` unless the episode (or the stored data) ends first;
+  Q_target(s_{t+m}, a*)``, ``m = n`` unless the episode (or the stored data) ends first; with
+  a list ``n_steps = [n_1, ..., n_k]``, from the compound target ``y = mean_i y^(n_i)``
+  (Sutton & Barto 2018, sec. 12.1; an average of n-step returns has less variance than its
+  longest one at a similar contraction: Daley et al. 2024, "Averaging n-step returns reduces
+  variance in reinforcement learning", ICML);
 - an **epistemic value** ``E(s, a)``, learned the same way on the intrinsic reward
   ``k mean_d e_d^2 / (2 var_d)``, the part of ``S`` that differs between transitions (never cut
   at termination: the end of an episode does not end what can be learned),
@@ -319,18 +323,19 @@ class ActiveInferenceAgent(SavableAgent):
             self.update_rounds += 1
             for _ in range(config.gradient_steps):
                 index = self.replay.sample_index(config.batch_size)
-                returns = self.replay.n_step_returns(
-                    index, config.n_steps, config.gamma, self.n_envs
-                )
+                returns = [
+                    self.replay.n_step_returns(index, n, config.gamma, self.n_envs)
+                    for n in config.horizons
+                ]
                 self.update(self.replay.transitions(index), returns)
 
-    def update(self, batch: Transitions, returns: NStepReturns | None = None) -> None:
+    def update(self, batch: Transitions, returns: list[NStepReturns] | None = None) -> None:
         """One minibatch update of world model, instrumental and epistemic values; ``Q``'s target
-        from ``returns`` (one-step from ``batch`` when None)."""
+        the mean of the targets from each of ``returns`` (one-step from ``batch`` when None)."""
         config = self.config
         if returns is None:
             discount = torch.full_like(batch.reward, config.gamma)
-            returns = NStepReturns(batch.reward, batch.next_obs, batch.terminated, discount)
+            returns = [NStepReturns(batch.reward, batch.next_obs, batch.terminated, discount)]
         size = batch.obs.shape[0]
         for net in self._trained.values():
             net.optimizer.zero_grad(set_to_none=True)
@@ -345,14 +350,8 @@ class ActiveInferenceAgent(SavableAgent):
         # the intrinsic reward leaves out log(var) / 2, the same for every transition at a time
         information = surprise - self.error_variance.log().mean() / 2
         # targets from the target copies, each value greedy in its own right
-        next_q = self._double_q_value("value", returns.next_obs)
+        q_target = self._instrumental_target(returns)
         next_e = self._double_q_value("epistemic", batch.next_obs)
-        q_target = td_target(
-            config.reward_scale * returns.reward,
-            1.0 - returns.terminated,
-            next_q,
-            returns.discount,
-        )
         e_target = td_target(
             config.surprise_scale * information,
             torch.ones_like(surprise),
@@ -374,6 +373,22 @@ class ActiveInferenceAgent(SavableAgent):
         self.updates += 1
         if int(self.updates) % config.target_update_interval == 0:
             self._update_targets(config.target_tau)
+
+    def _instrumental_target(self, returns: list[NStepReturns]) -> Tensor:
+        """``Q``'s target: the mean over ``returns`` of ``c R + gamma^m (1 - terminated)
+        Q_target(s_m, a*)``, every horizon's bootstrap value from one pass of the networks."""
+        next_obs = torch.cat([part.next_obs for part in returns])
+        next_q = self._double_q_value("value", next_obs).view(len(returns), -1)
+        targets = [
+            td_target(
+                self.config.reward_scale * part.reward,
+                1.0 - part.terminated,
+                value,
+                part.discount,
+            )
+            for part, value in zip(returns, next_q, strict=True)
+        ]
+        return torch.stack(targets).mean(0)
 
     @torch.no_grad()
     def _update_targets(self, tau: float) -> None:

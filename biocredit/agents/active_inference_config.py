@@ -17,7 +17,8 @@
     train_freq: 1                  # env steps (over all envs) between updates
     gradient_steps: 1              # updates each time
     target_update_interval: 500    # updates between target-network copies
-    n_steps: 1                     # Q learns from n-step returns (1: one-step)
+    n_steps: 1                     # Q learns from n-step returns (1: one-step); a list such as
+                                   # [3, 5]: from the mean of those n-step targets
     target_tau: 1.0                # fraction of the way each copy moves (1: hard copy)
     max_grad_norm: 10.0            # each network's update rescaled to at most this norm
     error_clip: 1.0                # Huber threshold: TD errors clipped to +-error_clip
@@ -90,7 +91,7 @@ class ActiveInferenceConfig:
     train_freq: int = 1
     gradient_steps: int = 1
     target_update_interval: int = 500
-    n_steps: int = 1
+    n_steps: int | list[int] = 1
     target_tau: float = 1.0
     max_grad_norm: float = 10.0
 
@@ -129,10 +130,10 @@ class ActiveInferenceConfig:
             "train_freq",
             "gradient_steps",
             "target_update_interval",
-            "n_steps",
         ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"'{key}' must be >= 1, got {getattr(self, key)!r}.")
+        self._check_n_steps()
         for key in ("epistemic_decay_steps", "learning_starts"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"'{key}' must be >= 0, got {getattr(self, key)!r}.")
@@ -152,6 +153,20 @@ class ActiveInferenceConfig:
                     "active-inference agent learns from prediction or TD errors. Use an "
                     "error-driven learner: pc, bp, fa or dfa."
                 )
+
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        """The ``n`` of each n-step target that Q's target averages."""
+        return (self.n_steps,) if isinstance(self.n_steps, int) else tuple(self.n_steps)
+
+    def _check_n_steps(self) -> None:
+        value = self.n_steps
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(_is(n, "int") and n >= 1 for n in items):
+            raise ConfigError(
+                f"'n_steps' must be an int >= 1 or a non-empty list of them (Q's target the "
+                f"mean of those n-step targets, e.g. [3, 5]), got {value!r}."
+            )
 
 
 NESTED: dict[tuple[type, str], type] = {
