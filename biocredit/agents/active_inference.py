@@ -15,9 +15,9 @@ from local prediction errors (learner ``pc`` by default; no backprop anywhere):
   the ``n``-step return, ``y = c sum_{j<m} gamma^j r_{t+j} + gamma^m (1 - terminated_{t+m-1})
   Q_target(s_{t+m}, a*)``, ``m = n`` unless the episode (or the stored data) ends first; with
   a list ``n_steps = [n_1, ..., n_k]``, from the compound target ``y = mean_i y^(n_i)``
-  (Sutton & Barto 2018, sec. 12.1; an average of n-step returns has less variance than its
-  longest one at a similar contraction: Daley et al. 2024, "Averaging n-step returns reduces
-  variance in reinforcement learning", ICML);
+  (Sutton & Barto 2018, sec. 12.1; a compound return has less variance than the n-step return
+  of the same contraction modulus: Daley, White & Machado 2024, "Averaging n-step returns
+  reduces variance in reinforcement learning", ICML);
 - an **epistemic value** ``E(s, a)``, learned the same way on the intrinsic reward
   ``k mean_d e_d^2 / (2 var_d)``, the part of ``S`` that differs between transitions (never cut
   at termination: the end of an episode does not end what can be learned),
