@@ -66,3 +66,18 @@ def test_n_step_returns_follow_the_ring_across_its_wrap():
     returns = buffer.n_step_returns(torch.tensor([2]), 3, GAMMA, n_envs=1)  # step 2
     torch.testing.assert_close(returns.reward, torch.tensor([2 + GAMMA * 3 + GAMMA**2 * 4]))
     torch.testing.assert_close(returns.next_obs, torch.tensor([[5.0]]))
+
+
+def test_returns_at_several_horizons_are_each_horizons_returns_in_the_order_asked():
+    buffer = filled_buffer()
+    index = torch.tensor([0, 1, 3])
+    two, one = buffer.returns_at_horizons(index, (2, 1), GAMMA, n_envs=2)
+    stored = buffer.transitions(index)
+    torch.testing.assert_close(one.reward, stored.reward)
+    torch.testing.assert_close(one.next_obs, stored.next_obs)
+    # env 0 from step 0 (terminates after step 1); env 1 from steps 0 and 1
+    torch.testing.assert_close(
+        two.reward, torch.tensor([1 + GAMMA * 2, 10 + GAMMA * 20, 20 + GAMMA * 30])
+    )
+    torch.testing.assert_close(two.next_obs[:, 0], torch.tensor([102.0, 103.0, 105.0]))
+    torch.testing.assert_close(two.discount, torch.full((3,), GAMMA**2))

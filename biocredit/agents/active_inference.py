@@ -323,10 +323,9 @@ class ActiveInferenceAgent(SavableAgent):
             self.update_rounds += 1
             for _ in range(config.gradient_steps):
                 index = self.replay.sample_index(config.batch_size)
-                returns = [
-                    self.replay.n_step_returns(index, n, config.gamma, self.n_envs)
-                    for n in config.horizons
-                ]
+                returns = self.replay.returns_at_horizons(
+                    index, config.horizons, config.gamma, self.n_envs
+                )
                 self.update(self.replay.transitions(index), returns)
 
     def update(self, batch: Transitions, returns: list[NStepReturns] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -87,12 +88,20 @@ class ReplayBuffer(nn.Module):
         2018's Rainbow): each follows its own env, whose next transition is ``n_envs`` slots on,
         for ``m`` steps, ``m`` the smallest of ``n``, the steps to its episode's end (included)
         and the steps stored after it."""
+        return self.returns_at_horizons(index, (n,), gamma, n_envs)[0]
+
+    def returns_at_horizons(
+        self, index: Tensor, horizons: Sequence[int], gamma: float, n_envs: int
+    ) -> list[NStepReturns]:
+        """:meth:`n_step_returns` for every ``n`` in ``horizons`` (in that order), from one walk
+        along the stored transitions: the shorter returns are the longer one's partial sums."""
         stored_after = (int(self.position) - 1 - index) % self.capacity
         reward = torch.zeros(len(index))
         discount = torch.ones(len(index))
         following = torch.ones(len(index), dtype=torch.bool)
         next_obs, terminated = self.next_obs[index], self.terminated[index]
-        for step in range(n):
+        by_horizon = {}
+        for step in range(max(horizons)):
             slot = (index + step * n_envs) % self.capacity
             taken = following & (step * n_envs <= stored_after)
             reward = reward + torch.where(taken, discount * self.reward[slot], 0.0)
@@ -100,4 +109,5 @@ class ReplayBuffer(nn.Module):
             terminated = torch.where(taken, self.terminated[slot], terminated)
             discount = torch.where(taken, discount * gamma, discount)
             following = taken & ~self.ended[slot]
-        return NStepReturns(reward, next_obs, terminated, discount)
+            by_horizon[step + 1] = NStepReturns(reward, next_obs, terminated, discount)
+        return [by_horizon[n] for n in horizons]
