@@ -151,8 +151,10 @@ def test_compound_target_is_the_mean_of_the_n_step_targets():
     )
     by_three = torch.tensor([0.5 * 1.0 + 0.5 * 4.0, 0.5 * 2.0])  # c R + gamma^m (1 - term) Q'
     by_five = torch.tensor([0.5 * 3.0 + 0.125 * 4.0, 0.5 * 2.0])
-    torch.testing.assert_close(agent._instrumental_target([three]), by_three)
-    torch.testing.assert_close(agent._instrumental_target([three, five]), (by_three + by_five) / 2)
+    torch.testing.assert_close(agent._instrumental_target([three], "value"), by_three)
+    torch.testing.assert_close(
+        agent._instrumental_target([three, five], "value"), (by_three + by_five) / 2
+    )
 
 
 def test_target_copies_move_by_tau():

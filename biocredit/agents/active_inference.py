@@ -23,8 +23,24 @@ from local prediction errors (learner ``pc`` by default; no backprop anywhere):
   at termination: the end of an episode does not end what can be learned),
   ``y_E = k e^2 / (2 var) + gamma_E E_target(s', a*_E)``.
 
-Both learn from the Huber loss's derivative (the TD error clipped to ``+-error_clip``); each
-network's update is rescaled to a norm of at most ``max_grad_norm``, as in SB3's DQN.
+With ``value_heads = K > 1``, ``Q`` is an ensemble of ``K`` networks ``Q_1 ... Q_K``, each with
+its own initialisation, optimizer and target copy, each learning the same minibatches by double
+Q-learning against its own target (Osband et al. 2016, "Deep exploration via bootstrapped DQN",
+without the bootstrap masks: the heads differ by initialisation). Actions use their mean plus
+``novelty_weight`` ``k`` times their spread (sample standard deviation over the heads)::
+
+    Q(s, a) = mean_i Q_i(s, a) + k std_i Q_i(s, a)
+
+The spread is large where the data have not yet pinned the value down, so ``k std`` is a
+novelty term: active inference's expected information gain about the parameters (Schwartenbeck
+et al. 2019, "Computational mechanisms of curiosity and goal-directed exploration", eLife),
+estimated by ensemble disagreement as in Chen et al. 2017 ("UCB exploration via Q-ensembles").
+Unlike ``E``, it is about the value, not the world's dynamics, and it does not fade with ``w``:
+it shrinks as the heads agree.
+
+The value networks learn from the Huber loss's derivative (the TD error clipped to
+``+-error_clip``); each network's update is rescaled to a norm of at most ``max_grad_norm``,
+as in SB3's DQN.
 
 Actions minimise the expected free energy over candidate actions (all actions when discrete,
 ``candidates`` uniform samples from the box when continuous)::
@@ -49,7 +65,7 @@ error as the intrinsic signal; keeping ``Q`` and ``E`` apart lets ``w`` decay wi
 relearning ``Q``.
 
 A replay buffer (``buffer_size`` transitions, saved with every checkpoint so a resumed run
-continues exactly) feeds minibatches to all three networks; ``Q`` and ``E`` bootstrap from
+continues exactly) feeds minibatches to every network; each ``Q_i`` and ``E`` bootstrap from
 target copies synchronised every ``target_update_interval`` updates (``target_tau < 1``: moved
 that fraction of the way, Polyak averaging). The surprise in each
 minibatch is recomputed by the current world model, so the intrinsic reward of old transitions
@@ -84,6 +100,14 @@ MAX_NORMALISED_RANGE = 1e3  # observation bounds wider than this are left unscal
 def expected_free_energy(instrumental: Tensor, epistemic: Tensor, weight: float) -> Tensor:
     """``G(a) = -(Q(s, a) + w E(s, a))`` for every candidate action (last dimension)."""
     return -(instrumental + weight * epistemic)
+
+
+def ensemble_value(heads: Tensor, novelty_weight: float) -> Tensor:
+    """``mean_i Q_i + k std_i Q_i`` over the value heads (first dimension; ``std`` the sample
+    standard deviation); a single head's values as they are."""
+    if heads.shape[0] == 1:
+        return heads[0]
+    return heads.mean(0) + novelty_weight * heads.std(0)
 
 
 def select_action(free_energy: Tensor, temperature: float = 0.0) -> Tensor:
@@ -172,11 +196,14 @@ class ActiveInferenceAgent(SavableAgent):
             "value": self.value,
             "epistemic": self.epistemic,
         }
+        self.value_roles = ["value", *(f"value_{i}" for i in range(1, config.value_heads))]
+        for role in self.value_roles[1:]:  # after the three, so head 0 starts as a lone Q would
+            self._trained[role] = make(value_in, modules.value, value_out)
         self.networks = nn.ModuleDict({role: net.net for role, net in self._trained.items()})
         self.targets = nn.ModuleDict(
             {
-                "value": copy.deepcopy(self.value.net.layers),
-                "epistemic": copy.deepcopy(self.epistemic.net.layers),
+                role: copy.deepcopy(self._trained[role].net.layers)
+                for role in [*self.value_roles, "epistemic"]
             }
         )
         self.targets.requires_grad_(False)  # Polyak / hard copies, never trained
@@ -246,7 +273,8 @@ class ActiveInferenceAgent(SavableAgent):
         None), ``(batch, n_candidates)`` for the candidate codes ``(batch, n, action_dim)``."""
         inputs = state if codes is None else self._pairs(state, codes)
         shape = (state.shape[0], -1)
-        q = self.value.infer(inputs).view(shape)
+        heads = [self._trained[role].infer(inputs).view(shape) for role in self.value_roles]
+        q = ensemble_value(torch.stack(heads), self.config.novelty_weight)
         if weight == 0.0:  # no epistemic term: E need not be evaluated
             return -q
         return expected_free_energy(q, self.epistemic.infer(inputs).view(shape), weight)
@@ -308,7 +336,7 @@ class ActiveInferenceAgent(SavableAgent):
     def learn(self, reward: Tensor, terminated: Tensor, next_obs: Tensor, done: Tensor) -> None:
         """Store the transition just taken (``done``: its episode ended there, which bounds the
         n-step returns; the online loop passes each episode's final observation); every
-        ``train_freq`` env steps, ``gradient_steps`` minibatch updates of all three networks."""
+        ``train_freq`` env steps, ``gradient_steps`` minibatch updates of every network."""
         assert self._state is not None and self._code is not None, "act() first"
         config = self.config
         self.replay.add(
@@ -329,7 +357,7 @@ class ActiveInferenceAgent(SavableAgent):
                 self.update(self.replay.transitions(index), returns)
 
     def update(self, batch: Transitions, returns: list[NStepReturns] | None = None) -> None:
-        """One minibatch update of world model, instrumental and epistemic values; ``Q``'s target
+        """One minibatch update of world model, value heads and epistemic value; each head's target
         the mean of the targets from each of ``returns`` (one-step from ``batch`` when None)."""
         config = self.config
         if returns is None:
@@ -349,9 +377,9 @@ class ActiveInferenceAgent(SavableAgent):
         # the intrinsic reward leaves out log(var) / 2, the same for every transition at a time
         information = surprise - self.error_variance.log().mean() / 2
         # targets from the target copies, each value greedy in its own right
-        q_target = self._instrumental_target(returns)
+        targets = {role: self._instrumental_target(returns, role) for role in self.value_roles}
         next_e = self._double_q_value("epistemic", batch.next_obs)
-        e_target = td_target(
+        targets["epistemic"] = td_target(
             config.surprise_scale * information,
             torch.ones_like(surprise),
             next_e,
@@ -360,8 +388,8 @@ class ActiveInferenceAgent(SavableAgent):
         # dS/dm: the precision-weighted prediction error, as predictive coding weights it
         model_grad = model_error / self.error_variance / model_error.shape[1]
         outputs, errors = [self.world_model.last_output], [model_grad / size]
-        for net, target in ((self.value, q_target), (self.epistemic, e_target)):
-            output, error = self._value_error(net, batch, target)
+        for role, target in targets.items():
+            output, error = self._value_error(self._trained[role], batch, target)
             outputs.append(output)
             errors.append(error / size)
         with torch.enable_grad():
@@ -373,11 +401,12 @@ class ActiveInferenceAgent(SavableAgent):
         if int(self.updates) % config.target_update_interval == 0:
             self._update_targets(config.target_tau)
 
-    def _instrumental_target(self, returns: list[NStepReturns]) -> Tensor:
-        """``Q``'s target: the mean over ``returns`` of ``c R + gamma^m (1 - terminated)
-        Q_target(s_m, a*)``, every horizon's bootstrap value from one pass of the networks."""
+    def _instrumental_target(self, returns: list[NStepReturns], role: str) -> Tensor:
+        """The value head ``role``'s target: the mean over ``returns`` of ``c R + gamma^m
+        (1 - terminated) Q_target(s_m, a*)`` by its own online and target networks, every
+        horizon's bootstrap value from one pass of them."""
         next_obs = torch.cat([part.next_obs for part in returns])
-        next_q = self._double_q_value("value", next_obs).view(len(returns), -1)
+        next_q = self._double_q_value(role, next_obs).view(len(returns), -1)
         targets = [
             td_target(
                 self.config.reward_scale * part.reward,
@@ -392,7 +421,7 @@ class ActiveInferenceAgent(SavableAgent):
     @torch.no_grad()
     def _update_targets(self, tau: float) -> None:
         """Move each target copy the fraction ``tau`` of the way to its online network."""
-        for role in ("value", "epistemic"):
+        for role in (*self.value_roles, "epistemic"):
             online = self._trained[role].net.layers.parameters()
             for target, source in zip(self.targets[role].parameters(), online, strict=True):
                 target.lerp_(source, tau)

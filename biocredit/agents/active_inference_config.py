@@ -20,6 +20,8 @@
     n_steps: 1                     # Q learns from n-step returns (1: one-step); a list such as
                                    # [3, 5]: from the mean of those n-step targets
     target_tau: 1.0                # fraction of the way each copy moves (1: hard copy)
+    value_heads: 1                 # K: Q as an ensemble of K networks (mean over the heads)
+    novelty_weight: 0.0            # k: actions rate Q by mean + k * std over the heads
     max_grad_norm: 10.0            # each network's update rescaled to at most this norm
     error_clip: 1.0                # Huber threshold: TD errors clipped to +-error_clip
     reward_scale: 1.0              # c: rewards scaled before learning
@@ -61,7 +63,8 @@ def pc_network() -> NetworkConfig:
 
 @dataclass
 class ActiveInferenceModules:
-    """The three networks: generative world model, instrumental and epistemic values."""
+    """The three networks: generative world model, instrumental and epistemic values (every
+    value head is built from ``value``)."""
 
     world_model: NetworkConfig = field(default_factory=pc_network)
     value: NetworkConfig = field(default_factory=pc_network)
@@ -94,6 +97,8 @@ class ActiveInferenceConfig:
     n_steps: int | list[int] = 1
     target_tau: float = 1.0
     max_grad_norm: float = 10.0
+    value_heads: int = 1
+    novelty_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -112,6 +117,7 @@ class ActiveInferenceConfig:
             "epistemic_weight_final",
             "action_temperature",
             "surprise_scale",
+            "novelty_weight",
         ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"'{key}' must be >= 0, got {getattr(self, key)!r}.")
@@ -130,10 +136,17 @@ class ActiveInferenceConfig:
             "train_freq",
             "gradient_steps",
             "target_update_interval",
+            "value_heads",
         ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"'{key}' must be >= 1, got {getattr(self, key)!r}.")
         self._check_n_steps()
+        if self.novelty_weight > 0 and self.value_heads < 2:
+            raise ConfigError(
+                f"'novelty_weight' is {self.novelty_weight!r}, but the novelty term is the spread "
+                f"of the value heads and there is {self.value_heads}. Set 'value_heads' to 2 or "
+                "more (e.g. 3), or 'novelty_weight' to 0."
+            )
         for key in ("epistemic_decay_steps", "learning_starts"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"'{key}' must be >= 0, got {getattr(self, key)!r}.")
