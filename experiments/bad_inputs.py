@@ -181,6 +181,8 @@ CASES: list[Case] = [
          "Did you mean 'epistemic_weight'?"),
     Case("target averaging rate out of range", [*AIF, "--set", "agent_kwargs.target_tau=0"],
          "'target_tau' must be in (0, 1], got 0"),
+    Case("novelty term with one value head", [*AIF, "--set", "agent_kwargs.novelty_weight=1"],
+         "Set 'value_heads' to 2 or more"),
     Case("misspelt pc feedback",
          [*AIF, "--set", f"{MODULES}.value.learner_kwargs.feedback=symetric"],
          "Did you mean 'symmetric'?"),

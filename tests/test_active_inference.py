@@ -13,7 +13,7 @@ from gymnasium import spaces
 from safetensors.torch import load_file
 
 from biocredit.agents import ActiveInferenceAgent, agent_config, make_agent
-from biocredit.agents.active_inference import expected_free_energy, select_action
+from biocredit.agents.active_inference import ensemble_value, expected_free_energy, select_action
 from biocredit.agents.replay import NStepReturns, Transitions
 from biocredit.errors import BiocreditError
 from biocredit.training.online import OnlineRun
@@ -61,6 +61,13 @@ def transition(obs, action, next_obs, reward) -> Transitions:
     )
 
 
+def set_values(layers: torch.nn.Sequential, values: list[float]) -> None:
+    """Make a value network rate the actions ``values`` in every state (bias only)."""
+    with torch.no_grad():
+        layers[-1].weight.zero_()
+        layers[-1].bias.copy_(torch.tensor(values))
+
+
 def test_every_module_learns_by_pc_by_default():
     config = agent_config("active-inference", {}, None)
     modules = config.modules
@@ -93,15 +100,58 @@ def test_expected_free_energy_picks_the_argmin():
     agent = small_agent(
         DISCRETE, learning_starts=0, epistemic_weight=1.0, epistemic_weight_final=1.0
     )
-    for net, bias in ((agent.value.net, q[0]), (agent.epistemic.net, e[0])):
-        with torch.no_grad():
-            net.layers[-1].weight.zero_()
-            net.layers[-1].bias.copy_(bias)
+    set_values(agent.value.net.layers, q[0].tolist())
+    set_values(agent.epistemic.net.layers, e[0].tolist())
     obs = torch.zeros(4, 3)
     assert agent.act(obs).tolist() == [2, 2, 2, 2]
     assert agent.predict(obs.numpy(), deterministic=True)[0].tolist() == [2, 2, 2, 2]
     agent.config.epistemic_weight = agent.config.epistemic_weight_final = 0.1
     assert agent.predict(obs.numpy(), deterministic=True)[0].tolist() == [1, 1, 1, 1]
+
+
+def test_ensemble_value_is_the_mean_plus_k_sample_standard_deviations():
+    heads = torch.tensor([[[1.0, 4.0]], [[3.0, 4.0]], [[5.0, 4.0]]])  # 3 heads, 1 state, 2 actions
+    # action 0: mean 3, sample std sqrt(((1 - 3)^2 + 0 + (5 - 3)^2) / (3 - 1)) = 2; action 1: 4, 0
+    torch.testing.assert_close(ensemble_value(heads, 0.5), torch.tensor([[3.0 + 0.5 * 2.0, 4.0]]))
+    torch.testing.assert_close(ensemble_value(heads, 0.0), torch.tensor([[3.0, 4.0]]))
+    torch.testing.assert_close(ensemble_value(heads[:1], 2.0), heads[0])  # one head: as it is
+
+
+def test_novelty_term_steers_actions_to_where_the_heads_disagree():
+    agent = small_agent(
+        DISCRETE, learning_starts=0, epistemic_weight=0.0, value_heads=3, novelty_weight=1.0
+    )
+    assert agent.value_roles == ["value", "value_1", "value_2"]
+    heads = [agent.trained_networks()[role].net.layers for role in agent.value_roles]
+    values = ([1.0, 4.0, 0.0], [3.0, 4.0, 0.0], [5.0, 4.0, 0.0])  # mean (3, 4, 0), spread (2, 0, 0)
+    for layers, head_values in zip(heads, values, strict=True):
+        set_values(layers, head_values)
+    obs = torch.zeros(4, 3)
+    assert agent.act(obs).tolist() == [0] * 4  # 3 + 1 * 2 > 4
+    agent.config.novelty_weight = 0.0
+    assert agent.predict(obs.numpy(), deterministic=True)[0].tolist() == [1] * 4  # mean alone
+
+
+def test_each_value_head_learns_its_own_double_q_target():
+    agent = small_agent(DISCRETE, value_heads=2)
+    nets, targets = agent.trained_networks(), agent.targets
+    first = [layer.weight for layer in (nets["value"].net.layers[0], nets["value_1"].net.layers[0])]
+    assert not torch.equal(*first)  # the heads start apart
+    set_values(nets["value"].net.layers, [0.0, 3.0, 1.0])  # prefers 1: its target rates it -2
+    set_values(targets["value"], [9.0, -2.0, 5.0])
+    set_values(nets["value_1"].net.layers, [5.0, 0.0, 0.0])  # prefers 0: its target rates it 7
+    set_values(targets["value_1"], [7.0, 1.0, 1.0])
+    returns = [
+        NStepReturns(torch.ones(2), torch.zeros(2, 3), torch.zeros(2), torch.full((2,), 0.5))
+    ]
+    torch.testing.assert_close(agent._instrumental_target(returns, "value"), torch.full((2,), 0.0))
+    torch.testing.assert_close(
+        agent._instrumental_target(returns, "value_1"), torch.full((2,), 4.5)
+    )
+    before = {role: nets[role].net.layers[0].weight.clone() for role in agent.value_roles}
+    agent.update(transition([0.1, 0.2, 0.3], [0.0, 1.0, 0.0], [0.0, 0.1, 0.2], 1.0))
+    for role in agent.value_roles:  # every head learns from the minibatch
+        assert not torch.equal(nets[role].net.layers[0].weight, before[role]), role
 
 
 def test_policy_precision_samples_softmax_of_minus_g_and_evaluation_keeps_the_argmin():
@@ -112,9 +162,7 @@ def test_policy_precision_samples_softmax_of_minus_g_and_evaluation_keeps_the_ar
     expected = torch.softmax(torch.tensor([2.0, 4.0, -1.0]), dim=0)  # exp(-G / T), normalised
     torch.testing.assert_close(counts / 20_000, expected, atol=0.01, rtol=0.0)
     agent = small_agent(DISCRETE, learning_starts=0, action_temperature=temperature)
-    with torch.no_grad():
-        agent.value.net.layers[-1].weight.zero_()
-        agent.value.net.layers[-1].bias.copy_(torch.tensor([0.0, 1.0, 0.0]))
+    set_values(agent.value.net.layers, [0.0, 1.0, 0.0])
     obs = torch.zeros(400, 3)
     sampled = agent.act(obs)
     assert 0 < int((sampled != 1).sum()) < 200  # mostly action 1, not only
@@ -123,20 +171,16 @@ def test_policy_precision_samples_softmax_of_minus_g_and_evaluation_keeps_the_ar
 
 def test_double_q_target_evaluates_the_online_choice_with_the_target_copy():
     agent = small_agent(DISCRETE)
-    online, target = agent.value.net.layers[-1], agent.targets["value"][-1]
-    with torch.no_grad():
-        online.weight.zero_(), target.weight.zero_()
-        online.bias.copy_(torch.tensor([0.0, 3.0, 1.0]))  # the online net prefers action 1
-        target.bias.copy_(torch.tensor([9.0, -2.0, 5.0]))  # the target's max (9) is not used
+    set_values(agent.value.net.layers, [0.0, 3.0, 1.0])  # the online net prefers action 1
+    set_values(agent.targets["value"], [9.0, -2.0, 5.0])  # the target's max (9) is not used
     next_value = agent._double_q_value("value", torch.zeros(4, 3))
     torch.testing.assert_close(next_value, torch.full((4,), -2.0))
 
 
 def test_compound_target_is_the_mean_of_the_n_step_targets():
     agent = small_agent(DISCRETE, reward_scale=0.5)
-    for layer in (agent.value.net.layers[-1], agent.targets["value"][-1]):
-        with torch.no_grad():  # every state's values: online prefers action 2, target rates it 4
-            layer.weight.zero_(), layer.bias.copy_(torch.tensor([0.0, 1.0, 4.0]))
+    for layers in (agent.value.net.layers, agent.targets["value"]):
+        set_values(layers, [0.0, 1.0, 4.0])  # online prefers action 2, target rates it 4
     three = NStepReturns(
         torch.tensor([1.0, 2.0]),
         torch.zeros(2, 3),
@@ -158,13 +202,16 @@ def test_compound_target_is_the_mean_of_the_n_step_targets():
 
 
 def test_target_copies_move_by_tau():
-    agent = small_agent(DISCRETE, target_tau=0.25, target_update_interval=1)
-    before = [p.clone() for p in agent.targets["value"].parameters()]
+    agent = small_agent(DISCRETE, target_tau=0.25, target_update_interval=1, value_heads=2)
+    roles = [*agent.value_roles, "epistemic"]
+    before = {role: [p.clone() for p in agent.targets[role].parameters()] for role in roles}
     run_steps(agent, 2)  # 2 envs: the 4th env step starts learning with one update
     assert int(agent.updates) == 1
-    online = agent.value.net.layers.parameters()
-    for got, old, new in zip(agent.targets["value"].parameters(), before, online, strict=True):
-        torch.testing.assert_close(got, 0.75 * old + 0.25 * new)
+    for role in roles:  # each copy moves towards its own online network
+        online = agent.trained_networks()[role].net.layers.parameters()
+        copy = agent.targets[role].parameters()
+        for got, old, new in zip(copy, before[role], online, strict=True):
+            torch.testing.assert_close(got, 0.75 * old + 0.25 * new)
 
 
 def test_continuous_actions_come_from_the_candidates():
@@ -192,6 +239,9 @@ def test_continuous_actions_come_from_the_candidates():
         ({"gamma": 1.5}, "'gamma' must be in"),
         ({"surprise_scale": -1.0}, "'surprise_scale' must be >= 0"),
         ({"normalize_observations": "yes"}, "must be bool"),
+        ({"value_heads": 0}, "'value_heads' must be >= 1"),
+        ({"novelty_weight": -0.5, "value_heads": 3}, "'novelty_weight' must be >= 0"),
+        ({"novelty_weight": 1.0}, "Set 'value_heads' to 2 or more"),
     ],
 )
 def test_bad_config(kwargs, match):
@@ -208,7 +258,8 @@ def test_learner_flag_replaces_every_module_learner():
 
 @pytest.mark.parametrize("action_space", [DISCRETE, BOX])
 def test_save_load_round_trip(action_space, tmp_path):
-    agent = small_agent(action_space, n_steps=[1, 2])  # learns from the compound target
+    # learns from the compound target, with two value heads and the novelty term
+    agent = small_agent(action_space, n_steps=[1, 2], value_heads=2, novelty_weight=0.5)
     run_steps(agent, 12)
     assert int(agent.updates) > 0 and len(agent.replay) == 24
     agent.save(tmp_path / "agent")
@@ -234,6 +285,7 @@ RESUME = [
     "agent_kwargs.batch_size=16",
     "agent_kwargs.target_update_interval=20",
     "agent_kwargs.modules.value.hidden=[16]",
+    "agent_kwargs.value_heads=2",
 ]
 
 
