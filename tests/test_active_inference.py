@@ -74,6 +74,7 @@ def test_every_module_learns_by_pc_by_default():
     assert {modules.world_model.learner, modules.value.learner, modules.epistemic.learner} == {"pc"}
     agent = small_agent(DISCRETE)
     assert {net.net.learner.name for net in agent.trained_networks().values()} == {"pc"}
+    assert "agent/value_spread" not in agent.diagnostics()  # one value head: nothing spreads
 
 
 @pytest.mark.slow
@@ -149,7 +150,10 @@ def test_each_value_head_learns_its_own_double_q_target():
         agent._instrumental_target(returns, "value_1"), torch.full((2,), 4.5)
     )
     before = {role: nets[role].net.layers[0].weight.clone() for role in agent.value_roles}
-    agent.update(transition([0.1, 0.2, 0.3], [0.0, 1.0, 0.0], [0.0, 0.1, 0.2], 1.0))
+    batch = transition([0.1, 0.2, 0.3], [0.0, 1.0, 0.0], [0.0, 0.1, 0.2], 1.0)
+    spread = torch.stack([nets[role].infer(batch.obs) for role in agent.value_roles]).std(0)
+    agent.update(batch)
+    assert agent.diagnostics()["agent/value_spread"] == pytest.approx(float(spread.mean()))
     for role in agent.value_roles:  # every head learns from the minibatch
         assert not torch.equal(nets[role].net.layers[0].weight, before[role]), role
 

@@ -213,6 +213,7 @@ class ActiveInferenceAgent(SavableAgent):
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("update_rounds", torch.zeros((), dtype=torch.long))
         self.surprise = 0.0  # mean surprise of the last minibatch
+        self.value_spread = 0.0  # mean std over the value heads on the last minibatch
         self._state: Tensor | None = None
         self._code: Tensor | None = None
 
@@ -252,8 +253,12 @@ class ActiveInferenceAgent(SavableAgent):
         }
 
     def diagnostics(self) -> dict[str, float]:
-        """Values the online loop logs."""
-        return {"agent/surprise": self.surprise, "agent/epistemic_weight": self.epistemic_weight}
+        """Values the online loop logs (with value heads, ``agent/value_spread``: their standard
+        deviation on the last minibatch, averaged: the novelty term's size before ``k``)."""
+        logged = {"agent/surprise": self.surprise, "agent/epistemic_weight": self.epistemic_weight}
+        if len(self.value_roles) > 1:
+            logged["agent/value_spread"] = self.value_spread
+        return logged
 
     @property
     def epistemic_weight(self) -> float:
@@ -392,6 +397,9 @@ class ActiveInferenceAgent(SavableAgent):
             output, error = self._value_error(self._trained[role], batch, target)
             outputs.append(output)
             errors.append(error / size)
+        if len(self.value_roles) > 1:
+            heads = torch.stack(outputs[1 : 1 + len(self.value_roles)])
+            self.value_spread = float(heads.detach().std(0).mean())
         with torch.enable_grad():
             torch.autograd.backward(outputs, errors)
         for net in self._trained.values():
