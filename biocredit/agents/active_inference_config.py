@@ -144,8 +144,8 @@ class ActiveInferenceConfig:
         if self.novelty_weight > 0 and self.value_heads < 2:
             raise ConfigError(
                 f"'novelty_weight' is {self.novelty_weight!r}, but the novelty term is the spread "
-                f"of the value heads and there is {self.value_heads}. Set 'value_heads' to 2 or "
-                "more (e.g. 3), or 'novelty_weight' to 0."
+                f"of the value heads and 'value_heads' is {self.value_heads}. Set 'value_heads' to "
+                "2 or more (e.g. 3), or 'novelty_weight' to 0."
             )
         for key in ("epistemic_decay_steps", "learning_starts"):
             if getattr(self, key) < 0:
