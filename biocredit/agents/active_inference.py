@@ -398,7 +398,7 @@ class ActiveInferenceAgent(SavableAgent):
             outputs.append(output)
             errors.append(error / size)
         if len(self.value_roles) > 1:
-            heads = torch.stack(outputs[1 : 1 + len(self.value_roles)])
+            heads = torch.stack([self._trained[role].last_output for role in self.value_roles])
             self.value_spread = float(heads.detach().std(0).mean())
         with torch.enable_grad():
             torch.autograd.backward(outputs, errors)
@@ -429,9 +429,9 @@ class ActiveInferenceAgent(SavableAgent):
     @torch.no_grad()
     def _update_targets(self, tau: float) -> None:
         """Move each target copy the fraction ``tau`` of the way to its online network."""
-        for role in (*self.value_roles, "epistemic"):
+        for role, layers in self.targets.items():
             online = self._trained[role].net.layers.parameters()
-            for target, source in zip(self.targets[role].parameters(), online, strict=True):
+            for target, source in zip(layers.parameters(), online, strict=True):
                 target.lerp_(source, tau)
 
     def _outcome(self, batch: Transitions) -> Tensor:
