@@ -205,6 +205,53 @@ def test_compound_target_is_the_mean_of_the_n_step_targets():
     )
 
 
+def test_counterfactual_values_back_up_every_untaken_action_through_the_world_model():
+    agent = small_agent(DISCRETE, counterfactual_values=True, gamma=0.5)
+    with torch.no_grad():  # a world model that predicts s' - s = (0.1, 0, -0.2), c r = -1
+        agent.world_model.net.layers[-1].weight.zero_()
+        agent.world_model.net.layers[-1].bias.copy_(torch.tensor([0.1, 0.0, -0.2, -1.0]))
+    set_values(agent.value.net.layers, [0.0, 3.0, 1.0])  # online prefers 1, target rates it 4
+    set_values(agent.targets["value"], [9.0, 4.0, 5.0])
+    state = torch.tensor([[0.2, 0.3, 0.4], [-0.5, 0.0, 0.5]])
+    next_state, reward = agent._imagined_outcomes(state)
+    torch.testing.assert_close(
+        next_state, (state + torch.tensor([0.1, 0.0, -0.2])).repeat_interleave(3, 0)
+    )
+    torch.testing.assert_close(reward, torch.full((6,), -1.0))
+    # every action: c r_a + gamma Q_target(s'_a, argmax Q) = -1 + 0.5 * 4
+    imagined = agent._counterfactual_target("value", next_state, reward)
+    torch.testing.assert_close(imagined, torch.full((2, 3), 1.0))
+    # in an update: the taken action keeps its real target (r + gamma Q' = -2 + 0.5 * 4 = 0),
+    # untaken ones get the imagined target, except where the episode ended
+    batch = Transitions(
+        state,
+        torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),
+        torch.tensor([-2.0, -2.0]),
+        state,
+        torch.tensor([0.0, 1.0]),
+    )
+    sent = {}
+    value_error = agent._value_error
+
+    def spy(net, batch, target):
+        output, error = value_error(net, batch, target)
+        sent[net] = target, error
+        return output, error
+
+    agent._value_error = spy
+    agent.update(batch)
+    target, error = sent[agent.value]
+    torch.testing.assert_close(target, torch.tensor([[1.0, 0.0, 1.0], [-2.0, 1.0, 1.0]]))
+    q = torch.tensor([0.0, 3.0, 1.0])  # Q before the update, in every state
+    expected = torch.stack([(q - target[0]).clamp(-1, 1), torch.tensor([1.0, 0.0, 0.0])])
+    torch.testing.assert_close(error, expected)  # row 1 ended: only its taken action learns
+
+
+def test_counterfactual_values_need_discrete_actions():
+    with pytest.raises(BiocreditError, match="needs a Discrete action space"):
+        small_agent(BOX, counterfactual_values=True)
+
+
 def test_target_copies_move_by_tau():
     agent = small_agent(DISCRETE, target_tau=0.25, target_update_interval=1, value_heads=2)
     roles = [*agent.value_roles, "epistemic"]

@@ -38,6 +38,20 @@ estimated by ensemble disagreement as in Chen et al. 2017 ("UCB exploration via 
 Unlike ``E``, it is about the value, not the world's dynamics, and it does not fade with ``w``:
 it shrinks as the heads agree.
 
+With ``counterfactual_values``, the actions not taken learn too: in every replayed state ``s``,
+each untaken action ``a`` gets the one-step target of the outcome the world model imagines for
+it, ``(s'_a - s, c r_a) = m(s, a)``::
+
+    y_a = c r_a + gamma Q_target(s'_a, a*),    a* = argmax_a' Q(s'_a, a')
+
+(the taken action keeps its real, n-step target; untaken actions of transitions that ended the
+episode are skipped, as the model does not predict termination). This is Dyna's use of a learned
+model for value backups (Sutton 1990, "Integrated architectures for learning, planning, and
+reacting based on approximating dynamic programming", ICML), here over every action at once; in
+active inference's terms, the generative model supplies the outcomes of counterfactual actions,
+as it does when it scores policies (Friston et al. 2015), so that an action is not misjudged
+only because it was never tried in that state.
+
 The value networks learn from the Huber loss's derivative (the TD error clipped to
 ``+-error_clip``); each network's update is rescaled to a norm of at most ``max_grad_norm``,
 as in SB3's DQN.
@@ -177,6 +191,12 @@ class ActiveInferenceAgent(SavableAgent):
                 f"Action space {action_space} is not Discrete or a bounded Box; the "
                 "active-inference agent picks among all discrete actions or samples candidates "
                 "from a bounded box."
+            )
+        if config.counterfactual_values and not self.discrete:
+            raise ConfigError(
+                "'counterfactual_values' rates every action the agent did not take through the "
+                f"world model, which needs a Discrete action space; got {action_space}. Set "
+                "'counterfactual_values' to false."
             )
         self.obs_centre, self.obs_scale = self._observation_scaling(
             observation_space, config.normalize_observations
@@ -383,6 +403,13 @@ class ActiveInferenceAgent(SavableAgent):
         information = surprise - self.error_variance.log().mean() / 2
         # targets from the target copies, each value greedy in its own right
         targets = {role: self._instrumental_target(returns, role) for role in self.value_roles}
+        if config.counterfactual_values:
+            imagined = self._imagined_outcomes(batch.obs)
+            taken = batch.action.argmax(1)
+            for role in self.value_roles:
+                every_action = self._counterfactual_target(role, *imagined)
+                every_action[torch.arange(size), taken] = targets[role]
+                targets[role] = every_action
         next_e = self._double_q_value("epistemic", batch.next_obs)
         targets["epistemic"] = td_target(
             config.surprise_scale * information,
@@ -426,6 +453,20 @@ class ActiveInferenceAgent(SavableAgent):
         ]
         return torch.stack(targets).mean(0)
 
+    def _imagined_outcomes(self, state: Tensor) -> tuple[Tensor, Tensor]:
+        """The world model's ``(s'_a, c r_a)`` for every action ``a`` from each state, as rows
+        ``(batch * n_actions, ...)`` (state-major)."""
+        n = self.n_actions
+        codes = torch.eye(n).expand(state.shape[0], n, n)
+        outcome = self.world_model.infer(self._pairs(state, codes))
+        return state.repeat_interleave(n, 0) + outcome[:, :-1], outcome[:, -1]
+
+    def _counterfactual_target(self, role: str, next_state: Tensor, reward: Tensor) -> Tensor:
+        """``c r_a + gamma Q_target(s'_a, a*)`` from imagined outcomes, ``(batch, n_actions)``."""
+        next_q = self._double_q_value(role, next_state)
+        target = td_target(reward, torch.ones_like(reward), next_q, self.config.gamma)
+        return target.view(-1, self.n_actions)
+
     @torch.no_grad()
     def _update_targets(self, tau: float) -> None:
         """Move each target copy the fraction ``tau`` of the way to its online network."""
@@ -450,14 +491,20 @@ class ActiveInferenceAgent(SavableAgent):
     def _value_error(
         self, net: TrainedNetwork, batch: Transitions, target: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """The network's attached output on the batch and its clipped TD error there (only the
-        taken action's output gets an error when the network outputs every action's value)."""
+        """The network's attached output on the batch and its clipped TD error there. When the
+        network outputs every action's value, only the taken action's output gets an error, unless
+        ``target`` holds every action's (counterfactual values): then every output does, except
+        the untaken actions' on transitions that ended the episode (the world model does not
+        predict termination)."""
         if self.discrete:
             output = net.forward(batch.obs)
-            error = torch.zeros_like(output)
-            taken = batch.action.argmax(1)
-            rows = torch.arange(len(taken))
-            error[rows, taken] = clipped_error(output[rows, taken], target, self.config.error_clip)
+            taken = nn.functional.one_hot(batch.action.argmax(1), self.n_actions).bool()
+            if target.ndim == 1:
+                target, learns = target[:, None].expand_as(output), taken
+            else:
+                learns = taken | ~batch.terminated.bool()[:, None]
+            error = clipped_error(output, target, self.config.error_clip)
+            error = torch.where(learns, error, torch.zeros_like(error))
         else:
             output = net.forward(torch.cat([batch.obs, batch.action], dim=1))
             error = clipped_error(output, target[:, None], self.config.error_clip)

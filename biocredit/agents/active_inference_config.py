@@ -99,6 +99,7 @@ class ActiveInferenceConfig:
     max_grad_norm: float = 10.0
     value_heads: int = 1
     novelty_weight: float = 0.0
+    counterfactual_values: bool = False
 
     def __post_init__(self) -> None:
         for item in fields(self):
