@@ -199,19 +199,22 @@ def _cmd_agents(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_learners(args: argparse.Namespace, console: Console) -> int:
-    from biocredit.learners import CRITERIA, learner_class, list_learners
+    from biocredit.learners import CRITERIA, learner_class, make_learner
     from biocredit.learners.plausibility import Plausibility
+    from biocredit.learners.registry import configurations
 
     rows: list[dict[str, Any]] = []
-    for name in list_learners():
+    for label, name, options in configurations():
         cls = learner_class(name)
         rows.append(
             {
-                "name": name,
+                "name": label,
+                "learner": name,
+                "options": options,
                 "family": cls.family,
                 "signal": cls.signal,
                 "paper": cls.paper,
-                **cls.plausibility.as_dict(),
+                **make_learner(name, **options).plausibility.as_dict(),
             }
         )
     if args.json:
@@ -232,7 +235,11 @@ def _cmd_learners(args: argparse.Namespace, console: Console) -> int:
         table.add_row(row["name"], row["signal"], *marks)
     console.print(table)
     for row in rows:
-        console.print(f"  [bold]{row['name']}[/bold]: {row['family']} ({row['paper']})")
+        if row["options"]:
+            options = ", ".join(f"{key}={value}" for key, value in row["options"].items())
+            console.print(f"  [bold]{row['name']}[/bold]: {row['learner']} with {options}")
+        else:
+            console.print(f"  [bold]{row['name']}[/bold]: {row['family']} ({row['paper']})")
     for text in CRITERIA.values():
         console.print(f"  {text}")
     return 0

@@ -277,7 +277,7 @@ def test_continuous_actions_come_from_the_candidates():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"modules": {"value": {"learner": "hebbian3f"}}}, "error-driven learner"),
+        ({"modules": {"value": {"learner": "hebbian3f"}}}, "error- or target-driven learner"),
         ({"modules": {"world_model": None}}, "needs all three modules"),
         ({"modules": {"policy": {}}}, "Unknown key 'policy'"),
         ({"epistemic_wieght": 1.0}, "Did you mean 'epistemic_weight'"),

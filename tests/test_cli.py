@@ -85,8 +85,14 @@ def test_learners_json_lists_every_learner():
     result = biocredit("learners", "--json")
     assert result.returncode == 0
     listed = json.loads(result.stdout)
-    assert [row["name"] for row in listed["learners"]] == list_learners()
+    assert sorted({row["learner"] for row in listed["learners"]}) == list_learners()
+    rows = {row["name"]: row for row in listed["learners"]}
+    assert set(list_learners()) <= set(rows)  # every learner's defaults have a row of their own
     assert all("p2_weight_transport" in row for row in listed["learners"])
+    # flags are computed per configuration: pc's defaults avoid weight transport, its
+    # fixed-prediction symmetric variant is backprop and says so
+    assert rows["pc"]["p2_weight_transport"] and not rows["pc"]["equals_backprop"]
+    assert rows["pc-fixed-bp"]["equals_backprop"] and not rows["pc-fixed-bp"]["p2_weight_transport"]
 
 
 def test_learners_table():

@@ -128,7 +128,7 @@ def test_small_beta_gives_the_gradient_through_the_fixed_point(units, symmetric,
         units=units,
         free_steps=100,
         nudge_steps=100,
-        beta=1e-4,
+        nudge=1e-4,
         symmetric=symmetric,
         feedback_gain=feedback_gain,
     )
@@ -153,7 +153,7 @@ def test_weak_feedback_gives_backprops_gradient_of_the_feedforward_pass():
     """Xie & Seung 2003: as gamma -> 0 the free fixed point is the feedforward pass and the
     gamma^(l-H)-scaled contrastive update is backprop's gradient through it."""
     torch.manual_seed(5)
-    net = strong_net("hard_tanh", gain=0.5, feedback_gain=1e-4, beta=1e-4, free_steps=20)
+    net = strong_net("hard_tanh", gain=0.5, feedback_gain=1e-4, nudge=1e-4, free_steps=20)
     x, target = torch.randn(16, 5), torch.randn(16, 3)
     (0.5 * (net(x) - target).square().sum()).backward()
     eqprop = [p.grad.clone() for p in net.parameters_in_order()]
@@ -171,7 +171,7 @@ def test_weak_feedback_gives_backprops_gradient_of_the_feedforward_pass():
 
 def test_input_error_is_the_gradient_for_the_input():
     torch.manual_seed(4)
-    net = LocalNetwork(SPEC, "eqprop", free_steps=100, nudge_steps=100, beta=1e-4)
+    net = LocalNetwork(SPEC, "eqprop", free_steps=100, nudge_steps=100, nudge=1e-4)
     x, target = torch.randn(8, 5, requires_grad=True), torch.randn(8, 3)
     (0.5 * (net(x) - target).square().sum()).backward()
     xr = x.detach().clone().requires_grad_(True)
@@ -195,7 +195,7 @@ def test_the_output_is_the_free_fixed_point_readout():
 def test_one_hidden_layer_is_backprop_with_hard_sigmoid_units():
     """Without recurrence the free phase is the feedforward pass and eqprop's update is exact."""
     spec = NetworkSpec(5, (9,), 3)
-    net = LocalNetwork(spec, "eqprop", beta=1e-3, units="hard_sigmoid")
+    net = LocalNetwork(spec, "eqprop", nudge=1e-3, units="hard_sigmoid")
     x, target = torch.randn(8, 5), torch.randn(8, 3)
     (0.5 * (net(x) - target).square().sum()).backward()
     got = [p.grad for p in net.parameters_in_order()]
@@ -230,7 +230,7 @@ def test_coupling_gain_scales_only_the_hidden_to_hidden_weights_after_any_init()
 @pytest.mark.parametrize(
     "kwargs, words",
     [
-        ({"beta": 0.0}, ["beta", "0.0", "> 0"]),
+        ({"nudge": 0.0}, ["nudge", "0.0", "> 0"]),
         ({"free_steps": 0}, ["free_steps", ">= 1"]),
         ({"nudge_steps": 2.5}, ["nudge_steps", "2.5"]),
         ({"dt": 1.5}, ["dt", "(0, 1]"]),

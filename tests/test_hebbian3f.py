@@ -5,6 +5,7 @@ import torch
 
 from biocredit.errors import BiocreditError, ConfigError
 from biocredit.learners import LocalNetwork, NetworkSpec
+from biocredit.learners.base import RunContext
 
 SPEC = NetworkSpec(3, (4,), 2, "tanh")
 
@@ -15,8 +16,7 @@ def forward(net, x):
 
 def test_traces_and_update_by_hand():
     torch.manual_seed(0)
-    net = LocalNetwork(SPEC, "hebbian3f", lam=0.5, gamma=0.8, seed=1)
-    net.learner.reset_traces(2)
+    net = LocalNetwork(SPEC, "hebbian3f", RunContext(gamma=0.8, n_envs=2), lam=0.5, seed=1)
     W1, b1 = (p.detach().clone() for p in net.parameters_in_order()[:2])
     D1 = net.learner.feedback_1
     decay = 0.8 * 0.5
@@ -47,7 +47,6 @@ def test_traces_and_update_by_hand():
 
 def test_zero_modulator_changes_nothing():
     net = LocalNetwork(SPEC, "hebbian3f", seed=0)
-    net.learner.reset_traces(1)
     optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
     before = [p.detach().clone() for p in net.parameters()]
     _, cache = forward(net, torch.randn(1, 3))
@@ -59,11 +58,10 @@ def test_zero_modulator_changes_nothing():
 
 
 def test_episode_end_clears_only_that_env():
-    net = LocalNetwork(SPEC, "hebbian3f", seed=0)
-    net.learner.reset_traces(2)
+    net = LocalNetwork(SPEC, "hebbian3f", RunContext(n_envs=2), seed=0)
     _, cache = forward(net, torch.randn(2, 3))
     net.learner.accumulate(net.layers, cache, torch.randn(2, 2))
-    net.learner.clear_traces(torch.tensor([True, False]))
+    net.learner.end_episodes(torch.tensor([True, False]))
     for trace_w, trace_b in net.learner.traces():
         assert trace_w[0].abs().sum() == 0 and trace_b[0].abs().sum() == 0
         assert trace_w[1].abs().sum() > 0
@@ -72,7 +70,6 @@ def test_episode_end_clears_only_that_env():
 def test_transpose_feedback_gives_exact_gradients():
     """With W^T feedback the trace of one step equals autograd's d(post . y)/dW."""
     net = LocalNetwork(SPEC, "hebbian3f", feedback="transpose", lam=0.0, seed=0)
-    net.learner.reset_traces(1)
     x, post = torch.randn(1, 3), torch.randn(1, 2)
     _, cache = forward(net, x)
     net.learner.accumulate(net.layers, cache, post)
@@ -92,5 +89,5 @@ def test_bad_options_and_misuse():
     with pytest.raises(BiocreditError, match="Did you mean 'random'"):
         LocalNetwork(SPEC, "hebbian3f", feedback="randon")
     net = LocalNetwork(SPEC, "hebbian3f")
-    with pytest.raises(BiocreditError, match="modulator-driven"):
+    with pytest.raises(BiocreditError, match="learns from a modulator signal, not from a loss"):
         net(torch.randn(2, 3)).sum().backward()

@@ -29,7 +29,7 @@
 
 Each module's ``learner_kwargs`` default to ``{feedback: mirror}`` (the agent registry's pc
 modules: error synapses that mirror the forward weights, no weight transport). Every module
-receives errors only, so each must use an error-driven learner (pc, bp, fa, dfa).
+receives errors only, so each must use an error- or target-driven learner.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from typing import Any
 from biocredit.agents.config import NetworkConfig, build_section
 from biocredit.errors import ConfigError
 from biocredit.learners import learner_class
+from biocredit.learners.base import ErrorDrivenLearner
+from biocredit.learners.registry import learners_of_kind
 
 
 def _is(value: Any, kind: str) -> bool:
@@ -165,7 +167,7 @@ class ActiveInferenceConfig:
                     f"modules.{role} uses learner '{config.learner}', which learns from a "
                     f"{learner_class(config.learner).signal} signal, but every module of the "
                     "active-inference agent learns from prediction or TD errors. Use an "
-                    "error-driven learner: pc, bp, fa or dfa."
+                    f"error- or target-driven learner: {learners_of_kind(ErrorDrivenLearner)}."
                 )
 
     @property

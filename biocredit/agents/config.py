@@ -25,6 +25,8 @@ import torch
 from biocredit.agents.memory import check_delay_line_gains
 from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.learners import learner_class
+from biocredit.learners.base import ErrorDrivenLearner
+from biocredit.learners.registry import learners_of_kind
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
@@ -53,7 +55,8 @@ class NetworkConfig:
 
     @property
     def error_driven(self) -> bool:
-        return learner_class(self.learner).signal == "error"
+        """Whether the learner is reached by an output error (error- or target-driven)."""
+        return issubclass(learner_class(self.learner), ErrorDrivenLearner)
 
 
 @dataclass
@@ -153,7 +156,8 @@ class AgentConfig:
                 raise ConfigError(
                     f"modules.{role} uses learner '{config.learner}', which learns from a "
                     f"{learner_class(config.learner).signal} signal, but the {role} role only "
-                    "receives errors. Use an error-driven learner: bp, fa or dfa."
+                    f"receives errors. Use an error- or target-driven learner: "
+                    f"{learners_of_kind(ErrorDrivenLearner)}."
                 )
         policy = modules.policy
         senders = [

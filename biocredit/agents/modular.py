@@ -38,6 +38,7 @@ from biocredit.agents.memory import EqPropMemory
 from biocredit.agents.networks import TrainedNetwork
 from biocredit.errors import ConfigError
 from biocredit.learners import NetworkSpec
+from biocredit.learners.base import ModulatorDrivenLearner
 
 LOG_STD_MIN, LOG_STD_MAX = -3.0, 1.0
 
@@ -131,7 +132,12 @@ class ModularAgent(SavableAgent):
             self.log_std = nn.Parameter(torch.full((n_actions,), config.log_std_init))
             self.register_buffer("log_std_trace", torch.zeros(n_envs, n_actions))
             self.log_std_optimizer = torch.optim.SGD([self.log_std], lr=config.log_std_lr)
-            self.log_std_decay = config.gamma * getattr(self.actor.net.learner, "lam", 0.0)
+            actor_learner = self.actor.net.learner
+            self.log_std_decay = (  # the log_std trace decays like the actor's own traces
+                actor_learner.trace_decay
+                if isinstance(actor_learner, ModulatorDrivenLearner)
+                else 0.0
+            )
             self.low = torch.as_tensor(action_space.low, dtype=torch.float32)
             self.high = torch.as_tensor(action_space.high, dtype=torch.float32)
             self.centre, self.half_range = (self.high + self.low) / 2, (self.high - self.low) / 2

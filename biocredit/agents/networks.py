@@ -6,28 +6,23 @@ import torch
 from torch import Tensor
 
 from biocredit.agents.config import OPTIMIZERS, NetworkConfig
-from biocredit.learners import LocalNetwork, NetworkSpec, learner_class
-from biocredit.learners.base import ForwardCache
-from biocredit.learners.hebbian3f import NeuromodulatedHebbian
+from biocredit.learners import LocalNetwork, NetworkSpec
+from biocredit.learners.base import ForwardCache, ModulatorDrivenLearner, RunContext
 
 
 class TrainedNetwork:
     """A :class:`LocalNetwork` plus optimizer, as one module of an agent sees it.
 
-    Modulator-driven learners (hebbian3f) keep eligibility traces of the output's post-synaptic
-    term and learn from ``M * trace`` (:meth:`modulate`). Error-driven learners (bp, fa, dfa)
-    keep the autograd node of their last forward pass; the agent sends it an output error
+    A modulator-driven learner keeps eligibility traces of the output's post-synaptic term and
+    learns from ``M * trace`` (:meth:`modulate`). An error- or target-driven learner keeps the
+    autograd node of its last forward pass; the agent sends it an output error
     (:meth:`output_error`) and the learner assigns credit, passing an error on to its input.
     """
 
     def __init__(self, spec: NetworkSpec, config: NetworkConfig, gamma: float, n_envs: int):
-        kwargs = dict(config.learner_kwargs)
-        if learner_class(config.learner) is NeuromodulatedHebbian:
-            kwargs.setdefault("gamma", gamma)
-        self.net = LocalNetwork(spec, config.learner, **kwargs)
-        self.modulated = isinstance(self.net.learner, NeuromodulatedHebbian)
-        if self.modulated:
-            self.net.learner.reset_traces(n_envs)
+        context = RunContext(gamma=gamma, n_envs=n_envs)
+        self.net = LocalNetwork(spec, config.learner, context, **config.learner_kwargs)
+        self.modulated = isinstance(self.net.learner, ModulatorDrivenLearner)
         self.optimizer = OPTIMIZERS[config.optimizer](self.net.parameters(), lr=config.lr)
         self._output: Tensor | None = None
         self._cache: ForwardCache | None = None
@@ -56,6 +51,7 @@ class TrainedNetwork:
     def modulate(self, post: Tensor, modulator: Tensor) -> None:
         """Three-factor update: add ``post x pre`` to the traces, write ``-M e`` to ``.grad``."""
         learner = self.net.learner
+        assert isinstance(learner, ModulatorDrivenLearner) and self._cache is not None
         learner.accumulate(self.net.layers, self._cache, post)
         learner.modulate(self.net.layers, modulator)
 
@@ -66,4 +62,4 @@ class TrainedNetwork:
     def end_episodes(self, done: Tensor) -> None:
         """Clear eligibility of envs whose episode ended."""
         if self.modulated and bool(done.any()):
-            self.net.learner.clear_traces(done)
+            self.net.learner.end_episodes(done)

@@ -1,19 +1,33 @@
-"""The learner base class: a credit-assignment scheme bound to one local network.
+"""The learner contract: one base class per way a learning signal reaches a network.
 
 Every learner ends by producing, for each parameter, the negative of the update its own local
-rule prescribes. The autograd boundary (:mod:`biocredit.learners.boundary`) hands those to torch,
-which accumulates them into ``.grad``; a standard ``torch.optim`` optimizer then applies them.
+rule prescribes, and a standard ``torch.optim`` optimizer applies it. What differs is how the
+signal arrives, and the training code and the SB3 policies choose behaviour by these classes
+only:
+
+- :class:`ErrorDrivenLearner` (bp, fa, dfa ...): the autograd boundary at the network's output
+  (:mod:`biocredit.learners.boundary`) hands it ``e = dL/dy`` when any loss calls
+  ``.backward()``; it returns the parameter gradients, which torch accumulates into ``.grad``.
+- :class:`TargetDrivenLearner` (pc, eqprop ...): served by the same boundary, which turns ``e``
+  into an output target ``y* = y - beta e`` (a nudge); the learner settles, propagates targets
+  or compares phases from there.
+- :class:`ModulatorDrivenLearner` (hebbian3f): eligibility traces of pre x post coincidences,
+  turned into ``.grad`` by a third factor the owner broadcasts (the TD error); run context
+  (``gamma``, ``n_envs``) arrives through :meth:`Learner.attach`.
+- :class:`SignalFreeLearner`: learns from its own inputs alone (two-factor Hebbian, SoftHebb,
+  forward-forward), optionally gated by a modulator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from biocredit.errors import ConfigError
 from biocredit.learners.activations import Activation, get_activation
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.spec import NetworkSpec
@@ -33,6 +47,16 @@ class ForwardCache:
     output: Tensor
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What a learner may need to know about the run it serves: the task's discount ``gamma``
+    (eligibility traces decay by ``gamma * lambda``) and the number of parallel envs (one
+    trace per env)."""
+
+    gamma: float = 0.99
+    n_envs: int = 1
+
+
 def linear_grads(delta: Tensor, pre: Tensor) -> tuple[Tensor, Tensor]:
     """Gradient-sign update of one linear layer from its local error and its input.
 
@@ -42,34 +66,56 @@ def linear_grads(delta: Tensor, pre: Tensor) -> tuple[Tensor, Tensor]:
     return delta.t().mm(pre), delta.sum(0)
 
 
-class Learner(nn.Module):
-    """Base class for credit-assignment schemes.
+def error_rms(error: Tensor) -> Tensor:
+    """``rms(e)``, floored away from zero: the scale relative nudges are measured in."""
+    return error.pow(2).mean().sqrt().clamp_min(1e-30)
 
-    Subclasses set the class attributes and implement :meth:`assign_credit`; learners that keep
-    state sized by the network (feedback matrices, traces) create it as buffers in
-    :meth:`build_state`, so it is saved and restored with the model.
+
+class Learner(nn.Module):
+    """Base class of every credit-assignment scheme; use one of the four signal kinds below.
+
+    Subclasses set the class attributes; learners that keep state sized by the network (feedback
+    matrices, traces) create it as buffers in :meth:`build_state`, so it is saved and restored
+    with the model. :attr:`plausibility` is computed from the learner's options.
     """
 
     name: ClassVar[str]
     family: ClassVar[str]
-    signal: ClassVar[str]  # "error", "target", "modulator", "goodness" or "none"
+    signal: ClassVar[str]  # set by the signal-kind base class
     paper: ClassVar[str]
-    plausibility: ClassVar[Plausibility]
+    #: named non-default configurations worth their own row (``biocredit learners``) and their
+    #: own plausibility tests, e.g. ``{"symmetric": {"feedback": "symmetric"}}`` -> "pc-symmetric"
+    variants: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: the pure functions that compute a layer's weight change; their arguments are all the
+    #: rule may use (the locality proof that ``tests/test_plausibility.py`` reads)
+    update_kernels: ClassVar[tuple[Callable[..., Any], ...]] = ()
 
     def __init__(self, seed: int | None = None) -> None:
         super().__init__()
         self.seed = seed
         self.spec: NetworkSpec | None = None
         self.activation: Activation | None = None
+        self.context = RunContext()
 
-    def attach(self, spec: NetworkSpec) -> None:
-        """Bind this learner to a network of shape ``spec`` and create its state."""
+    @classmethod
+    def configurations(cls) -> dict[str, dict[str, Any]]:
+        """The defaults (under the learner's name) and each variant, as learner options."""
+        return {cls.name: {}, **{f"{cls.name}-{key}": dict(v) for key, v in cls.variants.items()}}
+
+    @property
+    def plausibility(self) -> Plausibility:
+        """The problems of backprop this configuration addresses (``docs/plausibility.md``)."""
+        raise NotImplementedError
+
+    def attach(self, spec: NetworkSpec, context: RunContext | None = None) -> None:
+        """Bind this learner to a network of shape ``spec`` in a run and create its state."""
         if self.spec is not None:
             raise RuntimeError(
                 f"This '{self.name}' learner is already attached to a network; "
                 "make one learner per network (make_learner(...) each time)."
             )
         self.spec = spec
+        self.context = context or RunContext()
         self.activation = get_activation(spec.activation)
         generator = torch.Generator()
         if self.seed is None:  # follow the global torch seed, which SB3 and biocredit set per run
@@ -93,7 +139,7 @@ class Learner(nn.Module):
     ) -> tuple[Tensor, ForwardCache | None]:
         """Feedforward inference ``h_l = f(W_l h_{l-1} + b_l)``, linear output layer.
 
-        With ``record`` the activities needed by :meth:`assign_credit` are kept.
+        With ``record`` the activities needed by the learner's rule are kept.
         """
         assert self.activation is not None, "attach() the learner to a network first"
         f = self.activation.fn
@@ -109,6 +155,17 @@ class Learner(nn.Module):
         y = torch.addmm(out.bias, h, out.weight.t())
         return y, (ForwardCache(inputs, pre_activations, y) if record else None)
 
+    def extra_repr(self) -> str:
+        return f"seed={self.seed}"
+
+
+class ErrorDrivenLearner(Learner):
+    """Receives only ``e = dL/dy`` at the network's output, through the autograd boundary, and
+    assigns credit to every layer by its own rule."""
+
+    signal = "error"
+    update_kernels = (linear_grads,)
+
     def assign_credit(
         self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
     ) -> tuple[Tensor | None, list[Tensor]]:
@@ -119,5 +176,102 @@ class Learner(nn.Module):
         """
         raise NotImplementedError
 
-    def extra_repr(self) -> str:
-        return f"seed={self.seed}"
+
+class TargetDrivenLearner(ErrorDrivenLearner):
+    """Receives an output target ``y* = y - beta e``: the boundary's error turned into a nudge.
+
+    ``beta = nudge / rms(e)`` with ``relative_nudge`` (the output moves by about ``nudge``
+    whatever the loss's scale, which keeps the differences the rule measures well above float32
+    rounding), ``beta = nudge`` otherwise; with ``relative_nudge=False`` and ``nudge=1`` the
+    squared error ``||y - t||^2 / 2`` makes ``y* = t``. The learner's
+    :meth:`learn_from_target` returns gradient-sized updates (its local changes divided by
+    ``beta``).
+
+    :param nudge: how far the output target lies from the output, against the loss
+    :param relative_nudge: measure ``nudge`` in units of ``rms(e)``
+    """
+
+    signal = "target"
+
+    def __init__(
+        self, nudge: float = 0.1, relative_nudge: bool = True, seed: int | None = None
+    ) -> None:
+        super().__init__(seed)
+        if not nudge > 0:
+            raise ConfigError(f"{self.name} 'nudge' must be > 0, got {nudge!r}. Try nudge: 0.1.")
+        if not isinstance(relative_nudge, bool):
+            raise ConfigError(
+                f"{self.name} 'relative_nudge' must be true or false, got {relative_nudge!r}."
+            )
+        self.nudge, self.relative_nudge = float(nudge), relative_nudge
+
+    def output_nudge(self, error: Tensor) -> Tensor:
+        """``beta``: ``nudge / rms(e)`` when relative, else ``nudge``."""
+        if not self.relative_nudge:
+            return error.new_tensor(self.nudge)
+        return self.nudge / error_rms(error)
+
+    def assign_credit(
+        self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        beta = self.output_nudge(error)
+        return self.learn_from_target(layers, cache, error * -beta, beta, input_grad)
+
+    def learn_from_target(
+        self,
+        layers: Sequence[nn.Linear],
+        cache: ForwardCache,
+        shift: Tensor,
+        beta: Tensor,
+        input_grad: bool,
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        """Move the network toward the output target ``y* = y + shift`` (``shift = -beta e``,
+        kept apart from ``y`` so that a small nudge is not lost to rounding); return, like
+        :meth:`ErrorDrivenLearner.assign_credit`, the input's error signal and the gradients."""
+        raise NotImplementedError
+
+
+class ModulatorDrivenLearner(Learner):
+    """Three-factor learning: eligibility traces of pre x post coincidences, one per env, turned
+    into an update by a broadcast modulator ``M`` (the owner's third factor).
+
+    The owner calls :meth:`accumulate` after each recorded forward pass with the output's
+    post-synaptic term, :meth:`modulate` with ``M`` (which writes ``.grad``) and
+    :meth:`end_episodes` when episodes end. ``context.gamma`` and ``context.n_envs`` size and
+    decay the traces.
+    """
+
+    signal = "modulator"
+
+    @property
+    def trace_decay(self) -> float:
+        """How much of a trace survives one step (``gamma * lambda`` for TD(lambda) traces)."""
+        raise NotImplementedError
+
+    def accumulate(
+        self, layers: Sequence[nn.Linear], cache: ForwardCache, post_out: Tensor
+    ) -> None:
+        """Add this step's pre x post coincidences to the decayed traces."""
+        raise NotImplementedError
+
+    def modulate(self, layers: Sequence[nn.Linear], modulator: Tensor) -> None:
+        """Write ``.grad = -sum_env M e`` into every parameter."""
+        raise NotImplementedError
+
+    def end_episodes(self, done: Tensor) -> None:
+        """Forget the eligibility of the envs whose episode ended (``done``: bool per env)."""
+        raise NotImplementedError
+
+
+class SignalFreeLearner(Learner):
+    """Learns from its own inputs alone (a Hebbian or goodness rule), optionally gated by a
+    modulator; no error reaches it. The owner calls :meth:`learn` after a recorded forward
+    pass; it writes ``.grad``."""
+
+    signal = "none"
+
+    def learn(
+        self, layers: Sequence[nn.Linear], cache: ForwardCache, modulator: Tensor | None = None
+    ) -> None:
+        """Write the negative of the rule's update into every parameter's ``.grad``."""
+        raise NotImplementedError

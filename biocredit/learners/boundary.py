@@ -2,8 +2,10 @@
 
 The whole network is one node in torch's graph. Forward runs the learner's inference and keeps
 what its rule needs; backward receives only ``e = dL/dy`` at the output and returns what the
-learner's rule makes of it. Nothing inside the network is differentiated by autograd, so no
-hidden layer sees ``W^T`` unless the learner itself is ``bp``.
+learner's rule makes of it. Nothing inside the network is differentiated by autograd: each
+hidden layer receives only what the learner's rule sends it (which rules send their messages
+through the forward weights is in ``docs/plausibility.md``). Target-driven learners are served
+by the same node: they turn ``e`` into the output target ``y - beta e`` themselves.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx
 
-from biocredit.learners.base import Learner
+from biocredit.errors import BiocreditError
+from biocredit.learners.base import ErrorDrivenLearner, Learner
+from biocredit.learners.registry import learners_of_kind
 
 
 class CreditBoundary(torch.autograd.Function):
@@ -22,7 +26,11 @@ class CreditBoundary(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: FunctionCtx, learner: Learner, layers: nn.ModuleList, x: Tensor, *params: Tensor
+        ctx: FunctionCtx,
+        learner: Learner,
+        layers: nn.ModuleList,
+        x: Tensor,
+        *params: Tensor,
     ) -> Tensor:
         y, cache = learner.forward_pass(layers, x, record=True)
         ctx.learner, ctx.layers, ctx.cache = learner, layers, cache  # type: ignore[attr-defined]
@@ -30,6 +38,14 @@ class CreditBoundary(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, error: Tensor) -> tuple[Tensor | None, ...]:
+        learner = ctx.learner
+        if not isinstance(learner, ErrorDrivenLearner):
+            raise BiocreditError(
+                f"'{learner.name}' learns from a {learner.signal} signal, not from a loss: "
+                "hand it its signal instead of calling backward() (see "
+                "biocredit.learners.base), or use a learner that a loss reaches: "
+                f"{learners_of_kind(ErrorDrivenLearner)}."
+            )
         input_grad = ctx.needs_input_grad[2]
         grad_x, param_grads = ctx.learner.assign_credit(
             ctx.layers, ctx.cache, error.contiguous(), input_grad

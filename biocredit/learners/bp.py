@@ -14,21 +14,23 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from biocredit.learners.base import ForwardCache, Learner
+from biocredit.learners.base import ErrorDrivenLearner, ForwardCache
 from biocredit.learners.fa import backward_chain
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 
 
 @register
-class Backprop(Learner):
+class Backprop(ErrorDrivenLearner):
     """Exact gradients: the error returns through the transpose of the forward weights."""
 
     name = "bp"
     family = "reference backprop"
-    signal = "error"
     paper = "Rumelhart, Hinton & Williams 1986, Nature 323:533"
-    plausibility = Plausibility(architecture_agnostic=True, control=True)
+
+    @property
+    def plausibility(self) -> Plausibility:
+        return Plausibility(architecture_agnostic=True, control=True, equals_backprop=True)
 
     def assign_credit(
         self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from biocredit.learners.base import ForwardCache, linear_grads
+from biocredit.learners.base import ErrorDrivenLearner, ForwardCache, linear_grads
 from biocredit.learners.feedback import RandomFeedbackLearner
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
@@ -32,7 +32,7 @@ def dfa_delta(error: Tensor, feedback: Tensor, fprime: Tensor) -> Tensor:
 
 
 @register
-class DirectFeedbackAlignment(RandomFeedbackLearner):
+class DirectFeedbackAlignment(RandomFeedbackLearner, ErrorDrivenLearner):
     """Direct feedback alignment: the output error reaches each hidden layer in one hop.
 
     ``D_l`` entries spread ``scale / sqrt(n_out)``, so ``e D_l`` has the size of ``e``; see
@@ -41,16 +41,18 @@ class DirectFeedbackAlignment(RandomFeedbackLearner):
 
     name = "dfa"
     family = "direct feedback alignment"
-    signal = "error"
     paper = "Nokland 2016, NeurIPS"
-    plausibility = Plausibility(
-        p1_global_feedback=True,
-        p2_weight_transport=True,
-        local_plasticity=True,
-        update_unlocked=True,
-        architecture_agnostic=True,
-        control=True,
-    )
+
+    @property
+    def plausibility(self) -> Plausibility:
+        # Not P1: the output error is broadcast by a feedback pathway of its own (a direct one).
+        return Plausibility(
+            p2_weight_transport=True,
+            local_plasticity=True,
+            update_unlocked=True,
+            architecture_agnostic=True,
+            control=True,
+        )
 
     def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
         n_out = spec.out_features

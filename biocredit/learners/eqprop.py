@@ -60,7 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from biocredit.errors import ConfigError, unknown_name
-from biocredit.learners.base import ForwardCache, Learner, linear_grads
+from biocredit.learners.base import ForwardCache, TargetDrivenLearner, linear_grads
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 
@@ -112,13 +112,15 @@ def energy(
 
 
 @register
-class EquilibriumPropagation(Learner):
+class EquilibriumPropagation(TargetDrivenLearner):
     """Equilibrium propagation: free and nudged settling of an energy network, contrastive
     Hebbian updates.
 
     :param free_steps: sweeps (odd layers, then even layers) of the free phase
     :param nudge_steps: sweeps of each nudged phase, started from the free state
-    :param beta: nudging strength, relative to the root mean square of the output error
+    :param nudge: nudging strength ``beta``, relative to the root mean square of the output
+        error unless ``relative_nudge`` is false
+    :param relative_nudge: measure ``nudge`` in units of ``rms(e)``
     :param symmetric: nudge with ``+beta`` and ``-beta`` (Laborieux et al. 2021) instead of
         ``+beta`` against the free phase; removes the O(beta) bias of the estimate
     :param dt: step toward each layer's minimiser, in (0, 1]
@@ -134,20 +136,15 @@ class EquilibriumPropagation(Learner):
 
     name = "eqprop"
     family = "equilibrium propagation"
-    signal = "error"
     paper = "Scellier & Bengio 2017, Front. Comput. Neurosci. 11:24; Laborieux et al. 2021"
-    plausibility = Plausibility(
-        p1_global_feedback=True,
-        local_plasticity=True,
-        p6_inference_learning=True,
-        control=True,
-    )
+    update_kernels = (contrastive_grads, linear_grads)
 
     def __init__(
         self,
         free_steps: int = 4,
         nudge_steps: int = 4,
-        beta: float = 0.1,
+        nudge: float = 0.1,
+        relative_nudge: bool = True,
         symmetric: bool = True,
         dt: float = 1.0,
         units: str = "hard_tanh",
@@ -155,14 +152,12 @@ class EquilibriumPropagation(Learner):
         feedback_gain: float = 0.05,
         seed: int | None = None,
     ) -> None:
-        super().__init__(seed)
+        super().__init__(nudge, relative_nudge, seed)
         for key, value in (("free_steps", free_steps), ("nudge_steps", nudge_steps)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(
                     f"eqprop '{key}' must be an integer >= 1, got {value!r}. Try {key}: 4."
                 )
-        if not beta > 0:
-            raise ConfigError(f"eqprop 'beta' must be > 0, got {beta!r}. Try beta: 0.1.")
         if not 0 < dt <= 1:
             raise ConfigError(f"eqprop 'dt' must be in (0, 1], got {dt!r}. Try dt: 1.0.")
         if not isinstance(symmetric, bool):
@@ -179,10 +174,25 @@ class EquilibriumPropagation(Learner):
             )
         if units not in UNITS:
             raise unknown_name("eqprop units", units, UNITS)
-        self.free_steps, self.nudge_steps, self.beta = free_steps, nudge_steps, float(beta)
+        self.free_steps, self.nudge_steps = free_steps, nudge_steps
         self.symmetric, self.dt, self.units = symmetric, float(dt), units
         self.low, self.high = UNITS[units]
         self.coupling_gain, self.feedback_gain = float(coupling_gain), float(feedback_gain)
+
+    @property
+    def plausibility(self) -> Plausibility:
+        # Symmetric connections carry the nudge down (not P2: the same W in both directions);
+        # one network's settling is both inference and the source of every update (P1, P3, P6);
+        # the hard-tanh/sigmoid units need no derivative (P4). Not UL: the nudged phase settles
+        # the whole network before any synapse changes.
+        return Plausibility(
+            p1_global_feedback=True,
+            p3_short_term_plasticity=True,
+            p4_constraints=True,
+            local_plasticity=True,
+            p6_inference_learning=True,
+            control=True,
+        )
 
     def init_weights(self, layers: Sequence[nn.Linear]) -> None:
         """Scale the hidden-to-hidden weights by ``coupling_gain``.
@@ -237,21 +247,26 @@ class EquilibriumPropagation(Learner):
         y = torch.addmm(out.bias, states[-1], out.weight.t())
         return y, (ForwardCache(states, [], y) if record else None)
 
-    def assign_credit(
-        self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
+    def learn_from_target(
+        self,
+        layers: Sequence[nn.Linear],
+        cache: ForwardCache,
+        shift: Tensor,
+        beta: Tensor,
+        input_grad: bool,
     ) -> tuple[Tensor | None, list[Tensor]]:
         free = cache.inputs
+        force = shift  # -beta e, on the top hidden layer through the readout's synapses
+        error = force / -beta  # the readout learns by the delta rule at the free state
         readout = layers[-1].weight
         grads = list(linear_grads(error, free[-1]))
         if len(free) == 1:  # no hidden layer: the readout is the whole network
             return (error.mm(readout) if input_grad else None), grads
-        scale = float(error.square().mean().sqrt())
-        if scale == 0.0:  # no error: no update
+        if not bool(force.any()):  # no error: no update
             return (torch.zeros_like(free[0]) if input_grad else None), [
                 torch.zeros_like(p) for layer in layers for p in (layer.weight, layer.bias)
             ]
-        beta = self.beta / scale  # a nudge of size self.beta in the states' units
-        force = error * -beta
+        beta = float(beta)
         plus = self.settle(layers, free, self.nudge_steps, force)
         if self.symmetric:
             minus, span = self.settle(layers, free, self.nudge_steps, -force), 2 * beta
@@ -269,7 +284,7 @@ class EquilibriumPropagation(Learner):
 
     def extra_repr(self) -> str:
         return (
-            f"free_steps={self.free_steps}, nudge_steps={self.nudge_steps}, beta={self.beta}, "
+            f"free_steps={self.free_steps}, nudge_steps={self.nudge_steps}, nudge={self.nudge}, "
             f"symmetric={self.symmetric}, dt={self.dt}, units={self.units!r}, "
             f"coupling_gain={self.coupling_gain}, feedback_gain={self.feedback_gain}"
         )

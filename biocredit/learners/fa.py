@@ -17,7 +17,7 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
-from biocredit.learners.base import ForwardCache, linear_grads
+from biocredit.learners.base import ErrorDrivenLearner, ForwardCache, linear_grads
 from biocredit.learners.feedback import RandomFeedbackLearner
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
@@ -53,7 +53,7 @@ def backward_chain(
 
 
 @register
-class FeedbackAlignment(RandomFeedbackLearner):
+class FeedbackAlignment(RandomFeedbackLearner, ErrorDrivenLearner):
     """Feedback alignment: fixed random feedback ``B_l`` in place of ``W_l^T`` at every layer.
 
     ``B_l`` entries have the spread of default ``nn.Linear`` weights times ``scale``; see
@@ -62,9 +62,17 @@ class FeedbackAlignment(RandomFeedbackLearner):
 
     name = "fa"
     family = "feedback alignment"
-    signal = "error"
     paper = "Lillicrap et al. 2016, Nat. Commun. 7:13276"
-    plausibility = Plausibility(p2_weight_transport=True, architecture_agnostic=True, control=True)
+
+    @property
+    def plausibility(self) -> Plausibility:
+        # The error still travels layer by layer (not P1, not UL), through synapses of its own.
+        return Plausibility(
+            p2_weight_transport=True,
+            local_plasticity=True,
+            architecture_agnostic=True,
+            control=True,
+        )
 
     def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
         for l, (n_in, n_out) in enumerate(pairwise(spec.sizes)):  # B_l shaped like W_l

@@ -15,8 +15,11 @@ third factor ``M`` (the TD error, a dopamine-like signal) turns eligibility into
     e_l   <- gamma * lambda * e_l + post_l h_{l-1}^T     (per env; reset at episode end)
     dW_l   = eta * M * e_l                    so  W.grad = -sum_env M e_l
 
-The rule never sees another synapse's weight nor an error at the output: only its own pre- and
-post-synaptic activity, a fixed feedback weight and the broadcast modulator.
+No synapse reads another synapse's weight, and no loss's error reaches the network. An output
+unit's post term is its own (the policy's ``onehot(a) - pi``); a hidden unit's post term is its
+own slope ``f'(a_l)`` times what a fixed random feedback pathway ``D_l`` brings it from the
+output units, a broadcast like DFA's. Each synapse then combines its own pre- and post-synaptic
+terms with the broadcast modulator.
 
 ``feedback="transpose"`` replaces ``D_l`` by the chain ``post_l = (post_{l+1} W_{l+1}) * f'(a_l)``:
 the traces then hold exact gradients of the output term, i.e. the textbook backprop TD(lambda)
@@ -27,12 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from biocredit.errors import BiocreditError, ConfigError, unknown_name
-from biocredit.learners.base import ForwardCache
+from biocredit.errors import ConfigError, unknown_name
+from biocredit.learners.base import ForwardCache, ModulatorDrivenLearner
 from biocredit.learners.feedback import RandomFeedbackLearner
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
@@ -67,15 +71,14 @@ def modulated_grad(trace: Tensor, modulator: Tensor, out: Tensor | None = None) 
 
 
 @register
-class NeuromodulatedHebbian(RandomFeedbackLearner):
+class NeuromodulatedHebbian(RandomFeedbackLearner, ModulatorDrivenLearner):
     """Three-factor Hebbian rule: eligibility traces gated by a broadcast modulator.
 
     The owner drives it with :meth:`accumulate` after each forward pass (with the output's
-    post-synaptic term) and :meth:`modulate` with the third factor; :meth:`reset_traces` clears
-    the traces of envs whose episode ended.
+    post-synaptic term), :meth:`modulate` with the third factor and :meth:`end_episodes`; the
+    run context gives the discount ``gamma`` and one trace per env (``n_envs``).
 
     :param lam: trace persistence lambda; traces decay by ``gamma * lambda`` per step
-    :param gamma: discount of the task (set by the agent)
     :param feedback: ``"random"`` (fixed ``D_l``, the plausible rule) or ``"transpose"``
         (``W^T`` chain: the backprop baseline)
     :param init: ``"uniform"`` or ``"gaussian"`` fixed feedback ``D_l`` to hidden units
@@ -85,51 +88,53 @@ class NeuromodulatedHebbian(RandomFeedbackLearner):
 
     name = "hebbian3f"
     family = "three-factor neuromodulated Hebbian"
-    signal = "modulator"
     paper = "Fremaux & Gerstner 2016, Front. Neural Circuits 9:85"
-    plausibility = Plausibility(
-        p1_global_feedback=True,
-        p2_weight_transport=True,
-        local_plasticity=True,
-        update_unlocked=True,
-        architecture_agnostic=True,
-        time=True,
-        control=True,
-    )
+    variants: ClassVar[dict[str, dict[str, Any]]] = {"transpose": {"feedback": "transpose"}}
+    update_kernels = (accumulate_trace, modulated_grad)
 
     def __init__(
         self,
         lam: float = 0.9,
-        gamma: float = 0.99,
         feedback: str = "random",
         init: str = "uniform",
         scale: float = 1.0,
         seed: int | None = None,
     ) -> None:
         super().__init__(init, scale, seed)
-        for key, value in (("lam", lam), ("gamma", gamma)):
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"hebbian3f '{key}' must be in [0, 1], got {value!r}.")
+        if not 0.0 <= lam <= 1.0:
+            raise ConfigError(f"hebbian3f 'lam' must be in [0, 1], got {lam!r}.")
         if feedback not in FEEDBACK_MODES:
             raise unknown_name("hebbian3f feedback", feedback, FEEDBACK_MODES)
-        self.lam, self.gamma, self.feedback_mode = lam, gamma, feedback
+        self.lam, self.feedback_mode = lam, feedback
+
+    @property
+    def plausibility(self) -> Plausibility:
+        # Not P1: the hidden units' post terms arrive through a broadcast pathway of their own.
+        local = self.feedback_mode == "random"
+        return Plausibility(
+            p2_weight_transport=local,
+            local_plasticity=local,
+            update_unlocked=local,
+            architecture_agnostic=True,
+            time=True,
+            control=True,
+        )
+
+    @property
+    def trace_decay(self) -> float:
+        return self.context.gamma * self.lam
 
     def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
-        n_out = spec.out_features
+        n_out, n_envs = spec.out_features, self.context.n_envs
         for l, width in enumerate(spec.hidden, start=1):
             self.add_feedback(l, (n_out, width), n_out, generator)
-        self.reset_traces(1)
-
-    def reset_traces(self, n_envs: int) -> None:
-        """Allocate zero traces for ``n_envs`` parallel environments."""
-        assert self.spec is not None
         self._traces: list[tuple[Tensor, Tensor]] = []
-        for l, (n_in, n_out) in enumerate(pairwise(self.spec.sizes)):
+        for l, (n_in, n_out) in enumerate(pairwise(spec.sizes)):
             self.register_buffer(f"trace_w_{l}", torch.zeros(n_envs, n_out, n_in))
             self.register_buffer(f"trace_b_{l}", torch.zeros(n_envs, n_out))
             self._traces.append((getattr(self, f"trace_w_{l}"), getattr(self, f"trace_b_{l}")))
 
-    def clear_traces(self, done: Tensor) -> None:
+    def end_episodes(self, done: Tensor) -> None:
         """Zero the traces of the envs where ``done`` (bool, one per env) is true."""
         keep = (~done).to(self.trace_b_0.dtype)
         for trace_w, trace_b in self._traces:
@@ -150,9 +155,9 @@ class NeuromodulatedHebbian(RandomFeedbackLearner):
         if traces[0][1].shape[0] != post_out.shape[0]:
             raise ConfigError(
                 f"hebbian3f traces are sized for {traces[0][1].shape[0]} envs but the batch has "
-                f"{post_out.shape[0]}; call reset_traces(n_envs) first."
+                f"{post_out.shape[0]}; attach it with RunContext(n_envs={post_out.shape[0]})."
             )
-        decay = self.gamma * self.lam
+        decay = self.trace_decay
         derivative = self.activation.derivative
         last = self.spec.n_layers - 1
         accumulate_trace(*traces[last], decay, post_out, cache.inputs[last])
@@ -175,17 +180,7 @@ class NeuromodulatedHebbian(RandomFeedbackLearner):
                 else:
                     modulated_grad(trace, modulator, out=param.grad)
 
-    def assign_credit(
-        self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
-    ) -> tuple[Tensor | None, list[Tensor]]:
-        raise BiocreditError(
-            "hebbian3f is modulator-driven: it learns from a third factor, not from a loss. "
-            "Call learner.accumulate(cache, post) and learner.modulate(layers, M) instead of "
-            "loss.backward(), or pick an error-driven learner (bp, fa, dfa)."
-        )
-
     def extra_repr(self) -> str:
         return (
-            f"lam={self.lam}, gamma={self.gamma}, feedback={self.feedback_mode!r}, "
-            f"init={self.init!r}, seed={self.seed}"
+            f"lam={self.lam}, feedback={self.feedback_mode!r}, init={self.init!r}, seed={self.seed}"
         )

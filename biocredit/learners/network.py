@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from biocredit.learners.base import Learner
+from biocredit.learners.base import Learner, RunContext
 from biocredit.learners.boundary import CreditBoundary
 from biocredit.learners.registry import make_learner
 from biocredit.learners.spec import NetworkSpec
@@ -17,16 +17,25 @@ from biocredit.learners.spec import NetworkSpec
 class LocalNetwork(nn.Module):
     """A fully connected network trained by ``learner`` through the autograd boundary.
 
-    Use it like any ``nn.Module``: ``loss(net(x)).backward()`` fills every parameter's ``.grad``
-    with the learner's update, and any ``torch.optim`` optimizer applies it.
+    With an error- or target-driven learner, use it like any ``nn.Module``:
+    ``loss(net(x)).backward()`` fills every parameter's ``.grad`` with the learner's update, and
+    any ``torch.optim`` optimizer applies it. Modulator-driven and signal-free learners are not
+    reached by a loss: the owner records a forward pass (``learner.forward_pass(layers, x,
+    record=True)``) and hands the learner its signal (:mod:`biocredit.learners.base`).
 
     :param spec: layer sizes, hidden activation and output size
     :param learner: a learner instance or a registered name (``"bp"``, ``"fa"``, ``"dfa"`` ...)
+    :param context: the run the learner serves (``gamma``, ``n_envs``), for learners that keep
+        per-env state
     :param learner_kwargs: options for the learner when it is given by name
     """
 
     def __init__(
-        self, spec: NetworkSpec, learner: Learner | str = "bp", **learner_kwargs: Any
+        self,
+        spec: NetworkSpec,
+        learner: Learner | str = "bp",
+        context: RunContext | None = None,
+        **learner_kwargs: Any,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -36,7 +45,7 @@ class LocalNetwork(nn.Module):
         elif learner_kwargs:
             raise TypeError("learner_kwargs are only used when the learner is given by name")
         self.learner = learner
-        learner.attach(spec)
+        learner.attach(spec, context)
         with torch.no_grad():
             learner.init_weights(self.layers)
 

@@ -70,15 +70,16 @@ Defaults were chosen by measurement (PPO on CartPole-v1; table in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from biocredit.errors import ConfigError, unknown_name
-from biocredit.learners.base import ForwardCache, Learner
+from biocredit.learners.base import ForwardCache, TargetDrivenLearner
 from biocredit.learners.feedback import check_feedback_options, random_feedback
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
@@ -87,7 +88,7 @@ from biocredit.learners.spec import NetworkSpec
 FEEDBACK_MODES = ("symmetric", "learned", "mirror", "random")
 FORMULATIONS = ("fixed_prediction", "iterative")
 OUTPUTS = ("nudged", "clamped")
-ITERATIVE_STEPS, ITERATIVE_STEP_SIZE = 20, 0.1
+ITERATIVE_STEPS, ITERATIVE_STEP_SIZE = 10, 0.5
 
 
 def prediction_error(value: Tensor, prediction: Tensor) -> Tensor:
@@ -101,11 +102,24 @@ def error_message(error_above: Tensor, feedback: Tensor) -> Tensor:
     return error_above.mm(feedback)
 
 
+def feedback_strength(feedback: Tensor) -> Tensor:
+    """Each unit's summed squared feedback synapses, ``||B_{:,i}||^2`` (``B`` shaped like the
+    forward weights above, ``(n_{l+1}, n_l)``): what sets the stiffness of its value node."""
+    return feedback.square().sum(0)
+
+
+def unit_rate(fprime: Tensor, strength: Tensor, step_size: float) -> Tensor:
+    """Each hidden unit's inference rate, ``eta / (1 + f'(x_l)^2 ||B_{:,i}||^2)``: the step
+    divided by the unit's own curvature of F (a diagonal, Jacobi preconditioner from its slope
+    and its feedback synapses), which keeps inference stable however large the weights grow."""
+    return fprime.square().mul_(strength).add_(1.0).reciprocal_().mul_(step_size)
+
+
 def value_step(
-    value: Tensor, error: Tensor, message: Tensor, fprime: Tensor, step_size: float
+    value: Tensor, error: Tensor, message: Tensor, fprime: Tensor, rate: Tensor | float
 ) -> Tensor:
-    """One inference step of a hidden value node: ``x_l + eta (-eps_l + f'(x_l) * message)``."""
-    return torch.addcmul(value, fprime, message, value=step_size).sub_(error, alpha=step_size)
+    """One inference step of a hidden value node: ``x_l + rate (-eps_l + f'(x_l) * message)``."""
+    return value + rate * torch.addcmul(-error, fprime, message)
 
 
 def output_step(value: Tensor, error: Tensor, force: Tensor, step_size: float) -> Tensor:
@@ -139,30 +153,39 @@ def mirror_step(feedback: Tensor, noise: Tensor, response: Tensor, rate: float) 
 @dataclass
 class Settled:
     """The end of inference: each layer's error ``eps_l`` and pre-synaptic activity
-    ``f(x_{l-1})``, the nudge ``beta`` and, when asked for, ``F`` after every step."""
+    ``f(x_{l-1})``, the nudge ``beta`` and, when asked for, ``F`` after every step and the
+    residual: how fast the hidden value nodes still move at the end, relative to their first
+    step, ``||dF/dx||_end / ||dF/dx||_start`` (0: settled; fixed predictions: not measured)."""
 
     errors: list[Tensor]
     pre: list[Tensor]
     beta: Tensor
     energies: list[float] | None
+    residual: float | None = None
 
 
 @register
-class PredictiveCoding(Learner):
+class PredictiveCoding(TargetDrivenLearner):
     """Predictive coding: settle value nodes on the energy F, then local Hebbian updates.
 
-    :param formulation: ``"fixed_prediction"`` (predictions held at their forward values;
-        settles exactly in one step per hidden layer) or ``"iterative"`` (full dynamics)
-    :param output: ``"nudged"`` (free output under the force ``-beta e``) or ``"clamped"``
-        (held at ``y - beta e``); only the iterative formulation tells them apart
-    :param feedback: ``"symmetric"`` (``W^T``), ``"learned"`` (error synapses with a local rule),
-        ``"mirror"`` (error synapses that mirror ``W`` from its response to noise) or
-        ``"random"`` (fixed) carries the error messages down
+    At its defaults this is predictive coding without backprop: iterative inference on the value
+    nodes, error messages through error synapses that mirror the forward weights (no weight
+    transport). ``formulation="fixed_prediction", feedback="symmetric"`` computes backprop's
+    gradients exactly; :attr:`equals_backprop` and the plausibility flags say so.
+
+    :param formulation: ``"iterative"`` (full dynamics) or ``"fixed_prediction"`` (predictions
+        held at their forward values; settles exactly in one step per hidden layer)
+    :param output: ``"clamped"`` (held at ``y - beta e``: hidden layers settle in about half
+        the steps) or ``"nudged"`` (free output under the force ``-beta e``: settles to
+        backprop's deltas as ``beta -> 0``); only the iterative formulation tells them apart
+    :param feedback: ``"mirror"`` (error synapses that mirror ``W`` from its response to
+        noise), ``"learned"`` (error synapses with a local rule), ``"random"`` (fixed) or
+        ``"symmetric"`` (``W^T`` itself: weight transport) carries the error messages down
     :param steps: inference steps; ``None``: one per hidden layer with fixed predictions (exact
         convergence), ``ITERATIVE_STEPS`` with the iterative dynamics
     :param step_size: inference rate ``eta``; ``None``: 1 with fixed predictions,
-        ``ITERATIVE_STEP_SIZE`` with the iterative dynamics (whose curvature grows with
-        ``||W||^2``: 0.5 diverged within a PPO run, 0.1 did not)
+        ``ITERATIVE_STEP_SIZE`` with the iterative dynamics (each unit's step is further divided
+        by its own curvature, :func:`unit_rate`)
     :param nudge: how far the output is pushed against the loss
     :param relative_nudge: measure ``nudge`` in units of ``rms(e)`` (``beta = nudge / rms(e)``)
         instead of using ``beta = nudge``
@@ -179,23 +202,20 @@ class PredictiveCoding(Learner):
 
     name = "pc"
     family = "predictive coding / neural generative coding"
-    signal = "error"  # a target t clamps the output via e = y - t (relative_nudge=False)
     paper = "Whittington & Bogacz 2017, Neural Comput. 29:1229; Ororbia & Kifer 2022"
-    # For the default symmetric feedback; "learned", "mirror" and "random" also address P2. Not
-    # P1: the error messages still travel layer by layer; not UL: a layer's error settles only
-    # after the error above it has.
-    plausibility = Plausibility(
-        local_plasticity=True,
-        p6_inference_learning=True,
-        architecture_agnostic=True,
-        control=True,
-    )
+    update_kernels = (pc_weight_grads,)
+    variants: ClassVar[dict[str, dict[str, Any]]] = {
+        "learned": {"feedback": "learned"},
+        "random": {"feedback": "random"},
+        "symmetric": {"feedback": "symmetric"},
+        "fixed-bp": {"formulation": "fixed_prediction", "feedback": "symmetric"},
+    }
 
     def __init__(
         self,
-        formulation: str = "fixed_prediction",
-        output: str = "nudged",
-        feedback: str = "symmetric",
+        formulation: str = "iterative",
+        output: str = "clamped",
+        feedback: str = "mirror",
         steps: int | None = None,
         step_size: float | None = None,
         nudge: float = 0.1,
@@ -207,7 +227,7 @@ class PredictiveCoding(Learner):
         scale: float = 1.0,
         seed: int | None = None,
     ) -> None:
-        super().__init__(seed)
+        super().__init__(nudge, relative_nudge, seed)
         if formulation not in FORMULATIONS:
             raise unknown_name("pc formulation", formulation, FORMULATIONS)
         if output not in OUTPUTS:
@@ -225,8 +245,6 @@ class PredictiveCoding(Learner):
             raise ConfigError(f"pc 'step_size' must be in (0, 1], got {step_size!r}. Try 0.5.")
         if not feedback_decay >= 0:
             raise ConfigError(f"pc 'feedback_decay' must be >= 0, got {feedback_decay!r}.")
-        if not nudge > 0:
-            raise ConfigError(f"pc 'nudge' must be > 0, got {nudge!r}. Try 0.1.")
         if not 0.0 < mirror_rate <= 1.0:
             raise ConfigError(f"pc 'mirror_rate' must be in (0, 1], got {mirror_rate!r}. Try 0.01.")
         if not isinstance(mirror_init_samples, int) or mirror_init_samples < 0:
@@ -236,11 +254,34 @@ class PredictiveCoding(Learner):
             )
         self.formulation, self.output, self.feedback_mode = formulation, output, feedback
         self.steps = steps
-        self.step_size, self.nudge, self.relative_nudge = step_size, nudge, relative_nudge
+        self.step_size = step_size
         self.feedback_decay, self.mirror_rate = feedback_decay, mirror_rate
         self.mirror_init_samples = mirror_init_samples
         self.init, self.scale = init, scale
         self._feedback: list[Tensor] = []
+
+    @property
+    def equals_backprop(self) -> bool:
+        """Fixed predictions with symmetric feedback settle to backprop's deltas exactly."""
+        return self.formulation == "fixed_prediction" and self.feedback_mode == "symmetric"
+
+    @property
+    def plausibility(self) -> Plausibility:
+        # Not UL: a layer's error settles only after the error above it has. With iterative
+        # inference the errors are the network's own error units settling on F (P1, P3, P6);
+        # with fixed predictions they are one backward sweep of the chain rule.
+        iterative = self.formulation == "iterative"
+        no_transport = self.feedback_mode != "symmetric"
+        return Plausibility(
+            p1_global_feedback=iterative,
+            p2_weight_transport=no_transport,
+            p3_short_term_plasticity=iterative,
+            local_plasticity=iterative or no_transport,
+            p6_inference_learning=iterative,
+            architecture_agnostic=True,
+            control=True,
+            equals_backprop=self.equals_backprop,
+        )
 
     def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
         if self.feedback_mode == "symmetric":
@@ -275,22 +316,17 @@ class PredictiveCoding(Learner):
             return self.steps
         return len(self.spec.hidden) if self.formulation == "fixed_prediction" else ITERATIVE_STEPS
 
-    def output_nudge(self, error: Tensor) -> Tensor:
-        """``beta``: the absolute nudge, ``nudge / rms(e)`` when relative."""
-        if not self.relative_nudge:
-            return error.new_tensor(self.nudge)
-        return self.nudge / error.pow(2).mean().sqrt().clamp_min(1e-30)
-
     def settle(
         self,
         layers: Sequence[nn.Linear],
         cache: ForwardCache,
-        error: Tensor,
+        shift: Tensor,
+        beta: Tensor,
         record_energy: bool = False,
     ) -> Settled:
-        """Nudge the output to ``y - beta e``, run inference, return the settled errors."""
-        beta = self.output_nudge(error)
-        output_error = error * -beta  # eps_L = (y - beta e) - y
+        """Nudge the output to the target ``y* = y + shift`` (``shift = -beta e``), run
+        inference, return the settled errors."""
+        output_error = shift  # eps_L = y* - y
         feedback = self.feedback_matrices(layers)
         if self.formulation == "fixed_prediction":
             return self._settle_fixed(cache, output_error, feedback, beta, record_energy)
@@ -347,6 +383,8 @@ class PredictiveCoding(Learner):
         force = output_error if self.output == "nudged" else None  # -beta e; None: clamped
         first_prediction = cache.pre_activations[0] if values else cache.output
         energies: list[float] | None = [] if record_energy else None
+        drift_norms: list[float] = []
+        strengths = [feedback_strength(b) for b in feedback[1:]]
         for step in range(self.n_steps() + 1):
             pre = [cache.inputs[0], *(f(x) for x in values)]
             predictions = [first_prediction] + [
@@ -359,22 +397,32 @@ class PredictiveCoding(Learner):
             ]
             if energies is not None:
                 energies.append(energy(errors, force, output - cache.output))
+                if step in (0, self.n_steps()):
+                    drift_norms.append(hidden_drift_norm(values, errors, feedback, pre, derivative))
             if step == self.n_steps():
-                return Settled(errors, pre, beta, energies)
-            values = [
-                value_step(x, eps, error_message(above, b), derivative(x, h), self.step_size)
-                for x, eps, above, b, h in zip(
-                    values, errors, errors[1:], feedback[1:], pre[1:], strict=False
-                )
-            ]
+                residual = drift_norms[-1] / max(drift_norms[0], 1e-30) if drift_norms else None
+                return Settled(errors, pre, beta, energies, residual)
+            moved = []
+            for x, eps, above, b, h, s in zip(
+                values, errors, errors[1:], feedback[1:], pre[1:], strengths, strict=False
+            ):
+                fprime = derivative(x, h)
+                rate = unit_rate(fprime, s, self.step_size)
+                moved.append(value_step(x, eps, error_message(above, b), fprime, rate))
+            values = moved
             if force is not None:
                 output = output_step(output, errors[-1], force, self.step_size)
         raise AssertionError("unreachable")
 
-    def assign_credit(
-        self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
+    def learn_from_target(
+        self,
+        layers: Sequence[nn.Linear],
+        cache: ForwardCache,
+        shift: Tensor,
+        beta: Tensor,
+        input_grad: bool,
     ) -> tuple[Tensor | None, list[Tensor]]:
-        settled = self.settle(layers, cache, error)
+        settled = self.settle(layers, cache, shift, beta)
         grads = [
             g
             for eps, pre in zip(settled.errors, settled.pre, strict=True)
@@ -391,7 +439,7 @@ class PredictiveCoding(Learner):
         elif self.feedback_mode == "mirror":
             for b, layer in zip(self._feedback, layers, strict=True):
                 noise = torch.randn(
-                    error.shape[0], layer.in_features, dtype=error.dtype, device=error.device
+                    shift.shape[0], layer.in_features, dtype=shift.dtype, device=shift.device
                 )
                 mirror_step(b, noise, noise.mm(layer.weight.t()), self.mirror_rate)
         return grad_x, grads
@@ -404,12 +452,30 @@ class PredictiveCoding(Learner):
         )
 
 
+def hidden_drift_norm(
+    values: Sequence[Tensor],
+    errors: Sequence[Tensor],
+    feedback: Sequence[Tensor],
+    pre: Sequence[Tensor],
+    derivative: Callable[[Tensor, Tensor], Tensor],
+) -> float:
+    """``||dF/dx||`` over the hidden value nodes, ``dF/dx_l = eps_l - f'(x_l) * (B eps_{l+1})``
+    (a diagnostic of how far inference is from rest)."""
+    total = sum(
+        (eps - derivative(x, h) * error_message(above, b)).pow(2).sum()
+        for x, eps, above, b, h in zip(
+            values, errors, errors[1:], feedback[1:], pre[1:], strict=False
+        )
+    )
+    return float(total) ** 0.5
+
+
 def energy(
     errors: Sequence[Tensor], force: Tensor | None = None, displacement: Tensor | None = None
 ) -> float:
     """What inference descends: ``F = sum_l ||eps_l||^2 / 2`` over the batch, plus the nudge's
     potential ``beta e . (x_L - y)`` when the output is nudged rather than clamped."""
-    total = sum(eps.pow(2).sum() for eps in errors) / 2
+    total = sum(eps.detach().pow(2).sum() for eps in errors) / 2
     if force is not None and displacement is not None:
         total = total - (force * displacement).sum()
     return float(total)

@@ -20,6 +20,7 @@ CRITERIA: dict[str, str] = {
     "architecture_agnostic": "AA: applies to any layered architecture",
     "time": "Time: learns online over sequences without unrolling",
     "control": "Ctrl: demonstrated on behaviour / control tasks",
+    "equals_backprop": "=BP: computes backprop's gradients exactly (a reference, not a new rule)",
 }
 
 
@@ -38,6 +39,7 @@ class Plausibility:
     architecture_agnostic: bool = False
     time: bool = False
     control: bool = False
+    equals_backprop: bool = False
 
     def as_dict(self) -> dict[str, bool]:
         return asdict(self)

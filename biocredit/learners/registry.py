@@ -1,4 +1,5 @@
-"""Learner registry: ``make_learner("dfa", **kwargs)`` and ``list_learners()``."""
+"""Learner registry: ``make_learner("dfa", **kwargs)``, ``list_learners()`` and the lists of
+learners of one signal kind that messages and docs print."""
 
 from __future__ import annotations
 
@@ -20,9 +21,23 @@ def register(cls: L) -> L:
     return cls
 
 
-def list_learners() -> list[str]:
-    """Names of all registered learners, sorted."""
-    return sorted(_REGISTRY)
+def list_learners(kind: type[Learner] = Learner) -> list[str]:
+    """Names of the registered learners that are subclasses of ``kind``, sorted."""
+    return sorted(name for name, cls in _REGISTRY.items() if issubclass(cls, kind))
+
+
+def learners_of_kind(kind: type[Learner]) -> str:
+    """``"bp, dfa, fa ..."``: the learners of one kind, for error messages and docs."""
+    return ", ".join(list_learners(kind))
+
+
+def configurations() -> list[tuple[str, str, dict[str, Any]]]:
+    """``(label, learner name, options)`` for every learner's defaults and named variants."""
+    return [
+        (label, name, options)
+        for name in list_learners()
+        for label, options in _REGISTRY[name].configurations().items()
+    ]
 
 
 def learner_class(name: str) -> type[Learner]:

@@ -11,7 +11,9 @@ from torch import nn
 
 from biocredit.errors import ConfigError, unknown_name
 from biocredit.learners.activations import TORCH_ACTIVATION_NAMES, get_activation
+from biocredit.learners.base import ErrorDrivenLearner
 from biocredit.learners.network import LocalNetwork
+from biocredit.learners.registry import learner_class, learners_of_kind
 from biocredit.learners.spec import NetworkSpec
 
 
@@ -94,7 +96,19 @@ def build_network(
     learner: str,
     learner_kwargs: dict[str, Any] | None,
 ) -> LocalNetwork:
-    """A :class:`LocalNetwork` trained end to end, output layer included, by ``learner``."""
+    """A :class:`LocalNetwork` trained end to end, output layer included, by ``learner``.
+
+    SB3's losses reach a network only as ``dL/dy`` at its output, so the learner must be error-
+    or target-driven.
+    """
+    if not issubclass(learner_class(learner), ErrorDrivenLearner):
+        raise ConfigError(
+            f"Learner '{learner}' learns from a {learner_class(learner).signal} signal, but an "
+            "SB3 algorithm trains its networks through losses, which reach them as an output "
+            f"error. Use an error- or target-driven learner: "
+            f"{learners_of_kind(ErrorDrivenLearner)}; hebbian3f runs in native agents "
+            "(--agent neuromodulated-ac)."
+        )
     spec = NetworkSpec(in_features, hidden, out_features, activation)
     return LocalNetwork(spec, learner, **(learner_kwargs or {}))
 

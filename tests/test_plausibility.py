@@ -1,0 +1,159 @@
+"""Every plausibility flag that a configuration claims is checked here, for every configuration
+in the registry (``biocredit learners``), so a new learner or variant is covered by its flags.
+
+- P2, no weight transport: credit assignment runs with every forward weight poisoned in its
+  transport direction (any use other than carrying activity forward, ``h W^T`` or ``W v``,
+  returns NaN). A configuration gets finite updates exactly when it claims P2.
+- LP, local plasticity: the kernels that compute a layer's weight change take only pre- and
+  post-synaptic activity, the signal delivered to the layer and scalars; and that signal is
+  delivered without weight transport (P2) or by the network's own settling (P6).
+- =BP: a configuration that claims to equal backprop gives backprop's gradients; no other does.
+"""
+
+import inspect
+import math
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from biocredit.learners import LocalNetwork, NetworkSpec, learner_class, make_learner
+from biocredit.learners.base import (
+    ErrorDrivenLearner,
+    ModulatorDrivenLearner,
+    RunContext,
+)
+from biocredit.learners.registry import configurations
+
+SPEC = NetworkSpec(5, (16, 12, 8), 3, "tanh")
+CONFIGURATIONS = configurations()
+IDS = [label for label, _, _ in CONFIGURATIONS]
+#: what a weight kernel may read: activities of its own layer, the signal delivered to it, traces
+#: kept at its synapses, the broadcast modulator and scalars
+LOCAL_ARGUMENTS = {
+    "pre", "post", "delta", "error", "beta",
+    "pre_a", "post_a", "pre_b", "post_b", "span",
+    "trace", "trace_w", "trace_b", "decay", "modulator", "out",
+}  # fmt: skip
+FORWARD_MATMULS = {"mm", "matmul", "__matmul__", "addmm", "addmm_", "linear"}
+VIEWS = {"t", "transpose", "T", "mT"}
+SLOTS = {"grad", "shape", "dtype", "device"}  # where the update is written, and metadata
+
+
+class TransportProbe(TorchFunctionMode):
+    """Poisons every use of a forward weight other than carrying activity forward."""
+
+    def __init__(self, weights: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.forward = {id(w): w for w in weights}  # W, shaped (n_out, n_in)
+        self.transposed: dict[int, torch.Tensor] = {}  # views W^T
+        self.transports = 0
+
+    def kind(self, value) -> str | None:
+        if id(value) in self.forward:
+            return "W"
+        if id(value) in self.transposed:
+            return "WT"
+        return None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        kinds = [self.kind(a) for a in args]
+        if not any(kinds):
+            return out
+        if name in ("__get__", "__set__"):  # attribute access: name the attribute instead
+            name = getattr(getattr(func, "__self__", None), "__name__", name)
+            if name in SLOTS:
+                return out
+        if name in VIEWS and kinds[0] is not None:
+            table = self.transposed if kinds[0] == "W" else self.forward
+            table[id(out)] = out
+            return out
+        operands = [*(args[1:3] if name.startswith("addmm") else args[:2]), None][:2]
+        left, right = (self.kind(a) for a in operands)
+        forward_use = name in FORWARD_MATMULS and (
+            (name == "linear" and right == "W") or right == "WT" or left == "W"
+        )
+        if forward_use and "W" not in (right,) and "WT" not in (left,):
+            return out
+        self.transports += 1
+        if not isinstance(out, torch.Tensor):
+            raise AssertionError(f"{name} reads a forward weight during credit assignment")
+        return torch.full_like(out, math.nan)
+
+
+def credit_under_probe(label: str, name: str, options: dict) -> tuple[list[torch.Tensor], int]:
+    """Every parameter update of one credit-assignment step taken under the probe."""
+    torch.manual_seed(0)
+    net = LocalNetwork(SPEC, name, RunContext(n_envs=4), **options)
+    learner = net.learner
+    x = torch.randn(4, SPEC.in_features)
+    with torch.no_grad():
+        y, cache = learner.forward_pass(net.layers, x, record=True)
+    probe = TransportProbe([layer.weight for layer in net.layers])
+    signal = torch.randn_like(y)
+    with torch.no_grad(), probe:
+        if isinstance(learner, ErrorDrivenLearner):
+            grad_x, grads = learner.assign_credit(net.layers, cache, signal, input_grad=True)
+            updates = [*grads, grad_x]
+        elif isinstance(learner, ModulatorDrivenLearner):
+            learner.accumulate(net.layers, cache, signal)
+            learner.modulate(net.layers, torch.randn(4))
+            updates = [p.grad for p in net.parameters_in_order()]
+        else:
+            pytest.fail(f"{label}: no probe for the {learner.signal} signal kind yet")
+    return updates, probe.transports
+
+
+@pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)
+def test_weight_transport_flag_is_what_the_rule_does(label, name, options):
+    updates, transports = credit_under_probe(label, name, options)
+    finite = all(bool(u.isfinite().all()) for u in updates)
+    claims = make_learner(name, **options).plausibility.p2_weight_transport
+    assert finite == claims, (label, "claims P2" if claims else "does not claim P2", transports)
+
+
+def test_the_probe_lets_forward_uses_through_and_stops_transport():
+    w = torch.randn(3, 5)
+    h, e = torch.randn(2, 5), torch.randn(2, 3)
+    with TransportProbe([w]) as probe:
+        forward = [h.mm(w.t()), torch.addmm(torch.zeros(3), h, w.t()), w.mm(h.t())]
+        transport = [e.mm(w), w.t().mm(e.t()), w.square().sum(0)]
+    assert all(bool(t.isfinite().all()) for t in forward)
+    assert not any(bool(t.isfinite().any()) for t in transport) and probe.transports == 3
+
+
+@pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)
+def test_local_plasticity_flag_is_backed_by_the_kernels(label, name, options):
+    flags = make_learner(name, **options).plausibility
+    if not flags.local_plasticity:
+        pytest.skip(f"{label} does not claim local plasticity")
+    kernels = learner_class(name).update_kernels
+    assert kernels, f"{label} claims LP but names no update kernel"
+    for kernel in kernels:
+        arguments = set(inspect.signature(kernel).parameters)
+        assert arguments <= LOCAL_ARGUMENTS, (label, kernel.__name__, arguments - LOCAL_ARGUMENTS)
+    assert flags.p2_weight_transport or flags.p6_inference_learning, label
+
+
+@pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)
+def test_equals_backprop_flag(label, name, options):
+    """``=BP`` configurations give backprop's gradients on a random network; the rest do not."""
+    cls = learner_class(name)
+    if not issubclass(cls, ErrorDrivenLearner):
+        pytest.skip(f"{label} is not reached by a loss")
+    torch.manual_seed(0)
+    net = LocalNetwork(SPEC, name, **options)
+    bp = LocalNetwork(SPEC, "bp")
+    bp.load_state_dict(net.state_dict(), strict=False)
+    x, target = torch.randn(16, SPEC.in_features), torch.randn(16, SPEC.out_features)
+    grads = []
+    for model in (net, bp):
+        model.zero_grad()
+        ((model(x) - target).pow(2).sum() / 2).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters_in_order()]))
+    cosine = float(torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0))
+    claims = net.learner.plausibility.equals_backprop
+    assert (cosine > 0.9999) == claims, (label, cosine)
