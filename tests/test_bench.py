@@ -1,5 +1,7 @@
-"""`biocredit bench`: the matrix plan, the local process pool, Ray tasks, one table either way."""
+"""`biocredit bench`: the matrix plan, the local process pool, Ray tasks, one table either way,
+and resuming a stopped bench."""
 
+import csv
 import json
 import os
 import signal
@@ -9,10 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
 from biocredit.errors import ConfigError
 from biocredit.training.bench import load_spec, plan_runs
+from biocredit.training.bench_state import START, prepare_runs
+from biocredit.training.run_dir import create_run_dir, recovered_checkpoint, replacing_checkpoint
+from biocredit.training.sb3_runner import SB3Run
 
 TINY = {
     "name": "tiny",
@@ -150,8 +157,8 @@ def wait_until(condition, timeout):
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
 def test_sigterm_stops_the_bench_and_its_workers(tmp_path):
     """The workers are children of the bench: a SIGTERM to it reaches them (the running run
-    checkpoints), the queued runs never start, and the command exits 130 as an interrupted
-    `biocredit train` does."""
+    checkpoints), the queued runs never start, a partial table is written and the command exits
+    130 as an interrupted `biocredit train` does."""
     spec = {**TINY, "learners": ["bp"], "seeds": [0, 1, 2]}
     spec["envs"] = {"CartPole-v1": {"threshold": 475, "steps": 10_000_000}}
     out = tmp_path / "out"
@@ -171,12 +178,13 @@ def test_sigterm_stops_the_bench_and_its_workers(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             bench_process.kill()
     assert bench_process.returncode == 130, stderr
-    assert "stopped by SIGTERM after 0 of 3 runs" in stderr and "Traceback" not in stderr
+    assert "stopped by SIGTERM with 0 of 3 runs finished" in stderr and "Traceback" not in stderr
+    assert f"Resume with the same command: biocredit bench {command[-1]}" in stderr
     wait_until(lambda: not any(map(running, children)), timeout=30)
     summary = json.loads((first_run / "summary.json").read_text())
     assert summary["status"] == "interrupted" and (first_run / "checkpoint").is_dir()
     assert not (out / "runs" / "CartPole-v1" / "bp" / "seed1").exists()
-    assert not (out / "table.md").exists()
+    assert "Partial table: 0 of 3 runs finished" in (out / "table.md").read_text()
 
 
 def test_ray_backend_without_ray_names_the_extra(tmp_path):
@@ -209,3 +217,139 @@ def test_a_multi_algorithm_pettingzoo_bench_reports_the_random_team(tmp_path):
     assert result.returncode == 0, result.stderr
     table = (out / "table.md").read_text()
     assert "Random team on pettingzoo:mpe2.simple_spread_v3:" in table
+
+
+# bp then fa on one worker, checkpoints every 2 rollouts: a stop while fa runs finds bp done
+RESUMABLE = {
+    **TINY,
+    "seeds": [0],
+    "envs": {"CartPole-v1": {"threshold": 475, "steps": 1024}},
+    "set": {**TINY["set"], "checkpoint_freq": 64},
+}
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with its modification time and bytes."""
+    return {
+        path: (path.stat().st_mtime_ns, path.read_bytes())
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def final_tensors(run_dir):
+    state = {}
+    for name in ("model", "resume"):
+        state.update(load_file(str(run_dir / "checkpoint" / f"{name}.safetensors")))
+    return state
+
+
+@pytest.fixture
+def leftovers():
+    """Pids to kill at the end if still running: a failed test leaves no process behind."""
+    pids = []
+    yield pids
+    for pid in pids:
+        if running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def stop_driver(process, signum):
+    process.send_signal(signum)
+
+
+def stop_machine(process, signum):
+    os.killpg(process.pid, signum)  # the bench and its workers at once, as a machine stop
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize(
+    "stop, signum",
+    [
+        (stop_driver, signal.SIGTERM),  # or Ctrl-C: the workers checkpoint and stop
+        (stop_driver, signal.SIGKILL),  # the workers get SIGTERM when their driver dies
+        (stop_machine, signal.SIGKILL),  # fa loses the steps since its last checkpoint
+    ],
+    ids=["sigterm", "sigkill-bench", "machine-stop"],
+)
+def test_a_stopped_bench_resumes_with_the_same_command(tmp_path, leftovers, stop, signum):
+    """Killed while fa runs: bp's folder is kept untouched, a partial table is there, and the
+    same command continues fa from its checkpoint to the weights of an uninterrupted run."""
+    spec_path, out = write_spec(tmp_path, RESUMABLE), tmp_path / "out"
+    command = [sys.executable, "-m", "biocredit.cli", "bench", str(spec_path), "--out", str(out)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    done, in_flight = (
+        out / "runs" / "CartPole-v1" / "bp" / "seed0",
+        out / "runs" / "CartPole-v1" / "fa" / "seed0",
+    )
+    try:
+        wait_until(lambda: (in_flight / "checkpoint").is_dir(), timeout=120)
+        children = child_pids(process.pid)
+        leftovers.extend(children)
+        stop(process, signum)
+        process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:  # the test failed: leave no process behind
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == (130 if signum == signal.SIGTERM else -signal.SIGKILL)
+    table = (out / "table.md").read_text()
+    assert "Partial table: 1 of 2 runs finished" in table
+    assert "| CartPole-v1 | fa (0/1 seeds) | - | pending |" in table
+    kept = snapshot(done)
+    wait_until(lambda: not any(map(running, children)), timeout=60)
+    if stop is stop_machine:
+        assert not (in_flight / "summary.json").exists()  # killed between checkpoints
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "1 finished earlier (kept), 1 to resume from their checkpoints, 0 to start" in " ".join(
+        result.stdout.split()
+    )
+    assert snapshot(done) == kept
+    assert len(list(in_flight.glob("events.out.tfevents.*"))) == 2  # continued, not restarted
+    with open(in_flight / "progress.csv", newline="") as handle:
+        steps = [int(float(row["time/total_timesteps"])) for row in csv.DictReader(handle)]
+    assert steps == list(range(32, 1025, 32))  # every rollout logged once
+
+    reference = dict(plan_runs(load_spec(spec_path), tmp_path / "reference"))["fa"]
+    summary = SB3Run.start(reference).run(progress=False)
+    one, two = final_tensors(Path(reference.out)), final_tensors(in_flight)
+    assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
+    results = {r["label"]: r for r in json.loads((out / "results.json").read_text())}
+    assert results["fa"]["final_return_mean"] == summary["final_return_mean"]
+    assert results["fa"]["steps"] == 1024 and results["fa"]["status"] == "done"
+    assert "Partial" not in (out / "table.md").read_text()
+    assert len(json.loads((out / "sessions.json").read_text())["elapsed_s"]) == 2
+
+
+def test_runs_of_another_matrix_are_refused_and_unsaved_ones_start_again(tmp_path):
+    spec = load_spec(write_spec(tmp_path, RESUMABLE))
+    (_, bp), (_, fa) = plan_runs(spec, tmp_path / "out")
+    create_run_dir(fa)  # a run a SIGKILL stopped before its first checkpoint
+    assert prepare_runs([bp, fa]) == [START, START] and not Path(fa.out).exists()
+    (_, longer), _ = plan_runs(spec, tmp_path / "out", steps=2048)
+    create_run_dir(longer)
+    with pytest.raises(ConfigError, match=r"its steps differ from this spec's plan \(steps 2048"):
+        prepare_runs([bp, fa])
+    assert Path(longer.out).is_dir()  # nothing is cleared when a folder is refused
+
+
+def test_a_checkpoint_is_replaced_whole(tmp_path):
+    with replacing_checkpoint(tmp_path) as staging:
+        (staging / "model.safetensors").write_text("first")
+    try:
+        with replacing_checkpoint(tmp_path) as staging:
+            (staging / "model.safetensors").write_text("sec")
+            raise KeyboardInterrupt  # a stop mid-write
+    except KeyboardInterrupt:
+        pass
+    assert (tmp_path / "checkpoint" / "model.safetensors").read_text() == "first"
+    (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")  # a stop between the renames
+    assert (recovered_checkpoint(tmp_path) / "model.safetensors").read_text() == "first"
+    (tmp_path / "checkpoint.old").mkdir()  # a stop after them, before the old one was removed
+    with replacing_checkpoint(tmp_path) as staging:
+        (staging / "model.safetensors").write_text("third")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]

@@ -23,19 +23,24 @@ process pool (``workers`` processes) or, with ``backend="ray"``, as Ray tasks on
 instance or the cluster at ``ray_address`` (``pip install 'biocredit[ray]'``; every node needs
 biocredit and must write to a folder the driver reads). Either way the results land in
 ``<out>/table.md`` (ratios to bp), ``<out>/curves.png`` and ``<out>/results.json``.
+
+The same command resumes a stopped bench (Ctrl-C, SIGTERM, SIGKILL, a machine stop): finished
+runs are kept, the others continue from their checkpoints (:mod:`.bench_state`). Until every
+run has finished, the table is a partial one, rewritten as runs finish and marked so.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shlex
 import signal
 import sys
-import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -48,13 +53,24 @@ from rich.console import Console
 from biocredit.envs.multiagent import is_multiagent
 from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.mappings import merge
+from biocredit.training.bench_state import (
+    DONE,
+    RESUME,
+    START,
+    Sessions,
+    holding_folder,
+    join_bench,
+    leave_if_orphaned,
+    prepare_runs,
+    read_summary,
+)
 from biocredit.training.config import ALGOS, RunConfig, read_yaml
 from biocredit.training.interrupt import Stopped, handle_stop_signals
 from biocredit.training.plots import plot_curves, steps_to_threshold
 from biocredit.training.resolve import resolve_config
-from biocredit.training.run import EVAL_SEED_OFFSET
+from biocredit.training.run import EVAL_SEED_OFFSET, run_with_recovery
 from biocredit.training.run_dir import read_run_config
-from biocredit.training.runs import run_class, train_any
+from biocredit.training.runs import run_class
 from biocredit.training.team_eval import evaluate_team, team_report
 
 BASELINE = "bp"
@@ -175,8 +191,16 @@ def plan_runs(spec: BenchSpec, out: Path, steps: int | None = None) -> list[tupl
     return configs
 
 
-def _run_one(config: RunConfig) -> dict[str, Any]:
-    return train_any(config)
+Task = tuple[int, RunConfig, bool]  # the run's index in the plan, its config, whether to resume
+
+
+def _run_one(config: RunConfig, resume: bool) -> dict[str, Any]:
+    """Start ``config``'s run, or continue it from its checkpoint; return its summary."""
+    cls = run_class(config)
+    run = cls.resume(config, Path(config.out or ".")) if resume else cls.start(config)
+    summary = run_with_recovery(run, progress=False)
+    leave_if_orphaned()
+    return summary
 
 
 @contextmanager
@@ -184,8 +208,8 @@ def stop_workers_on_signal() -> Iterator[None]:
     """Within the block, SIGINT or SIGTERM to this process stops the pool's work cleanly: every
     worker gets SIGTERM (its run checkpoints and stops, as a run does on its own) and
     :class:`Stopped` is raised, so no further run is submitted; leaving the pool's block then
-    waits for the workers. Without it a SIGTERM kills this process alone and its workers run
-    on."""
+    waits for the workers. Without it a SIGTERM kills this process alone (its workers then stop
+    on their own: :func:`~biocredit.training.bench_state.join_bench`)."""
 
     def stop(signum: int, frame: FrameType | None) -> None:
         for worker in multiprocessing.active_children():
@@ -197,35 +221,42 @@ def stop_workers_on_signal() -> Iterator[None]:
         yield
 
 
-def run_locally(configs: list[RunConfig], workers: int) -> Iterator[dict[str, Any]]:
-    """Summaries of ``configs`` in order, from a pool of ``workers`` fresh processes.
+def run_locally(
+    tasks: list[Task], workers: int, lock_path: Path
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(index, summary)`` of every task as it finishes, from a pool of ``workers`` fresh
+    processes that share the bench's lock.
 
     A run is handed to the pool only when a worker is free (``pool.map`` would queue one more
     than there are workers, and that run would start after a stop had reached its worker).
     """
     context = multiprocessing.get_context("spawn")
-    queued = iter(enumerate(configs))
+    queued = iter(tasks)
     running: dict[Future[dict[str, Any]], int] = {}
-    finished: dict[int, dict[str, Any]] = {}
     with (
-        ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+        ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=join_bench,
+            initargs=(str(lock_path), os.getpid()),
+        ) as pool,
         stop_workers_on_signal(),
     ):
-        for next_index in range(len(configs)):
-            while next_index not in finished:
-                for index, config in islice(queued, workers - len(running)):
-                    running[pool.submit(_run_one, config)] = index
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    finished[running.pop(future)] = future.result()
-            yield finished.pop(next_index)
+        while True:
+            for index, config, resume in islice(queued, workers - len(running)):
+                running[pool.submit(_run_one, config, resume)] = index
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield running.pop(future), future.result()
 
 
 def run_on_ray(
-    configs: list[RunConfig], workers: int, address: str | None
-) -> Iterator[dict[str, Any]]:
-    """Summaries of ``configs`` in order, each run a Ray task of one CPU: on the cluster at
-    ``address``, or on a local Ray instance of ``workers`` CPUs started here."""
+    tasks: list[Task], workers: int, address: str | None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(index, summary)`` of every task as it finishes, each run a Ray task of one CPU: on the
+    cluster at ``address``, or on a local Ray instance of ``workers`` CPUs started here."""
     try:
         import ray
     except ImportError:
@@ -234,20 +265,78 @@ def run_on_ray(
             "pip install 'biocredit[ray]' (or use the default --backend local)."
         ) from None
 
-    def results() -> Iterator[dict[str, Any]]:
+    def results() -> Iterator[tuple[int, dict[str, Any]]]:
         if address is None:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
         try:
             task = ray.remote(num_cpus=1)(_run_one)
-            pending = [task.remote(config) for config in configs]
-            for ref in pending:
-                yield ray.get(ref)
+            pending = {task.remote(config, resume): index for index, config, resume in tasks}
+            while pending:
+                done, _ = ray.wait(list(pending))
+                yield pending.pop(done[0]), ray.get(done[0])
         finally:
             ray.shutdown()
 
     return results()
+
+
+def check_options(workers: int, backend: str, ray_address: str | None, steps: int | None) -> None:
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}.")
+    if backend not in BACKENDS:
+        raise unknown_name("bench backend", backend, BACKENDS)
+    if ray_address is not None and backend != "ray":
+        raise ConfigError("--ray-address is only used with --backend ray; add --backend ray.")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}.")
+
+
+@dataclass
+class Outputs:
+    """A benchmark's results folder: ``results.json``, ``table.md`` and the curves, from the
+    runs finished so far; the table is marked partial until every planned run has finished."""
+
+    spec: BenchSpec
+    plan: list[tuple[str, RunConfig]]
+    out_dir: Path
+    command: str
+    workers: str
+    sessions: Sessions
+
+    def write(self, summaries: dict[int, dict[str, Any]], ran: bool = True) -> Path:
+        """Write the outputs of ``summaries`` (by plan index); ``ran``: whether this session
+        ran anything (else its time is not counted)."""
+        finished = [summaries[index] for index in sorted(summaries)]
+        elapsed, sessions = self.sessions.record(ran)
+        planned = Counter((config.env, label) for label, config in self.plan)
+        (self.out_dir / "results.json").write_text(json.dumps(finished, indent=2) + "\n")
+        randoms = random_team_returns(self.spec, finished)
+        table = render_table(
+            self.spec, finished, self.command, self.workers, elapsed, randoms, planned, sessions
+        )
+        (self.out_dir / "table.md").write_text(table)
+        if finished:
+            self.plot(finished)
+        return self.out_dir / "table.md"
+
+    def plot(self, summaries: list[dict[str, Any]]) -> None:
+        groups = {
+            env: {
+                learner: [
+                    Path(s["run_dir"])
+                    for s in summaries
+                    if s["env"] == env and s["label"] == learner
+                ]
+                for learner in self.spec.labels()
+            }
+            for env in self.spec.envs
+        }
+        plot_curves(groups, self.out_dir / "curves.png")
+        team_groups = {g for s in summaries for g in s.get("final_group_returns") or {}}
+        for group in sorted(team_groups) if len(team_groups) > 1 else []:
+            plot_curves(groups, self.out_dir / f"curves_{group}.png", column=f"groups/{group}")
 
 
 def run_benchmark(
@@ -260,70 +349,78 @@ def run_benchmark(
     steps: int | None = None,
 ) -> Path:
     """Run the spec's matrix with ``workers`` processes (or Ray tasks); return the path of the
-    table. ``steps`` replaces every run's length (e.g. a short version of a long spec)."""
+    table. ``steps`` replaces every run's length (e.g. a short version of a long spec).
+
+    What ``out`` already holds is resumed (see :mod:`~biocredit.training.bench_state`): finished
+    runs are kept, interrupted ones continue from their checkpoints. A partial table is
+    written whenever a run finishes or the bench is stopped, the full one at the end.
+    """
     console = console or Console()
     spec = load_spec(spec_path)
-    if workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers}.")
-    if backend not in BACKENDS:
-        raise unknown_name("bench backend", backend, BACKENDS)
-    if ray_address is not None and backend != "ray":
-        raise ConfigError("--ray-address is only used with --backend ray; add --backend ray.")
-    if steps is not None and steps < 1:
-        raise ConfigError(f"--steps must be >= 1, got {steps}.")
+    check_options(workers, backend, ray_address, steps)
     out_dir = Path(out or spec.out or Path("experiments") / "results" / spec.name)
-    if (out_dir / "runs").exists():
-        raise ConfigError(
-            f"'{out_dir / 'runs'}' already exists. Every figure must come from one invocation: "
-            "delete it or pass another --out."
-        )
-    configs = plan_runs(spec, out_dir, steps)
+    plan = plan_runs(spec, out_dir, steps)
     where = "Ray" if backend == "ray" else "process"
-    console.print(f"benchmark '{spec.name}': {len(configs)} runs on {workers} {where} worker(s)")
-    start = time.perf_counter()
-    summaries = []
-    labels = [label for label, _ in configs]
-    runs = [config for _, config in configs]
-    results = (
-        run_on_ray(runs, workers, ray_address) if backend == "ray" else run_locally(runs, workers)
-    )
-    try:
-        for label, summary in zip(labels, results, strict=True):
-            summary["label"] = label
-            summaries.append(summary)
-            console.print(
-                f"  [{len(summaries)}/{len(configs)}] {summary['env']} {label} "
-                f"seed {summary['seed']}: return {summary['final_return_mean']:.1f}, "
-                f"{summary['wall_time_s']:.1f} s"
-            )
-    except Stopped as stop:
-        raise Stopped(
-            stop.signal_name,
-            f"Benchmark stopped by {stop.signal_name} after {len(summaries)} of {len(configs)} "
-            "runs: the running ones checkpointed (resume one with: biocredit train --resume "
-            f"<its folder under {out_dir / 'runs'}>) and the rest never started. No table was "
-            "written.",
-        ) from None
-    elapsed = time.perf_counter() - start
     command = "biocredit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    (out_dir / "results.json").write_text(json.dumps(summaries, indent=2) + "\n")
-    randoms = random_team_returns(spec, summaries)
-    table = render_table(spec, summaries, command, f"{workers} {where} worker(s)", elapsed, randoms)
-    (out_dir / "table.md").write_text(table)
-    groups = {
-        env: {
-            learner: [
-                Path(s["run_dir"]) for s in summaries if s["env"] == env and s["label"] == learner
-            ]
-            for learner in spec.labels()
+    with holding_folder(out_dir, console) as lock_path:
+        fresh = not (out_dir / "runs").exists()
+        states = prepare_runs([config for _, config in plan])
+        outputs = Outputs(
+            spec, plan, out_dir, command, f"{workers} {where} worker(s)", Sessions(out_dir, fresh)
+        )
+        summaries = {
+            index: {**read_summary(config), "label": label}
+            for index, ((label, config), state) in enumerate(zip(plan, states, strict=True))
+            if state == DONE
         }
-        for env in spec.envs
-    }
-    plot_curves(groups, out_dir / "curves.png")
-    team_groups = {g for s in summaries for g in s.get("final_group_returns") or {}}
-    for group in sorted(team_groups) if len(team_groups) > 1 else []:
-        plot_curves(groups, out_dir / f"curves_{group}.png", column=f"groups/{group}")
+        tasks = [
+            (index, config, state == RESUME)
+            for index, ((_, config), state) in enumerate(zip(plan, states, strict=True))
+            if state != DONE
+        ]
+        console.print(
+            f"benchmark '{spec.name}': {len(plan)} runs on {workers} {where} worker(s)"
+            + (earlier_work(states) if not fresh else "")
+        )
+        if not tasks:
+            return outputs.write(summaries, ran=False)
+        results = (
+            run_on_ray(tasks, workers, ray_address)
+            if backend == "ray"
+            else run_locally(tasks, workers, lock_path)
+        )
+        try:
+            with closing(results):
+                for index, summary in results:
+                    summaries[index] = {**summary, "label": plan[index][0]}
+                    report(console, summaries[index], len(summaries), len(plan))
+                    outputs.write(summaries)
+        except Stopped as stop:
+            table_path = outputs.write(summaries)
+            raise Stopped(
+                stop.signal_name,
+                f"Benchmark stopped by {stop.signal_name} with {len(summaries)} of {len(plan)} "
+                "runs finished: the running ones checkpointed and the rest never started. "
+                f"Partial table: {table_path}. Resume with the same command: {command}",
+            ) from None
     return out_dir / "table.md"
+
+
+def earlier_work(states: list[str]) -> str:
+    """``: 3 finished earlier (kept), 1 to resume from its checkpoint, 4 to start``."""
+    counts = Counter(states)
+    return (
+        f": {counts[DONE]} finished earlier (kept), {counts[RESUME]} to resume from their "
+        f"checkpoints, {counts[START]} to start"
+    )
+
+
+def report(console: Console, summary: dict[str, Any], finished: int, total: int) -> None:
+    console.print(
+        f"  [{finished}/{total}] {summary['env']} {summary['label']} "
+        f"seed {summary['seed']}: return {summary['final_return_mean']:.1f}, "
+        f"{summary['wall_time_s']:.1f} s"
+    )
 
 
 def random_team_returns(spec: BenchSpec, summaries: list[dict[str, Any]]) -> dict[str, float]:
@@ -366,17 +463,23 @@ def render_table(
     command: str,
     workers: str,
     elapsed: float,
-    randoms: dict[str, float] | None = None,
+    randoms: dict[str, float],
+    planned: Counter[tuple[str, str]],
+    sessions: int = 1,
 ) -> str:
     """Markdown table: per env and learner, final return, solved seeds, steps to threshold,
     wall time, and ratios to the bp baseline of the same invocation; for multi-agent envs also
-    the gap closed to bp from a random team, ``(learner - random) / (bp - random)``."""
-    randoms = randoms or {}
+    the gap closed to bp from a random team, ``(learner - random) / (bp - random)``.
+
+    ``planned``: the number of runs planned per ``(env, label)``. While fewer have finished
+    the table is marked partial, and so is every row short of seeds."""
+    resumed = f" over {sessions} sessions of this command" if sessions > 1 else ""
     lines = [
         f"# Benchmark `{spec.name}`: {spec.agent or ', '.join(a.upper() for a in spec.algos)} x "
         f"{{{', '.join(spec.learners)}}}",
         "",
-        f"Command: `{command}` ({workers}, {elapsed / 60:.1f} min in all). "
+        *partial_note(len(summaries), sum(planned.values())),
+        f"Command: `{command}` ({workers}, {elapsed / 60:.1f} min in all{resumed}). "
         f"Seeds {spec.seeds}{subsets(spec)}; each learner ran in the same invocation as the bp "
         "baseline.",
         "Final return: deterministic policy, mean over the run's evaluation episodes, then mean "
@@ -390,49 +493,81 @@ def render_table(
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for env, options in spec.envs.items():
-        threshold = options.get("threshold")
-        stats = {}
-        for learner in spec.labels():
-            runs = [s for s in summaries if s["env"] == env and s["label"] == learner]
-            finals = np.array([s["final_return_mean"] for s in runs])
-            walls = np.array([s["wall_time_s"] for s in runs])
-            stats[learner] = (runs, finals, walls)
-        for learner, (runs, finals, walls) in stats.items():
-            base_return = stats[spec.baseline(learner)][1].mean()
-            base_wall = stats[spec.baseline(learner)][2].mean()
-            solved, to_threshold = "-", "-"
-            if threshold is not None:
-                solved = f"{int((finals >= threshold).sum())}/{len(runs)}"
-                hits = [steps_to_threshold(Path(s["run_dir"]), threshold) for s in runs]
-                hits = [h for h in hits if h is not None]
-                to_threshold = (
-                    f"{np.median(hits):,.0f} ({len(hits)}/{len(runs)})"
-                    if hits
-                    else f"not reached (0/{len(runs)})"
-                )
-            ratio = f"{finals.mean() / base_return:.2f}" if base_return > 0 else "n/a"
-            gap = "-"
-            if env in randoms and base_return != randoms[env]:
-                gap = f"{(finals.mean() - randoms[env]) / (base_return - randoms[env]):.2f}"
-            run_steps = sorted({s["steps"] for s in runs})
-            lines.append(
-                f"| {env} | {learner} | {', '.join(f'{n:,}' for n in run_steps)} "
-                f"| {finals.mean():.1f} +/- {finals.std():.1f} | {solved} "
-                f"| {to_threshold} | {walls.mean():.1f} "
-                f"| {np.mean([s['steps_per_s'] for s in runs]):.0f} | {ratio} "
-                f"| {walls.mean() / base_wall:.2f} | {gap} |"
-            )
+        runs = {
+            label: [s for s in summaries if s["env"] == env and s["label"] == label]
+            for label in spec.labels()
+        }
+        for label, own in runs.items():
+            base = runs[spec.baseline(label)]
+            name = label + seeds_short(len(own), planned[env, label])
+            lines.append(table_row(env, name, own, base, options.get("threshold"), randoms))
     per_seed = [
         f"\nRandom team on {env}: {value:.1f} (same eval seeds and episodes)."
         for env, value in randoms.items()
     ]
     per_seed += ["", "Per seed (final return):", ""]
     for env in spec.envs:
-        for learner in spec.labels():
+        for label in spec.labels():
             values = [
                 f"{s['final_return_mean']:.0f}"
                 for s in summaries
-                if s["env"] == env and s["label"] == learner
+                if s["env"] == env and s["label"] == label
             ]
-            per_seed.append(f"- {env} {learner}: {', '.join(values)}")
+            per_seed.append(f"- {env} {label}: {', '.join(values) or 'pending'}")
     return "\n".join(lines + per_seed) + "\n"
+
+
+def partial_note(finished: int, planned: int) -> list[str]:
+    """The lines that mark a partial table; none once every planned run has finished."""
+    if finished >= planned:
+        return []
+    return [
+        f"**Partial table: {finished} of {planned} runs finished.** A learner marked "
+        "(k/n seeds) has fewer seeds than planned and its ratios compare the runs finished so "
+        "far; the same command resumes the benchmark and replaces this table when all have.",
+        "",
+    ]
+
+
+def seeds_short(finished: int, planned: int) -> str:
+    return f" ({finished}/{planned} seeds)" if finished < planned else ""
+
+
+def table_row(
+    env: str,
+    name: str,
+    runs: list[dict[str, Any]],
+    base: list[dict[str, Any]],
+    threshold: float | None,
+    randoms: dict[str, float],
+) -> str:
+    """One row of the table: ``runs`` of one learner, compared with the bp runs ``base``."""
+    if not runs:
+        return f"| {env} | {name} | - | pending |" + " - |" * 7
+    finals = np.array([s["final_return_mean"] for s in runs])
+    walls = np.array([s["wall_time_s"] for s in runs])
+    base_return = np.mean([s["final_return_mean"] for s in base]) if base else np.nan
+    base_wall = np.mean([s["wall_time_s"] for s in base]) if base else np.nan
+    solved, to_threshold = "-", "-"
+    if threshold is not None:
+        solved = f"{int((finals >= threshold).sum())}/{len(runs)}"
+        hits = [steps_to_threshold(Path(s["run_dir"]), threshold) for s in runs]
+        hits = [h for h in hits if h is not None]
+        to_threshold = (
+            f"{np.median(hits):,.0f} ({len(hits)}/{len(runs)})"
+            if hits
+            else f"not reached (0/{len(runs)})"
+        )
+    ratio = f"{finals.mean() / base_return:.2f}" if base_return > 0 else "n/a"
+    wall_ratio = f"{walls.mean() / base_wall:.2f}" if base else "n/a"
+    gap = "-"
+    if env in randoms and base and base_return != randoms[env]:
+        gap = f"{(finals.mean() - randoms[env]) / (base_return - randoms[env]):.2f}"
+    run_steps = sorted({s["steps"] for s in runs})
+    return (
+        f"| {env} | {name} | {', '.join(f'{n:,}' for n in run_steps)} "
+        f"| {finals.mean():.1f} +/- {finals.std():.1f} | {solved} "
+        f"| {to_threshold} | {walls.mean():.1f} "
+        f"| {np.mean([s['steps_per_s'] for s in runs]):.0f} | {ratio} "
+        f"| {wall_ratio} | {gap} |"
+    )

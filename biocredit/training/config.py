@@ -59,7 +59,9 @@ class RunConfig:
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     multiagent: dict[str, Any] = field(default_factory=dict)
     eval_episodes: int = 10
-    checkpoint_freq: int = 0
+    # env steps between checkpoints (0: only at the end and on a stop); a SIGKILL or a machine
+    # stop loses at most this many steps of a run
+    checkpoint_freq: int = 10_000
     on_divergence: str = "stop"  # or "rollback": resume the last checkpoint, learning rates halved
     max_rollbacks: int = 3
     threads: int = 1

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from biocredit.training.run_dir import PROGRESS_FILE
+from biocredit.training.run_dir import PROGRESS_FILE, STEP_COLUMN
 
-STEP_COLUMN = "time/total_timesteps"
 RETURN_COLUMN = "rollout/ep_rew_mean"
 
 

@@ -37,6 +37,8 @@ from biocredit.training.run_dir import (
     CHECKPOINT_DIR,
     continued_progress,
     create_run_dir,
+    recovered_checkpoint,
+    replacing_checkpoint,
     write_summary,
 )
 
@@ -116,7 +118,7 @@ class TrainingRun:
         cls.check_resumable()
         run = cls(config)
         run.run_dir = Path(run_dir)
-        directory = run.run_dir / CHECKPOINT_DIR
+        directory = recovered_checkpoint(run.run_dir)
         meta = load_checkpoint(run.model(), directory, run.identity())
         tensors, state = load_resume_state(directory), meta["resume"]
         for name, optimizer in run.optimizers().items():
@@ -127,7 +129,14 @@ class TrainingRun:
         return run
 
     def save(self, elapsed: float) -> None:
-        """Checkpoint everything :meth:`resume` needs."""
+        """Checkpoint everything :meth:`resume` needs, all at once: the files are written into a
+        staging folder that then replaces ``checkpoint/``, so a SIGKILL or a machine stop
+        mid-write leaves the previous checkpoint whole."""
+        with replacing_checkpoint(self.run_dir) as directory:
+            self.write_checkpoint(directory, elapsed)
+
+    def write_checkpoint(self, directory: Path, elapsed: float) -> None:
+        """Write the checkpoint's files into ``directory``."""
         tensors, rng = rng_state()
         optimizers = {}
         for name, optimizer in self.optimizers().items():
@@ -142,7 +151,6 @@ class TrainingRun:
             "num_timesteps": self.steps_done(),
             "resume": resume,
         }
-        directory = self.run_dir / CHECKPOINT_DIR
         save_checkpoint(self.model(), directory, meta)
         save_resume_state(directory, tensors)
 
@@ -196,14 +204,15 @@ def run_with_recovery(
     config, rollbacks = run.config, 0
     while True:
         try:
-            with continued_progress(run.run_dir):
+            with continued_progress(run.run_dir, run.steps_done()):
                 summary = run.run(console, progress, **run_kwargs)
         except DivergenceError as exc:
             if config.on_divergence != "rollback" or rollbacks >= config.max_rollbacks:
                 raise
             if not (run.run_dir / CHECKPOINT_DIR / RESUME_FILE).is_file():
                 raise DivergenceError(
-                    f"{exc} No checkpoint to roll back to: set checkpoint_freq (env steps)."
+                    f"{exc} No checkpoint to roll back to: set a checkpoint_freq (env steps) "
+                    "below the step it diverged at."
                 ) from None
             rollbacks += 1
             run = type(run).resume(config, run.run_dir)

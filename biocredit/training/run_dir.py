@@ -3,7 +3,7 @@
 <run>/config.yaml        fully resolved config
 <run>/progress.csv       SB3 logger rows (rollout/ep_rew_mean, train/..., time/...)
 <run>/events.out.tfevents.*   TensorBoard
-<run>/checkpoint/        model.safetensors + checkpoint.json
+<run>/checkpoint/        model.safetensors + checkpoint.json + resume.safetensors
 <run>/summary.json       env, algo, learner, seed, steps, wall time, final return
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,11 @@ from biocredit.training.config import RunConfig, config_from_dict, read_yaml
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 PROGRESS_FILE = "progress.csv"
+EARLIER_PROGRESS_FILE = "progress.earlier.csv"  # rows of earlier sessions, while one runs
 CHECKPOINT_DIR = "checkpoint"
+STAGING_DIR = "checkpoint.new"  # the next checkpoint while it is written
+PREVIOUS_DIR = "checkpoint.old"  # the previous one while the new one is moved in
+STEP_COLUMN = "time/total_timesteps"
 
 
 def default_run_dir(config: RunConfig, root: Path = Path("runs")) -> Path:
@@ -67,29 +72,96 @@ def read_run_config(run_dir: Path) -> RunConfig:
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    """Write ``summary.json`` whole (a temporary file that then replaces it)."""
+    partial = Path(run_dir) / f"{SUMMARY_FILE}.tmp"
+    partial.write_text(json.dumps(summary, indent=2) + "\n")
+    partial.replace(Path(run_dir) / SUMMARY_FILE)
 
 
 @contextmanager
-def continued_progress(run_dir: Path) -> Iterator[None]:
-    """Keep the rows of an earlier session of this run: SB3's logger rewrites progress.csv, so
-    the earlier rows are put back in front of the new ones (columns joined) afterwards."""
-    path = Path(run_dir) / PROGRESS_FILE
-    earlier: list[dict[str, str]] = []
-    if path.is_file():
-        with open(path, newline="") as handle:
-            earlier = list(csv.DictReader(handle))
+def replacing_checkpoint(run_dir: Path) -> Iterator[Path]:
+    """Yield an empty staging folder; afterwards it replaces ``<run>/checkpoint``.
+
+    The swap is two renames (old checkpoint aside, new one in), so the checkpoint folder is
+    always whole: a stop between them leaves the previous one in ``checkpoint.old``, which
+    :func:`recovered_checkpoint` puts back.
+    """
+    target = Path(run_dir) / CHECKPOINT_DIR
+    staging, previous = target.with_name(STAGING_DIR), target.with_name(PREVIOUS_DIR)
+    recovered_checkpoint(run_dir)
+    for stale in (staging, previous):  # left by a stop mid-write, or after the renames
+        shutil.rmtree(stale, ignore_errors=True)
+    staging.mkdir(parents=True)
+    yield staging
+    if target.exists():
+        target.rename(previous)
+    staging.rename(target)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def recovered_checkpoint(run_dir: Path) -> Path:
+    """``<run>/checkpoint``, put back from ``checkpoint.old`` if a stop fell between the two
+    renames of :func:`replacing_checkpoint`."""
+    target = Path(run_dir) / CHECKPOINT_DIR
+    previous = target.with_name(PREVIOUS_DIR)
+    if not target.exists() and previous.exists():
+        previous.rename(target)
+    return target
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    """Write ``rows`` (columns joined) to a temporary file that then replaces ``path``."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    partial = path.with_name(path.name + ".tmp")
+    with open(partial, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    partial.replace(path)
+
+
+def logged_at(row: dict[str, str]) -> float:
+    """The env step of a ``progress.csv`` row."""
+    return float(row.get(STEP_COLUMN) or 0)
+
+
+def in_order(rows: list[dict[str, str]], up_to: float = float("inf")) -> list[dict[str, str]]:
+    """``rows`` up to env step ``up_to``, each step once (the first row logged at it)."""
+    kept: list[dict[str, str]] = []
+    for row in rows:
+        if logged_at(row) <= up_to and (not kept or logged_at(row) > logged_at(kept[-1])):
+            kept.append(row)
+    return kept
+
+
+@contextmanager
+def continued_progress(run_dir: Path, up_to: int) -> Iterator[None]:
+    """Keep the rows of earlier sessions of this run up to env step ``up_to`` (the checkpoint
+    it continues from; rows a killed session logged after it are dropped, as that session's
+    steps are done again).
+
+    SB3's logger rewrites progress.csv, so the earlier rows wait in ``progress.earlier.csv``,
+    which a SIGKILL leaves in place for the next session, and are put back in front of the new
+    rows (columns joined) afterwards.
+    """
+    path, waiting = Path(run_dir) / PROGRESS_FILE, Path(run_dir) / EARLIER_PROGRESS_FILE
+    earlier = in_order(read_rows(waiting) + read_rows(path), up_to)
+    if not earlier:
+        yield
+        return
+    write_rows(waiting, earlier)
     try:
         yield
     finally:
-        if earlier and path.is_file():
-            with open(path, newline="") as handle:
-                rows = earlier + list(csv.DictReader(handle))
-            columns = list(dict.fromkeys(key for row in rows for key in row))
-            with open(path, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=columns)
-                writer.writeheader()
-                writer.writerows(rows)
+        write_rows(path, in_order(earlier + read_rows(path)))
+        waiting.unlink()
 
 
 def update_run_config(run_dir: Path, config: RunConfig) -> None:

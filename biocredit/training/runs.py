@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from biocredit.envs.multiagent import is_multiagent
 from biocredit.training.config import RunConfig
 from biocredit.training.multiagent_online import MultiAgentOnlineRun
@@ -18,8 +16,3 @@ def run_class(config: RunConfig) -> type[TrainingRun]:
     if is_multiagent(config.env):
         return MultiAgentOnlineRun if config.agent else MultiAgentSB3Run
     return OnlineRun if config.agent else SB3Run
-
-
-def train_any(config: RunConfig, progress: bool = False) -> dict[str, Any]:
-    """Start and run ``config`` to the end; return its summary."""
-    return run_class(config).start(config).run(None, progress)

@@ -6,6 +6,7 @@ import inspect
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,6 @@ from biocredit.training.config import RunConfig
 from biocredit.training.hyperparams import schedule
 from biocredit.training.interrupt import catch_signals
 from biocredit.training.run import TrainingRun
-from biocredit.training.run_dir import CHECKPOINT_DIR
 
 ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {
     "ppo": PPO,
@@ -360,10 +360,10 @@ class SB3Run(TrainingRun):
         algo.ep_info_buffer = deque(state["ep_info_buffer"], maxlen=100)
         algo.ep_success_buffer = deque(state["ep_success_buffer"], maxlen=100)
 
-    def save(self, elapsed: float) -> None:
-        super().save(elapsed)
+    def write_checkpoint(self, directory: Path, elapsed: float) -> None:
+        super().write_checkpoint(directory, elapsed)
         if self.normalize is not None:  # also apart from the resume state, for evaluation
-            save_statistics(self.env, self.run_dir / CHECKPOINT_DIR)
+            save_statistics(self.env, directory)
 
     def eval_env(self, seed: int) -> VecEnv:
         env = super().eval_env(seed)
