@@ -2,7 +2,8 @@
 
 After the active neural generative coding agent (ANGC) of Ororbia & Mali (2022, "Backprop-free
 reinforcement learning with active neural generative coding", AAAI), every network here learns
-from local prediction errors (learner ``pc`` by default; no backprop anywhere):
+from prediction errors by learner ``pc``, by default with fixed predictions and mirror error
+synapses: backprop's chain rule through mirrored weights, without weight transport:
 
 - a generative **world model** ``m(s, a) -> (s' - s, c r)`` (``s`` the observation scaled to
   its bounds); its prediction error ``e`` on a transition, as the surprise of a Gaussian with a

@@ -27,8 +27,9 @@
     reward_scale: 1.0              # c: rewards scaled before learning
     normalize_observations: true   # bounded observation dimensions scaled to [-1, 1]
 
-Each module's ``learner_kwargs`` default to ``{feedback: mirror}`` (the agent registry's pc
-modules: error synapses that mirror the forward weights, no weight transport). Every module
+Each module's ``learner_kwargs`` default to ``{formulation: fixed_prediction, feedback: mirror}``
+(backprop's chain rule through error synapses that mirror the forward weights: no weight
+transport, but not iterative predictive coding). Every module
 receives errors only, so each must use an error- or target-driven learner.
 """
 
@@ -52,11 +53,14 @@ def _is(value: Any, kind: str) -> bool:
 
 
 def pc_network() -> NetworkConfig:
-    """A pc network whose error synapses mirror the forward weights from their response to
-    noise (no weight transport; the Kolen-Pollack-style ``learned`` rule collapsed under Adam)."""
+    """A pc network with fixed-prediction inference whose error synapses mirror the forward
+    weights from their response to noise: backprop's chain rule through mirrored weights,
+    without weight transport (hidden-gradient cosine 0.997 to bp, issue 19). The agent's
+    benchmarks were measured with this setting, before pc's default became iterative inference;
+    the Kolen-Pollack-style ``learned`` rule collapsed under Adam."""
     return NetworkConfig(
         learner="pc",
-        learner_kwargs={"feedback": "mirror"},
+        learner_kwargs={"formulation": "fixed_prediction", "feedback": "mirror"},
         hidden=[64, 64],
         lr=1e-3,
         optimizer="adam",

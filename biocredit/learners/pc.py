@@ -26,9 +26,9 @@ in which the hidden layers absorb part of the output error; with ``relative_nudg
 ``B_{l+1}`` carries the error message down: ``W_{l+1}^T`` with ``feedback="symmetric"`` (exact
 descent on F), a fixed random matrix with ``"random"``, or separate error synapses ``E_{l+1}``
 with ``"learned"`` or ``"mirror"``. ``"learned"`` error synapses are parameters of the learner:
-their gradient is the same local product as the forward weights' plus a decay (NGC; under the
-same optimizer ``E`` then comes to mirror ``W^T``, as in Kolen-Pollack learning, Akrout et al.
-2019):
+their gradient is the same local product as the forward weights' plus a decay (NGC; ``E``
+comes to mirror ``W`` as in Kolen-Pollack learning, Akrout et al. 2019, only when ``W`` gets the
+same decay under the same optimizer: under Adam without decay the alignment measured 0.20-0.49):
 
     E.grad = -eps_l^T f(x_{l-1}) / beta + feedback_decay E_l
 
