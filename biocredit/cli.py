@@ -86,6 +86,17 @@ def _parser() -> argparse.ArgumentParser:
 
     learners = sub.add_parser("learners", help="list learners and their plausibility properties")
     learners.add_argument("--json", action="store_true", help="print JSON")
+    learners.add_argument(
+        "--cost",
+        action="store_true",
+        help="measure one credit-assignment step of every configuration: multiply-accumulates "
+        "(and their ratio to bp's), sequential depth, bytes of learner state",
+    )
+    learners.add_argument(
+        "--shape",
+        help="with --cost: layer widths, input first, output last (default 4,64,64,2)",
+    )
+    learners.add_argument("--batch", type=int, help="with --cost: batch size (default 64)")
 
     plot = sub.add_parser("plot", help="draw learning curves of runs into a PNG")
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders")
@@ -203,6 +214,10 @@ def _cmd_learners(args: argparse.Namespace, console: Console) -> int:
     from biocredit.learners.plausibility import Plausibility
     from biocredit.learners.registry import configurations
 
+    if args.cost:
+        return _learner_costs(args, console)
+    if args.shape is not None or args.batch is not None:
+        raise ConfigError("--shape and --batch size the network of --cost; add --cost.")
     rows: list[dict[str, Any]] = []
     for label, name, options in configurations():
         cls = learner_class(name)
@@ -243,6 +258,64 @@ def _cmd_learners(args: argparse.Namespace, console: Console) -> int:
     for text in CRITERIA.values():
         console.print(f"  {text}")
     return 0
+
+
+def _learner_costs(args: argparse.Namespace, console: Console) -> int:
+    """``biocredit learners --cost``: the table of :mod:`biocredit.learners.cost`."""
+    from biocredit.learners.cost import DEFAULT_BATCH, DEFAULT_SHAPE, measure_all, parse_shape
+
+    spec = parse_shape(args.shape or ",".join(map(str, DEFAULT_SHAPE)))
+    batch = DEFAULT_BATCH if args.batch is None else args.batch
+    reports = measure_all(spec, batch)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "shape": list(spec.sizes),
+                    "batch": batch,
+                    "learners": [report.as_dict() for report in reports],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    table = Table(
+        title=f"Cost of one credit-assignment step: network {list(spec.sizes)}, batch {batch}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("learner", no_wrap=True)
+    table.add_column("signal", no_wrap=True)
+    for column in ("MACs", "x bp", "depth", "fwd\nMACs", "fwd\ndepth", "state\nbytes"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=5)
+    for r in reports:
+        table.add_row(
+            r.label,
+            r.signal,
+            _compact(r.credit_macs),
+            f"{r.credit_macs_vs_bp:.2f}",
+            str(r.credit_depth),
+            _compact(r.forward_macs),
+            str(r.forward_depth),
+            _compact(r.state_bytes),
+        )
+    console.print(table)
+    console.print(
+        "  MACs: multiply-accumulates of the matrix products one credit-assignment step runs "
+        "(x bp: over bp's; exact counts with --json); depth: longest chain of dependent matrix "
+        "products in it; fwd: the recorded forward pass, for reference; state bytes: the "
+        "learner's buffers and own parameters. Counted from the kernels run "
+        "(docs/plausibility.md, biocredit.learners.cost)."
+    )
+    return 0
+
+
+def _compact(count: int) -> str:
+    """``557056`` -> ``"557k"``: three significant digits and an SI prefix."""
+    value, prefixes = float(count), ["", "k", "M", "G", "T"]
+    while abs(value) >= 999.5 and len(prefixes) > 1:
+        value, prefixes = value / 1000, prefixes[1:]
+    return f"{value:.3g}{prefixes[0]}"
 
 
 def _cmd_plot(args: argparse.Namespace, console: Console) -> int:

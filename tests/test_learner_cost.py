@@ -2,6 +2,7 @@
 the counter's rules on single ops, a hand count on a tiny network for bp, fa and dfa, and a
 finite report for every configuration in the registry."""
 
+import json
 import math
 import re
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from biocredit.cli import main
 from biocredit.errors import ConfigError
 from biocredit.learners import LocalNetwork, NetworkSpec
 from biocredit.learners.base import SignalFreeLearner
@@ -144,3 +146,33 @@ def test_measuring_leaves_the_global_rng_alone():
 def test_bad_input_says_what_to_do(call, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         call()
+
+
+def test_cli_cost_json_has_a_row_per_configuration(capsys):
+    """``biocredit learners --cost --json`` (in process: the command's own subprocess tests
+    are in ``tests/test_cli.py``)."""
+    code = main(["learners", "--cost", "--json", "--shape", "3,4,5,2", "--batch", "5"])
+    listed = json.loads(capsys.readouterr().out)
+    assert code == 0 and (listed["shape"], listed["batch"]) == ([3, 4, 5, 2], 5)
+    rows = {row["label"]: row for row in listed["learners"]}
+    assert list(rows) == IDS
+    assert (rows["bp"]["credit_macs"], rows["bp"]["credit_macs_vs_bp"]) == (360, 1.0)
+
+
+def test_cli_cost_table(capsys):
+    assert main(["learners", "--cost", "--shape", "3,4,5,2", "--batch", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "network [3, 4, 5, 2], batch 5" in out and "x bp" in out and "pc-fixed-bp" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cost", "--shape", "4,x,2"], "--shape '4,x,2' is not a list of layer widths"),
+        (["--cost", "--batch", "0"], "batch must be an integer >= 1"),
+        (["--shape", "4,2"], "add --cost"),
+    ],
+)
+def test_cli_bad_cost_input_gets_one_clear_message(args, message, capsys):
+    assert main(["learners", *args]) == 2
+    assert message in capsys.readouterr().err
