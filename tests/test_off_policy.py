@@ -184,3 +184,30 @@ def test_perturbation_gives_a_dfa_critic_a_state_dependent_action_grad(tmp_path)
 def test_unknown_critic_action_grad_is_refused():
     with pytest.raises(ValueError, match="Unknown critic_action_grad 'finite'"):
         make("sac", critic_action_grad="finite")
+
+
+def test_perturbation_under_the_min_of_two_critics_equals_every_row_perturbed():
+    """Only the rows each critic wins in ``min(Q_1, Q_2)`` are perturbed; the others would be
+    multiplied by zero, so the action gradient is that of perturbing every row of both."""
+    from biocredit.sb3.off_policy import perturbation_action_grad
+
+    model = make("sac", critic_action_grad="perturbation")
+    critic = model.policy.critic
+    with torch.no_grad():  # the second critic mirrors the first: each is the lower one somewhere
+        critic.q_networks[1].load_state_dict(critic.q_networks[0].state_dict())
+        critic.q_networks[1].layers[-1].weight.neg_()
+    torch.manual_seed(2)
+    obs, actions = torch.randn(64, 3), torch.rand(64, 1) * 2 - 1
+    with torch.no_grad():
+        inputs = torch.cat([obs, actions], dim=1)
+        q = torch.cat([q_net(inputs) for q_net in critic.q_networks], dim=1)
+        every_row = [
+            perturbation_action_grad(
+                lambda f, a, net=q_net: net(torch.cat([f, a], dim=1)), obs, actions, 0.05
+            )
+            for q_net in critic.q_networks
+        ]
+    winner = q.argmin(dim=1, keepdim=True)
+    assert 0 < winner.sum() < len(winner)  # both critics win some rows
+    want = torch.where(winner == 0, every_row[0], every_row[1])
+    torch.testing.assert_close(_action_grads(model, obs, actions), want, rtol=1e-4, atol=1e-5)

@@ -72,8 +72,22 @@ class _PerturbedQ(torch.autograd.Function):
     def backward(ctx: Any, grad_q: torch.Tensor):
         actions, features = ctx.saved_tensors
         with torch.no_grad():
-            grad_a = perturbation_action_grad(ctx.q_fn, features, actions, ctx.delta)
+            grad_a = perturbed_rows(ctx.q_fn, features, actions, ctx.delta, grad_q[:, 0] != 0)
         return grad_q * grad_a, None, None, None
+
+
+def perturbed_rows(
+    q_fn: Any, features: torch.Tensor, actions: torch.Tensor, delta: float, rows: torch.Tensor
+) -> torch.Tensor:
+    """:func:`perturbation_action_grad` for the ``rows`` (a boolean mask) whose ``Q`` reaches
+    the loss, zero elsewhere: under SAC's ``min(Q_1, Q_2)`` each sample's error comes from one
+    critic only, so the other critic's perturbations would be multiplied by zero."""
+    if bool(rows.all()):
+        return perturbation_action_grad(q_fn, features, actions, delta)
+    grad_a = torch.zeros_like(actions)
+    if bool(rows.any()):
+        grad_a[rows] = perturbation_action_grad(q_fn, features[rows], actions[rows], delta)
+    return grad_a
 
 
 def _no_sde(kwargs: dict[str, Any]) -> None:
@@ -149,19 +163,29 @@ class BioContinuousCritic(ContinuousCritic):
             self.q_networks[idx] = q_net
 
     def _q(self, q_net: nn.Module, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        if self.action_grad == "perturbation" and actions.requires_grad:
-
-            def q_fn(feat: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-                with torch.no_grad():
-                    return q_net(torch.cat([feat, act], dim=1))
-
-            return _PerturbedQ.apply(actions, features.detach(), q_fn, self.action_delta)
+        if self._perturbed(actions):
+            return self._perturbed_q(q_net, features, actions)
         return q_net(torch.cat([features, actions], dim=1))
+
+    def _perturbed(self, actions: torch.Tensor) -> bool:
+        return self.action_grad == "perturbation" and actions.requires_grad
+
+    def _perturbed_q(
+        self, q_net: nn.Module, features: torch.Tensor, actions: torch.Tensor
+    ) -> torch.Tensor:
+        def q_fn(feat: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return q_net(torch.cat([feat, act], dim=1))
+
+        return _PerturbedQ.apply(actions, features.detach(), q_fn, self.action_delta)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with torch.set_grad_enabled(not self.share_features_extractor):
             features = self.extract_features(obs, self.features_extractor)
-        return tuple(self._q(q_net, features, actions) for q_net in self.q_networks)
+        if self._perturbed(actions):
+            return tuple(self._perturbed_q(q, features, actions) for q in self.q_networks)
+        inputs = torch.cat([features, actions], dim=1)  # once for every critic, as in SB3
+        return tuple(q_net(inputs) for q_net in self.q_networks)
 
     def q1_forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
