@@ -54,6 +54,13 @@ class TrainedNetwork:
         assert isinstance(learner, ModulatorDrivenLearner) and self._cache is not None
         learner.accumulate(self.net.layers, self._cache, post)
         learner.modulate(self.net.layers, modulator)
+        monitor = learner.alignment
+        if monitor is not None and monitor.due():
+            layers, cache = self.net.layers, self._cache
+            monitor.record(
+                learner.step_update(layers, cache, post, modulator),
+                learner.step_update(layers, cache, post, modulator, transport=True),
+            )
 
     def output_error(self, post: Tensor, modulator: Tensor) -> tuple[Tensor, Tensor]:
         """The last output and the error ``dL/dy = -M * post`` for the autograd boundary."""

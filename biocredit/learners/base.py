@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from biocredit.errors import ConfigError
 from biocredit.learners.activations import Activation, get_activation
+from biocredit.learners.alignment import AlignmentMonitor
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.spec import NetworkSpec
 
@@ -96,6 +97,7 @@ class Learner(nn.Module):
         self.spec: NetworkSpec | None = None
         self.activation: Activation | None = None
         self.context = RunContext()
+        self.alignment: AlignmentMonitor | None = None  # off unless a run asks for it
 
     @classmethod
     def configurations(cls) -> dict[str, dict[str, Any]]:
@@ -260,6 +262,20 @@ class ModulatorDrivenLearner(Learner):
 
     def end_episodes(self, done: Tensor) -> None:
         """Forget the eligibility of the envs whose episode ended (``done``: bool per env)."""
+        raise NotImplementedError
+
+    def step_update(
+        self,
+        layers: Sequence[nn.Linear],
+        cache: ForwardCache,
+        post_out: Tensor,
+        modulator: Tensor,
+        transport: bool = False,
+    ) -> list[Tensor]:
+        """This step's contribution to the update, ``-sum_env M post_l pre_l^T`` per layer
+        (gradient sign, ``[dW_1, db_1, ...]``); with ``transport`` the hidden post terms are
+        backprop's (``W^T`` chain) instead of the rule's: the reference of the alignment
+        diagnostic."""
         raise NotImplementedError
 
 

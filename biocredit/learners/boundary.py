@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx
 
 from biocredit.errors import BiocreditError
+from biocredit.learners.alignment import forward_gradient
 from biocredit.learners.base import ErrorDrivenLearner, Learner
 from biocredit.learners.registry import learners_of_kind
 
@@ -47,8 +48,11 @@ class CreditBoundary(torch.autograd.Function):
                 f"{learners_of_kind(ErrorDrivenLearner)}."
             )
         input_grad = ctx.needs_input_grad[2]
-        grad_x, param_grads = ctx.learner.assign_credit(
-            ctx.layers, ctx.cache, error.contiguous(), input_grad
-        )
+        error = error.contiguous()
+        grad_x, param_grads = learner.assign_credit(ctx.layers, ctx.cache, error, input_grad)
+        monitor = learner.alignment
+        if monitor is not None and monitor.due():
+            x = ctx.cache.inputs[0]
+            monitor.record(param_grads, forward_gradient(learner, ctx.layers, x, error))
         del ctx.cache
         return (None, None, grad_x, *param_grads)

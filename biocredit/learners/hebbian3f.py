@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from biocredit.errors import ConfigError, unknown_name
-from biocredit.learners.base import ForwardCache, ModulatorDrivenLearner
+from biocredit.learners.base import ForwardCache, ModulatorDrivenLearner, linear_grads
 from biocredit.learners.feedback import RandomFeedbackLearner
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
@@ -157,18 +157,41 @@ class NeuromodulatedHebbian(RandomFeedbackLearner, ModulatorDrivenLearner):
                 f"hebbian3f traces are sized for {traces[0][1].shape[0]} envs but the batch has "
                 f"{post_out.shape[0]}; attach it with RunContext(n_envs={post_out.shape[0]})."
             )
-        decay = self.trace_decay
+        posts = self.post_terms(layers, cache, post_out, self.feedback_mode == "transpose")
+        for (trace_w, trace_b), post, pre in zip(traces, posts, cache.inputs, strict=True):
+            accumulate_trace(trace_w, trace_b, self.trace_decay, post, pre)
+
+    def post_terms(
+        self, layers: Sequence[nn.Linear], cache: ForwardCache, post_out: Tensor, transport: bool
+    ) -> list[Tensor]:
+        """Every layer's post-synaptic term, first layer first: the output's own, the hidden
+        units' from ``D_l`` (or, with ``transport``, from the ``W^T`` chain)."""
+        assert self.activation is not None and self.spec is not None
         derivative = self.activation.derivative
-        last = self.spec.n_layers - 1
-        accumulate_trace(*traces[last], decay, post_out, cache.inputs[last])
-        post = post_out
-        for l in range(last - 1, -1, -1):
+        posts = [post_out]
+        for l in range(self.spec.n_layers - 2, -1, -1):
             a, h = cache.pre_activations[l], cache.inputs[l + 1]
-            if self.feedback_mode == "transpose":
-                post = hidden_post(post, layers[l + 1].weight, derivative(a, h))
+            if transport:
+                posts.insert(0, hidden_post(posts[0], layers[l + 1].weight, derivative(a, h)))
             else:
-                post = hidden_post(post_out, self.feedback()[l], derivative(a, h))
-            accumulate_trace(*traces[l], decay, post, cache.inputs[l])
+                posts.insert(0, hidden_post(post_out, self.feedback()[l], derivative(a, h)))
+        return posts
+
+    def step_update(
+        self,
+        layers: Sequence[nn.Linear],
+        cache: ForwardCache,
+        post_out: Tensor,
+        modulator: Tensor,
+        transport: bool = False,
+    ) -> list[Tensor]:
+        own_rule_transports = self.feedback_mode == "transpose"
+        posts = self.post_terms(layers, cache, post_out, transport or own_rule_transports)
+        return [
+            g
+            for post, pre in zip(posts, cache.inputs, strict=True)
+            for g in linear_grads(post * -modulator[:, None], pre)
+        ]
 
     def modulate(self, layers: Sequence[nn.Linear], modulator: Tensor) -> None:
         """Write ``.grad = -sum_env M e`` into every parameter (replacing what was there; the

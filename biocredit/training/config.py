@@ -64,6 +64,9 @@ class RunConfig:
     checkpoint_freq: int = 10_000
     on_divergence: str = "stop"  # or "rollback": resume the last checkpoint, learning rates halved
     max_rollbacks: int = 3
+    # every this many credit assignments of each network, log each layer's cosine to backprop's
+    # gradient of the same loss (alignment/<network>/layer<l>); 0: off
+    alignment_every: int = 0
     threads: int = 1
     out: str | None = None
 
@@ -85,6 +88,11 @@ class RunConfig:
             )
         if self.on_divergence not in DIVERGENCE_ACTIONS:
             raise unknown_name("on_divergence action", self.on_divergence, DIVERGENCE_ACTIONS)
+        if self.alignment_every < 0:
+            raise ConfigError(
+                f"'alignment_every' must be >= 0 (0 = off), got {self.alignment_every}. "
+                "Try alignment_every: 10."
+            )
         if self.max_rollbacks < 0:
             raise ConfigError(f"'max_rollbacks' must be >= 0, got {self.max_rollbacks}.")
         if self.algo not in ALGOS:

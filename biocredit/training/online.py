@@ -24,6 +24,7 @@ from torch import nn
 from biocredit.agents import Agent, agent_config, make_agent
 from biocredit.envs import check_env_id
 from biocredit.envs.state import capture_env, restore_env
+from biocredit.training.alignment import attach_monitors, fresh_alignment
 from biocredit.training.callbacks import RunProgress
 from biocredit.training.config import RunConfig
 from biocredit.training.guard import DivergenceGuard
@@ -103,6 +104,7 @@ class OnlineRun(TrainingRun):
         self.next_log = LOG_EVERY_STEPS
         self.returns: deque[float] = deque(maxlen=100)
         self.guard = DivergenceGuard(guarded_modules(self.agent), lambda: self.steps)
+        self.monitors = attach_monitors(self.agent.networks, config.alignment_every)
 
     validate = staticmethod(validate_online)
 
@@ -233,7 +235,7 @@ class OnlineRun(TrainingRun):
         self.next_log += LOG_EVERY_STEPS
         if (recent := self.recent()) is not None:
             logger.record("rollout/ep_rew_mean", recent)
-        for key, value in self.agent.diagnostics().items():
+        for key, value in {**self.agent.diagnostics(), **fresh_alignment(self.monitors)}.items():
             logger.record(key, value)
         logger.record("time/total_timesteps", self.steps)
         logger.record("time/episodes", self.episodes)

@@ -36,6 +36,7 @@ from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.learners import LocalNetwork, learner_class
 from biocredit.sb3 import BioActorCriticPolicy, BioDQNPolicy, BioSACPolicy, BioTD3Policy
 from biocredit.sb3.common import optimizer_class, torch_activation
+from biocredit.training.alignment import AlignmentCallback, attach_monitors
 from biocredit.training.callbacks import (
     DivergenceCallback,
     RichProgressCallback,
@@ -402,8 +403,11 @@ class SB3Run(TrainingRun):
                 lambda: self.save(self.elapsed + time.perf_counter() - start),
                 stop,
             )
-            guard = DivergenceCallback(guarded_modules(algo))
+            modules = guarded_modules(algo)
+            guard = DivergenceCallback(modules)
             all_callbacks = [*(callbacks or []), guard, checkpoints]
+            if monitors := attach_monitors(modules, config.alignment_every):
+                all_callbacks.append(AlignmentCallback(monitors))
             if progress:
                 label = f"{config.algo}+{config.learner} {config.env} seed {config.seed}"
                 display = RichProgressCallback(config.steps, label, console, self.progress_detail)
