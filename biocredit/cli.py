@@ -101,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="draw learning curves of runs into a PNG")
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders")
     plot.add_argument("--out", default="curves.png", help="PNG to write (default curves.png)")
+    plot.add_argument(
+        "--alignment",
+        action="store_true",
+        help="plot each layer's angle to backprop (runs trained with alignment_every > 0)",
+    )
 
     bench = sub.add_parser("bench", help="run a benchmark matrix with the bp baseline")
     bench.add_argument("spec", help="benchmark spec YAML (see experiments/benchmarks/)")
@@ -319,15 +324,25 @@ def _compact(count: int) -> str:
 
 
 def _cmd_plot(args: argparse.Namespace, console: Console) -> int:
-    from biocredit.training.plots import plot_curves
+    from biocredit.training.plots import alignment_columns, plot_alignment, plot_curves
     from biocredit.training.run_dir import read_run_config
 
     lines: dict[str, dict[str, list[Path]]] = {}
+    labelled: dict[str, Path] = {}
     for run_dir in map(Path, args.run_dirs):
         config = read_run_config(run_dir)
         label = config.agent or f"{config.algo}+{config.learner}"
         lines.setdefault(config.env, {}).setdefault(label, []).append(run_dir)
-    plot_curves(lines, Path(args.out))
+        labelled[f"{label} {config.env} seed {config.seed}"] = run_dir
+        if args.alignment and not alignment_columns(run_dir):
+            raise ConfigError(
+                f"{run_dir} has no alignment columns in its progress.csv. Train it with "
+                "--set alignment_every=10 to record them, or plot without --alignment."
+            )
+    if args.alignment:
+        plot_alignment(labelled, Path(args.out))
+    else:
+        plot_curves(lines, Path(args.out))
     console.print(f"wrote {args.out}")
     return 0
 

@@ -11,13 +11,15 @@ from gymnasium import spaces
 
 from biocredit.agents import ModularAgent, agent_config
 from biocredit.errors import BiocreditError
+from biocredit.learners.base import ErrorDrivenLearner
+from biocredit.learners.registry import list_learners
 from biocredit.training.evaluation import evaluate_run
 from biocredit.training.online import train_online
 from biocredit.training.resolve import resolve_config
 
 OBS = spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
 ACTION_SPACES = [spaces.Discrete(3), spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)]
-ERROR_LEARNERS = ["bp", "fa", "dfa", "eqprop", "pc"]
+ERROR_LEARNERS = list_learners(ErrorDrivenLearner)
 
 
 def run_steps(agent: ModularAgent, n: int = 3) -> None:

@@ -5,6 +5,8 @@ import pytest
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from biocredit.envs import make_sb3_vec_env
+from biocredit.learners.base import ErrorDrivenLearner
+from biocredit.learners.registry import list_learners
 from biocredit.training.resolve import resolve_config
 from biocredit.training.sb3_runner import train
 
@@ -22,7 +24,7 @@ def random_return(env_id: str, episodes: int = 20) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("learner", ["fa", "dfa", "eqprop", "pc"])
+@pytest.mark.parametrize("learner", [n for n in list_learners(ErrorDrivenLearner) if n != "bp"])
 def test_ppo_learns_cartpole(learner, tmp_path):
     config = resolve_config(
         flags={"learner": learner, "steps": 20_000, "seed": 1, "out": str(tmp_path / learner)}

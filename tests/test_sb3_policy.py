@@ -9,6 +9,8 @@ from torch import nn
 
 from biocredit.errors import BiocreditError
 from biocredit.learners import LocalNetwork
+from biocredit.learners.base import ErrorDrivenLearner
+from biocredit.learners.registry import list_learners
 from biocredit.sb3 import BioActorCriticPolicy
 
 
@@ -28,7 +30,7 @@ def small_ppo(env_id: str, learner: str, seed: int = 0, **kwargs) -> PPO:
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-@pytest.mark.parametrize("learner", ["bp", "fa", "dfa", "eqprop", "pc"])
+@pytest.mark.parametrize("learner", list_learners(ErrorDrivenLearner))
 def test_heads_belong_to_the_learner(env_id, learner):
     model = small_ppo(env_id, learner)
     policy = model.policy
@@ -45,7 +47,7 @@ def test_heads_belong_to_the_learner(env_id, learner):
     assert networks[1].spec.out_features == 1
 
 
-@pytest.mark.parametrize("learner", ["fa", "dfa", "eqprop", "pc"])
+@pytest.mark.parametrize("learner", [n for n in list_learners(ErrorDrivenLearner) if n != "bp"])
 def test_ppo_update_goes_through_the_learner(learner, monkeypatch):
     """During PPO's update, every layer's gradient comes from the learner's assign_credit."""
     model = small_ppo("CartPole-v1", learner)

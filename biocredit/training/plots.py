@@ -64,3 +64,46 @@ def plot_curves(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def alignment_columns(run_dir: Path) -> dict[str, list[str]]:
+    """``{network: [alignment/<network>/angle<l>, ...]}`` found in a run's ``progress.csv``."""
+    with open(Path(run_dir) / PROGRESS_FILE, newline="") as handle:
+        header = next(csv.reader(handle), [])
+    networks: dict[str, list[str]] = {}
+    for column in sorted(header):
+        parts = column.split("/")
+        if len(parts) == 3 and parts[0] == "alignment" and parts[2].startswith("angle"):
+            networks.setdefault(parts[1], []).append(column)
+    return networks
+
+
+def plot_alignment(runs: Mapping[str, Path], path: Path) -> None:
+    """One row per run (by label), one panel per network, one line per layer: the angle
+    between the learner's update and backprop's gradient over training (90 degrees: none)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = {label: alignment_columns(run_dir) for label, run_dir in runs.items()}
+    n_cols = max((len(networks) for networks in tables.values()), default=1) or 1
+    fig, axes = plt.subplots(
+        len(runs), n_cols, figsize=(5 * n_cols, 3.2 * len(runs)), squeeze=False
+    )
+    for row, (label, run_dir) in enumerate(runs.items()):
+        for col, (network, columns) in enumerate(tables[label].items()):
+            ax = axes[row][col]
+            for column in columns:
+                steps, angles = read_curve(run_dir, column)
+                ax.plot(steps, angles, label=f"layer {column.rsplit('angle', 1)[1]}")
+            ax.axhline(90, color="grey", linestyle="--", linewidth=0.8)
+            ax.set_title(f"{label}: {network}", fontsize=9)
+            ax.set_xlabel("env steps")
+            ax.set_ylabel("angle to backprop (degrees)")
+            ax.set_ylim(0, 120)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
