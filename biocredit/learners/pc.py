@@ -88,7 +88,7 @@ from biocredit.learners.spec import NetworkSpec
 FEEDBACK_MODES = ("symmetric", "learned", "mirror", "random")
 FORMULATIONS = ("fixed_prediction", "iterative")
 OUTPUTS = ("nudged", "clamped")
-ITERATIVE_STEPS, ITERATIVE_STEP_SIZE = 10, 0.5
+ITERATIVE_STEPS, ITERATIVE_STEP_SIZE = 10, 0.1
 
 
 def prediction_error(value: Tensor, prediction: Tensor) -> Tensor:
@@ -185,7 +185,8 @@ class PredictiveCoding(TargetDrivenLearner):
         convergence), ``ITERATIVE_STEPS`` with the iterative dynamics
     :param step_size: inference rate ``eta``; ``None``: 1 with fixed predictions,
         ``ITERATIVE_STEP_SIZE`` with the iterative dynamics (each unit's step is further divided
-        by its own curvature, :func:`unit_rate`)
+        by its own curvature, :func:`unit_rate`; on the ReLU networks of a trained PPO CartPole
+        policy 0.5 diverged, residual > 100, while 0.1 left a residual of 0.1-0.3 after 10 steps)
     :param nudge: how far the output is pushed against the loss
     :param relative_nudge: measure ``nudge`` in units of ``rms(e)`` (``beta = nudge / rms(e)``)
         instead of using ``beta = nudge``
