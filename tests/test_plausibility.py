@@ -7,9 +7,12 @@ in the registry (``biocredit learners``), so a new learner or variant is covered
 - LP, local plasticity: the kernels that compute a layer's weight change take only pre- and
   post-synaptic activity, the signal delivered to the layer and scalars; and that signal is
   delivered without weight transport (P2) or by the network's own settling (P6).
+- P4, no activation derivative needed: with the derivative ``f'`` replaced by NaN, updates stay
+  finite exactly when the configuration claims P4.
 - =BP: a configuration that claims to equal backprop gives backprop's gradients; no other does.
 """
 
+import dataclasses
 import inspect
 import math
 
@@ -123,6 +126,28 @@ def test_the_probe_lets_forward_uses_through_and_stops_transport():
         transport = [e.mm(w), w.t().mm(e.t()), w.square().sum(0)]
     assert all(bool(t.isfinite().all()) for t in forward)
     assert not any(bool(t.isfinite().any()) for t in transport) and probe.transports == 3
+
+
+@pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)
+def test_derivative_free_flag_is_what_the_rule_does(label, name, options):
+    torch.manual_seed(0)
+    net = LocalNetwork(SPEC, name, RunContext(n_envs=4), **options)
+    learner = net.learner
+    x = torch.randn(4, SPEC.in_features)
+    with torch.no_grad():
+        y, cache = learner.forward_pass(net.layers, x, record=True)
+        learner.activation = dataclasses.replace(
+            learner.activation, derivative=lambda a, h: torch.full_like(a, math.nan)
+        )
+        signal = torch.randn_like(y)
+        if isinstance(learner, ErrorDrivenLearner):
+            updates = learner.assign_credit(net.layers, cache, signal, input_grad=False)[1]
+        else:
+            learner.accumulate(net.layers, cache, signal)
+            learner.modulate(net.layers, torch.randn(4))
+            updates = [p.grad for p in net.parameters_in_order()]
+    finite = all(bool(u.isfinite().all()) for u in updates)
+    assert finite == learner.plausibility.p4_constraints, label
 
 
 @pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)
