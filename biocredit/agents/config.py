@@ -78,11 +78,11 @@ class MemoryConfig:
 
     kind: str = "passthrough"
     units: int = 32
-    steps: int = 10
+    steps: int = 20
     beta: float = 0.1
-    dt: float = 0.5
-    self_excitation: float = 1.5
-    recurrence: float = 0.0
+    dt: float = 1.0
+    self_excitation: float = 0.5
+    recurrence: float = 1.0
     copy_gain: float = 0.0
     change_gain: float = 0.0
     lr: float = 1e-3
@@ -101,6 +101,15 @@ class MemoryConfig:
             raise ConfigError(f"modules.memory.dt must be in (0, 1], got {self.dt!r}.")
         if not self.lr > 0:
             raise ConfigError(f"modules.memory.lr must be > 0, got {self.lr!r}.")
+        if not 0 <= self.self_excitation < 1:
+            raise ConfigError(
+                f"modules.memory.self_excitation must be in [0, 1), got {self.self_excitation!r}: "
+                "at 1 or more a unit's energy is not convex, its only stable states are the "
+                "bounds, where the gradient through the settled state is 0, and equilibrium "
+                "propagation has nothing to compute. Hold information across steps with "
+                "recurrence instead (recurrence / (1 - self_excitation) > 1), e.g. the defaults "
+                "self_excitation: 0.5, recurrence: 1.0."
+            )
         for key in ("copy_gain", "change_gain"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:

@@ -1,26 +1,47 @@
 """An energy-based recurrent memory whose weights learn by equilibrium propagation.
 
 At step ``t`` the memory state ``m`` (``units`` hard-tanh units in [-1, 1]) settles, starting
-from ``m_{t-1}``, toward a minimum of
+from ``m_{t-1}``, to the minimum over the box of
 
     E_t(m) = ||m||^2 / 2 - m^T J m / 2 - m^T (U f_t + V m_{t-1} + b)
 
 with the current features ``f_t`` and the previous state ``m_{t-1}`` clamped as inputs and ``J``
-symmetric lateral connections. Information persists two ways: through ``V`` (the previous state
-as an input) and through the attractors of ``J`` (settling starts where the last step ended).
-The free phase is projected gradient descent, ``m <- clamp(m - dt dE/dm, -1, 1)``, and its end
-point ``m_t`` is what the policy reads.
+symmetric lateral connections. The free phase is projected gradient descent,
+``m <- clamp(m - dt dE/dm, -1, 1)``, and its end point ``m_t`` is what the policy reads.
 
-Learning is equilibrium propagation through an autograd boundary, as for the ``eqprop``
-learner: the agent's modules send ``e = dL/dm_t`` (the actor's and critic's input errors, the
-world model's next-observation error); the nudged phases settle ``F = E + beta e.m`` from
-``m_t`` with ``+beta`` and ``-beta`` and every synapse compares its units' co-activity:
+Settling. The Hessian of ``E_t`` is ``I - J``. While every eigenvalue ``mu`` of ``J`` is below
+1, ``E_t`` is strongly convex: one minimum in the box, and each projected step is a
+contraction by ``rho = max |1 - dt (1 - mu)|`` (the clamp does not expand distances), so
+after ``n`` steps the state is within ``rho^n`` of that minimum. The defaults, ``J = 0.5 I``,
+``dt = 1`` and 20 steps, give ``rho = 0.5``: the last step moves the state by at most
+``0.5^19 |m_1 - m_0|``. A self-excitation of 1 or more would make each unit's energy concave,
+with its only stable states at the bounds; the configuration rejects it.
+
+Holding information. It persists through ``V`` (the previous state as an input), not through
+attractors of ``J``: for a unit with ``J_ii = s``, ``V_ii = r`` and no other lateral input, the
+settled state is ``m_t = clamp((r m_{t-1} + u_t) / (1 - s))`` with ``u_t`` its input from
+``U f_t + b``. Across steps this map has gain ``k = r / (1 - s)`` (2 at the defaults ``r = 1``,
+``s = 0.5``): a unit whose cue moved it past the map's unstable point runs to a bound and stays
+there while ``|u_t| <= (k - 1)(1 - s)``, a bit held over any delay.
+
+Learning is equilibrium propagation (Scellier & Bengio 2017) with symmetric nudging (Laborieux
+et al. 2021) through an autograd boundary, as for the ``eqprop`` learner: the agent's modules send
+``e = dL/dm_t`` (the actor's and critic's input errors, the world model's next-observation
+error); the nudged phases settle ``F = E + beta e.m`` from ``m_t`` with ``+beta`` and ``-beta``
+and every synapse compares its units' co-activity:
 
     dW = -(m^+ z^T - m^- z^T) / (2 beta),  z = (f_t, m_{t-1}),  W = (U V)
     dJ = -(m^+ m^+^T - m^- m^-^T) / (4 beta),  db = -(m^+ - m^-) / (2 beta)
 
-``m_{t-1}`` is a clamped input, never differentiated: no backpropagation through time. The state
-is a buffer (one row per env), so checkpoints carry it; rows are reset to zero at episode start.
+As ``beta -> 0`` this is the gradient of ``L = e.m_t`` through the settled state, by implicit
+differentiation of the fixed point: ``lambda = (I - J_FF)^-1 e_F`` over the units ``F`` inside
+the bounds (0 elsewhere), ``dW = lambda z^T``, ``db = lambda``,
+``dJ = (lambda m^T + m lambda^T) / 2``. ``E_t`` is quadratic, so while no unit crosses a bound
+between the phases the symmetric estimate equals that gradient at any ``beta``; a unit held at
+a bound gets no update, as its gradient is 0. ``beta`` is relative to the root mean
+square of ``e``. ``m_{t-1}`` is a clamped input, never differentiated: the gradient is that of
+the one step, with no backpropagation through time. The state is a buffer (one row per env), so
+checkpoints carry it; rows are reset to zero at episode start.
 
 Delay-line initialisation (optional, off by default): with ``copy_gain`` ``a > 0`` the first ``F``
 units (``F`` the feature width) start as copies of the features, and with ``change_gain``
@@ -76,9 +97,10 @@ class EqPropMemory(nn.Module):
     :param steps: settling steps of the free and of each nudged phase
     :param beta: nudging strength, relative to the root mean square of ``e``
     :param dt: step size of the settling, in (0, 1]
-    :param self_excitation: initial diagonal of ``J``; above 1 a unit is bistable (it keeps its
-        sign until its input pushes it over), an attractor that holds a bit
-    :param recurrence: initial ``V = recurrence * I``
+    :param self_excitation: initial diagonal ``s`` of ``J``, below 1 so that the energy is
+        convex and the settling a contraction (module docstring)
+    :param recurrence: initial ``V = r I``; with ``r / (1 - s) > 1`` a unit driven to a bound
+        stays there from step to step: a bit held across steps
     :param optimizer: optimizer class
     :param lr: learning rate
     :param copy_gain: ``a``; above 0 the first ``n_features`` units start as the copy units of
@@ -104,6 +126,7 @@ class EqPropMemory(nn.Module):
     ) -> None:
         super().__init__()
         self.units, self.steps, self.beta, self.dt = units, steps, beta, dt
+        self.residual = 0.0  # of forward's last free phase (a diagnostic, not state)
         inputs = nn.Linear(n_features + units, units)
         lateral = self_excitation * torch.eye(units)
         with torch.no_grad():
@@ -124,18 +147,21 @@ class EqPropMemory(nn.Module):
 
     def settle(
         self, start: Tensor, drive: Tensor, lateral: Tensor, nudge: Tensor | None = None
-    ) -> Tensor:
+    ) -> tuple[Tensor, float]:
+        """``steps`` projected steps from ``start``: the state reached and its residual, the
+        largest change of a unit in the last step (how far from settled the phase stopped)."""
         state = start
-        for _ in range(self.steps):
+        for _ in range(self.steps - 1):
             state = memory_step(state, lateral, drive, nudge, self.dt)
-        return state
+        last = memory_step(state, lateral, drive, nudge, self.dt)
+        return last, float((last - state).abs().max())
 
     def infer(self, features: Tensor, start: Tensor | None = None) -> Tensor:
         """The state reached from ``start`` (default: the committed state), without committing."""
         start = self.state if start is None else start
         with torch.no_grad():
             z = torch.cat([features, start], dim=1)
-            return self.settle(start, self.inputs(z), self.symmetric_lateral())
+            return self.settle(start, self.inputs(z), self.symmetric_lateral())[0]
 
     def forward(self, features: Tensor) -> Tensor:
         """Settle from the committed state with ``features`` clamped, commit, and return the new
@@ -204,7 +230,7 @@ class MemoryBoundary(torch.autograd.Function):
         with torch.no_grad():
             z = torch.cat([features, memory.state], dim=1)
             drive, lateral = memory.inputs(z), memory.symmetric_lateral()
-            free = memory.settle(memory.state, drive, lateral)
+            free, memory.residual = memory.settle(memory.state, drive, lateral)
         ctx.memory, ctx.z, ctx.drive = memory, z, drive  # type: ignore[attr-defined]
         ctx.lateral, ctx.free = lateral, free  # type: ignore[attr-defined]
         return free
@@ -215,8 +241,8 @@ class MemoryBoundary(torch.autograd.Function):
         scale = float(error.square().mean().sqrt())
         beta = memory.beta / max(scale, 1e-12)
         nudge = error * beta
-        plus = memory.settle(ctx.free, ctx.drive, ctx.lateral, nudge)
-        minus = memory.settle(ctx.free, ctx.drive, ctx.lateral, -nudge)
+        plus = memory.settle(ctx.free, ctx.drive, ctx.lateral, nudge)[0]
+        minus = memory.settle(ctx.free, ctx.drive, ctx.lateral, -nudge)[0]
         span = 2 * beta
         grad_w, grad_b = contrastive_grads(plus, ctx.z, minus, ctx.z, span)
         grad_j = contrastive_grads(plus, plus, minus, minus, 2 * span)[0]

@@ -168,8 +168,12 @@ class ModularAgent(SavableAgent):
         }
 
     def diagnostics(self) -> dict[str, float]:
-        """Values the online loop logs."""
-        return {} if self.world_model is None else {"agent/surprise": self.surprise}
+        """Values the online loop logs: the world model's surprise, the memory's residual (the
+        largest change of a unit in the last step of its latest free phase)."""
+        values = {} if self.world_model is None else {"agent/surprise": self.surprise}
+        if self.memory is not None:
+            values["memory/residual"] = self.memory.residual
+        return values
 
     def encode(self, obs: Tensor) -> Tensor:
         """Perception then memory (committing its next state); keeps the autograd nodes, so
