@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from biocredit.errors import BiocreditError
 from biocredit.learners import LocalNetwork, NetworkSpec
 from biocredit.learners.activations import ACTIVATIONS
 from biocredit.learners.dfa import dfa_delta
@@ -167,3 +168,26 @@ def test_no_grad_forward_matches_recorded_forward(batch):
     with torch.no_grad():
         plain = net(x)
     torch.testing.assert_close(net(x).detach(), plain)
+
+
+@pytest.mark.parametrize("fan", ["output", "layer"])
+def test_dfa_feedback_spread(fan):
+    """D_l (n_out x n_l): entries within 1/sqrt(n_out) by default; with fan="layer" within
+    1/sqrt(n_l), like the forward weights of a layer reading layer l (fa's B for the last one)."""
+    spec = NetworkSpec(4, (64, 32), 2, "tanh")
+    net = LocalNetwork(spec, "dfa", seed=0, fan=fan)
+    for l, width in enumerate(spec.sizes[:-1]):
+        D = getattr(net.learner, f"feedback_{l}")
+        bound = (width if fan == "layer" else 2) ** -0.5
+        assert D.shape == (2, width)
+        assert bound * 0.8 < D.abs().max() <= bound
+    if fan == "layer":
+        fa = LocalNetwork(spec, "fa", seed=0)
+        B_last, D_last = fa.learner.feedback_2, net.learner.feedback_2  # both (2, 32)
+        assert B_last.shape == D_last.shape
+        assert abs(float(B_last.std() / D_last.std()) - 1) < 0.35
+
+
+def test_dfa_rejects_an_unknown_fan():
+    with pytest.raises(BiocreditError, match="fan"):
+        LocalNetwork(SPEC, "dfa", fan="input")
