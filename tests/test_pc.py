@@ -20,6 +20,7 @@ from biocredit.learners.pc import (
     output_step,
     pc_weight_grads,
     prediction_error,
+    unit_stiffness,
     value_step,
 )
 
@@ -70,7 +71,14 @@ def test_kernels_match_their_formulas():
     torch.testing.assert_close(error_message(above, B), above @ B)
     message = above @ B
     torch.testing.assert_close(
-        value_step(x, eps, message, fprime, 0.2), x + 0.2 * (-eps + fprime * message)
+        value_step(x, eps, message, fprime, 1 / 0.2), x + 0.2 * (-eps + fprime * message)
+    )
+    strength = torch.rand(5)  # ||B_:,i||^2 of each unit
+    stiffness = unit_stiffness(fprime, strength, 0.2)
+    torch.testing.assert_close(stiffness, (1 + fprime**2 * strength) / 0.2)
+    torch.testing.assert_close(
+        value_step(x, eps, message, fprime, stiffness),
+        x + 0.2 / (1 + fprime**2 * strength) * (-eps + fprime * message),
     )
     force = torch.randn(4, 5)
     torch.testing.assert_close(output_step(x, eps, force, 0.2), x + 0.2 * (-eps + force))

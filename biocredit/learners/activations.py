@@ -45,7 +45,7 @@ def _silu_derivative(a: Tensor, h: Tensor) -> Tensor:
 
 ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation("tanh", torch.tanh, lambda a, h: 1.0 - h * h),
-    "relu": Activation("relu", torch.relu, lambda a, h: (a > 0).to(a.dtype)),
+    "relu": Activation("relu", torch.relu, lambda a, h: torch.sign(h)),  # h > 0 iff a > 0
     "leaky_relu": Activation("leaky_relu", torch.nn.functional.leaky_relu, _leaky_relu_derivative),
     "elu": Activation("elu", torch.nn.functional.elu, _elu_derivative),
     "silu": Activation("silu", torch.nn.functional.silu, _silu_derivative),

@@ -108,18 +108,24 @@ def feedback_strength(feedback: Tensor) -> Tensor:
     return feedback.square().sum(0)
 
 
-def unit_rate(fprime: Tensor, strength: Tensor, step_size: float) -> Tensor:
-    """Each hidden unit's inference rate, ``eta / (1 + f'(x_l)^2 ||B_{:,i}||^2)``: the step
-    divided by the unit's own curvature of F (a diagonal, Jacobi preconditioner from its slope
-    and its feedback synapses), which keeps inference stable however large the weights grow."""
-    return fprime.square().mul_(strength).add_(1.0).reciprocal_().mul_(step_size)
+def unit_stiffness(fprime: Tensor, strength: Tensor, step_size: float) -> Tensor:
+    """Each hidden unit's inverse inference rate, ``(1 + f'(x_l)^2 ||B_{:,i}||^2) / eta``: its
+    own curvature of F (a diagonal, Jacobi preconditioner from its slope and its feedback
+    synapses) over the step, which keeps inference stable however large the weights grow.
+    ``strength`` is ``||B_{:,i}||^2``."""
+    return torch.addcmul(fprime.new_tensor(1.0 / step_size), fprime.square(), strength / step_size)
 
 
 def value_step(
-    value: Tensor, error: Tensor, message: Tensor, fprime: Tensor, rate: Tensor | float
+    value: Tensor, error: Tensor, message: Tensor, fprime: Tensor, stiffness: Tensor | float
 ) -> Tensor:
-    """One inference step of a hidden value node: ``x_l + rate (-eps_l + f'(x_l) * message)``."""
-    return value + rate * torch.addcmul(-error, fprime, message)
+    """One inference step of a hidden value node down ``dF/dx_l = eps_l - f'(x_l) * message``,
+    divided by the unit's stiffness (``1 / eta`` for a plain step of size ``eta``):
+    ``x_l - (eps_l - f'(x_l) * message) / stiffness``."""
+    drift = torch.addcmul(error, fprime, message, value=-1.0)  # dF/dx_l
+    if isinstance(stiffness, Tensor):
+        return torch.addcdiv(value, drift, stiffness, value=-1.0)
+    return value.sub(drift, alpha=1.0 / stiffness)
 
 
 def output_step(value: Tensor, error: Tensor, force: Tensor, step_size: float) -> Tensor:
@@ -185,7 +191,7 @@ class PredictiveCoding(TargetDrivenLearner):
         convergence), ``ITERATIVE_STEPS`` with the iterative dynamics
     :param step_size: inference rate ``eta``; ``None``: 1 with fixed predictions,
         ``ITERATIVE_STEP_SIZE`` with the iterative dynamics (each unit's step is further divided
-        by its own curvature, :func:`unit_rate`; on the ReLU networks of a trained PPO CartPole
+        by its own curvature, :func:`unit_stiffness`; on the ReLU networks of a trained PPO CartPole
         policy 0.5 diverged, residual > 100, while 0.1 left a residual of 0.1-0.3 after 10 steps)
     :param nudge: how far the output is pushed against the loss
     :param relative_nudge: measure ``nudge`` in units of ``rms(e)`` (``beta = nudge / rms(e)``)
@@ -353,7 +359,7 @@ class PredictiveCoding(TargetDrivenLearner):
             errors = [
                 *errors[:reached],
                 *(
-                    value_step(eps, eps, error_message(above, b), fprime, self.step_size)
+                    value_step(eps, eps, error_message(above, b), fprime, 1.0 / self.step_size)
                     for eps, above, b, fprime in zip(
                         errors[reached:],
                         errors[reached + 1 :],
@@ -377,43 +383,52 @@ class PredictiveCoding(TargetDrivenLearner):
         beta: Tensor,
         record_energy: bool,
     ) -> Settled:
+        """Jacobi steps on every hidden value node at once. The start is the forward pass
+        (``x_l = a_l``, ``f(x_l) = h_l``, every hidden ``eps_l = 0``, ``eps_L = -beta e``), so
+        nothing is recomputed there, and a layer the output error has not reached yet (after
+        ``k`` steps, the ``k`` hidden layers under the output) still has ``eps_l = 0`` and is
+        skipped."""
         assert self.activation is not None
         f, derivative = self.activation.fn, self.activation.derivative
-        values = [a.clone() for a in cache.pre_activations]  # amortised: x_l = a_l
-        output = cache.output + output_error  # x_L = y - beta e
+        weights_t = [layer.weight.t() for layer in layers]
+        biases = [layer.bias for layer in layers]
+        n_hidden = len(cache.pre_activations)
+        values = [*cache.pre_activations, cache.output + output_error]  # x_L = y - beta e
+        predictions = [*cache.pre_activations, cache.output]
+        pre = list(cache.inputs)  # f(x_{l-1}) for every layer l
+        errors = [*(torch.zeros_like(a) for a in cache.pre_activations), output_error]
         force = output_error if self.output == "nudged" else None  # -beta e; None: clamped
-        first_prediction = cache.pre_activations[0] if values else cache.output
+        strengths = [feedback_strength(b) for b in feedback[1:]]
         energies: list[float] | None = [] if record_energy else None
         drift_norms: list[float] = []
-        strengths = [feedback_strength(b) for b in feedback[1:]]
-        for step in range(self.n_steps() + 1):
-            pre = [cache.inputs[0], *(f(x) for x in values)]
-            predictions = [first_prediction] + [
-                torch.addmm(layer.bias, h, layer.weight.t())
-                for layer, h in zip(layers[1:], pre[1:], strict=True)
-            ]
-            errors = [
-                prediction_error(x, mu)
-                for x, mu in zip([*values, output], predictions, strict=True)
-            ]
-            if energies is not None:
-                energies.append(energy(errors, force, output - cache.output))
-                if step in (0, self.n_steps()):
-                    drift_norms.append(hidden_drift_norm(values, errors, feedback, pre, derivative))
-            if step == self.n_steps():
-                residual = drift_norms[-1] / max(drift_norms[0], 1e-30) if drift_norms else None
-                return Settled(errors, pre, beta, energies, residual)
-            moved = []
-            for x, eps, above, b, h, s in zip(
-                values, errors, errors[1:], feedback[1:], pre[1:], strengths, strict=False
-            ):
-                fprime = derivative(x, h)
-                rate = unit_rate(fprime, s, self.step_size)
-                moved.append(value_step(x, eps, error_message(above, b), fprime, rate))
-            values = moved
+
+        def record() -> None:
+            assert energies is not None
+            energies.append(energy(errors, force, values[-1] - cache.output))
+
+        if energies is not None:
+            record()
+            drift_norms.append(hidden_drift_norm(values, errors, feedback, pre, derivative))
+        for step in range(self.n_steps()):
+            lowest = max(0, n_hidden - 1 - step)  # hidden layers below: eps_l still 0
+            for l in range(lowest, n_hidden):
+                fprime = derivative(values[l], pre[l + 1])
+                stiffness = unit_stiffness(fprime, strengths[l], self.step_size)
+                message = error_message(errors[l + 1], feedback[l + 1])
+                values[l] = value_step(values[l], errors[l], message, fprime, stiffness)
             if force is not None:
-                output = output_step(output, errors[-1], force, self.step_size)
-        raise AssertionError("unreachable")
+                values[-1] = output_step(values[-1], errors[-1], force, self.step_size)
+            for l in range(lowest, n_hidden):
+                pre[l + 1] = f(values[l])
+                predictions[l + 1] = torch.addmm(biases[l + 1], pre[l + 1], weights_t[l + 1])
+            for l in range(lowest, n_hidden + 1):
+                errors[l] = prediction_error(values[l], predictions[l])
+            if energies is not None:
+                record()
+        if energies is not None:
+            drift_norms.append(hidden_drift_norm(values, errors, feedback, pre, derivative))
+        residual = drift_norms[-1] / max(drift_norms[0], 1e-30) if drift_norms else None
+        return Settled(errors, pre, beta, energies, residual)
 
     def learn_from_target(
         self,
