@@ -122,6 +122,16 @@ def _parser() -> argparse.ArgumentParser:
         help="Ray cluster to join, e.g. ray://head:10001 (default: start a local Ray)",
     )
     bench.add_argument("--steps", type=int, help="train every run for this many env steps")
+    bench.add_argument(
+        "--seeds", type=int, nargs="+", help="run the spec on these seeds instead of its own"
+    )
+    for flag, what in (("learners", "learner rows"), ("envs", "envs"), ("algos", "algorithms")):
+        bench.add_argument(
+            f"--{flag}",
+            nargs="+",
+            help=f"run only these {what} of the spec now (bp always runs; the table stays "
+            "partial until the rest is run)",
+        )
     return parser
 
 
@@ -348,7 +358,7 @@ def _cmd_plot(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
-    from biocredit.training.bench import run_benchmark
+    from biocredit.training.bench import Selection, run_benchmark
 
     table_path = run_benchmark(
         args.spec,
@@ -358,6 +368,7 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
         backend=args.backend,
         ray_address=args.ray_address,
         steps=args.steps,
+        selection=Selection(args.seeds, args.learners, args.envs, args.algos),
     )
     console.print(table_path.read_text())
     console.print(f"table: {table_path}")

@@ -16,7 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from biocredit.errors import ConfigError
-from biocredit.training.bench import load_spec, plan_runs
+from biocredit.training.bench import Selection, load_spec, plan_runs
 from biocredit.training.bench_state import START, prepare_runs
 from biocredit.training.run_dir import create_run_dir, recovered_checkpoint, replacing_checkpoint
 from biocredit.training.sb3_runner import SB3Run
@@ -116,6 +116,57 @@ def test_a_variant_can_run_on_part_of_the_seeds(tmp_path):
         spec["variants"] = {"few": {"learner": "dfa", "seeds": seeds}}
         with pytest.raises(ConfigError, match="taken from the spec's seeds"):
             load_spec(write_spec(tmp_path, spec))
+
+
+def test_seeds_replace_the_specs_and_cut_the_variants_own(tmp_path):
+    spec = dict(TINY, learners=["bp", "fa", "few"], seeds=[0, 1, 2])
+    spec["variants"] = {"few": {"learner": "dfa", "seeds": [1]}}
+    spec = load_spec(write_spec(tmp_path, spec))
+    more = Selection(seeds=[7, 1]).with_seeds(spec)
+    plan = plan_runs(more, tmp_path / "out")
+    assert [(label, config.seed) for label, config in plan] == [
+        ("bp", 1), ("fa", 1), ("few", 1), ("bp", 7), ("fa", 7)
+    ]  # fmt: skip
+    assert plan[0][1].out == plan_runs(spec, tmp_path / "out")[2][1].out  # the same folders
+    first = Selection(seeds=[0]).with_seeds(spec)
+    assert (first.learners, first.variants) == (["bp", "fa"], {})
+    assert Selection().with_seeds(spec) is spec
+
+
+def test_a_selection_names_rows_of_the_spec(tmp_path):
+    spec = load_spec(write_spec(tmp_path, dict(TINY, algo=["ppo", "a2c"], learners=["fa", "dfa"])))
+    selection = Selection(learners=["dfa"], algos=["a2c"])
+    selection.check(spec)
+    chosen = [label for label in spec.labels() if selection.includes(spec, label, "CartPole-v1")]
+    assert chosen == ["a2c+bp", "a2c+dfa"]  # bp always runs beside
+    assert not Selection(envs=["Acrobot-v1"]).includes(spec, "ppo+bp", "CartPole-v1")
+    for bad, match in (
+        (Selection(learners=["pc"]), "--learners names 'pc', which is not in spec 'tiny'"),
+        (Selection(envs=["Acrobot-v1"]), "Choose from: CartPole-v1"),
+        (Selection(algos=["sac"]), "Choose from: ppo, a2c"),
+        (Selection(seeds=[-1]), "--seeds must be integers >= 0"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            bad.check(spec)
+
+
+@pytest.mark.slow
+def test_part_of_a_matrix_now_the_rest_later(tmp_path):
+    """--learners runs bp and fa now (dfa pending in a partial table); the plain command then
+    keeps both and runs dfa only."""
+    spec_path, out = (
+        write_spec(tmp_path, dict(TINY, learners=["bp", "fa", "dfa"], seeds=[0])),
+        tmp_path / "out",
+    )
+    result = bench(spec_path, out, "--learners", "fa")
+    assert result.returncode == 0, result.stderr
+    table = (out / "table.md").read_text()
+    assert "Partial table: 2 of 3 runs finished" in table
+    assert "| CartPole-v1 | dfa (0/1 seeds) | - | pending |" in table
+    result = bench(spec_path, out)
+    assert result.returncode == 0, result.stderr
+    assert "2 finished earlier (kept)" in " ".join(result.stdout.split())
+    assert "Partial" not in (out / "table.md").read_text()
 
 
 @pytest.mark.slow

@@ -24,6 +24,10 @@ instance or the cluster at ``ray_address`` (``pip install 'biocredit[ray]'``; ev
 biocredit and must write to a folder the driver reads). Either way the results land in
 ``<out>/table.md`` (ratios to bp), ``<out>/curves.png`` and ``<out>/results.json``.
 
+``--seeds`` runs the spec on other seeds (more seeds, or a first seed before the rest);
+``--learners``, ``--envs`` and ``--algos`` run part of its rows now (bp always among them) and
+leave a partial table that a later invocation completes (:class:`Selection`).
+
 The same command resumes a stopped bench (Ctrl-C, SIGTERM, SIGKILL, a machine stop): finished
 runs are kept, the others continue from their checkpoints (:mod:`.bench_state`). Until every
 run has finished, the table is a partial one, rewritten as runs finish and marked so.
@@ -41,7 +45,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from types import FrameType
@@ -132,6 +136,63 @@ class BenchSpec:
         """The bp row ``label`` is compared with: bp of the same algorithm."""
         algo = label.split("+", 1)[0] if len(self.algos) > 1 else self.algos[0]
         return self.label(algo, BASELINE)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which part of a spec's matrix one invocation runs (``None``: all of it).
+
+    ``seeds`` replace the spec's seeds (the matrix and its table then have these seeds);
+    ``learners``, ``envs`` and ``algos`` name rows of the spec whose runs this invocation
+    executes, bp always among them: the table stays the spec's, partial until the other runs
+    are done by a later invocation."""
+
+    seeds: list[int] | None = None
+    learners: list[str] | None = None
+    envs: list[str] | None = None
+    algos: list[str] | None = None
+
+    def check(self, spec: BenchSpec) -> None:
+        for flag, chosen, known in (
+            ("--learners", self.learners, spec.learners),
+            ("--envs", self.envs, list(spec.envs)),
+            ("--algos", self.algos, spec.algos),
+        ):
+            for name in chosen or ():
+                if name not in known:
+                    raise ConfigError(
+                        f"{flag} names '{name}', which is not in spec '{spec.name}'. "
+                        f"Choose from: {', '.join(known)}."
+                    )
+        if self.seeds is not None and (
+            not self.seeds
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds)
+        ):
+            raise ConfigError(f"--seeds must be integers >= 0, got {self.seeds!r}.")
+
+    def with_seeds(self, spec: BenchSpec) -> BenchSpec:
+        """``spec`` on this selection's seeds: a variant with its own seeds keeps those among
+        them, and leaves the matrix if none is left."""
+        if self.seeds is None:
+            return spec
+        seeds = sorted(set(self.seeds))
+        variants, learners = {}, list(spec.learners)
+        for label, variant in spec.variants.items():
+            own = [seed for seed in variant.get("seeds", seeds) if seed in seeds]
+            if own:
+                variants[label] = {**variant, "seeds": own}
+            elif label in learners:
+                learners.remove(label)
+        return replace(spec, seeds=seeds, learners=learners, variants=variants)
+
+    def includes(self, spec: BenchSpec, label: str, env: str) -> bool:
+        """Whether the run of row ``label`` on ``env`` is this invocation's to execute."""
+        algo, learner = label.split("+", 1) if len(spec.algos) > 1 else (spec.algos[0], label)
+        return (
+            (self.envs is None or env in self.envs)
+            and (self.algos is None or algo in self.algos)
+            and (self.learners is None or learner in self.learners or learner == BASELINE)
+        )
 
 
 def load_spec(path: str | Path) -> BenchSpec:
@@ -347,9 +408,11 @@ def run_benchmark(
     backend: str = "local",
     ray_address: str | None = None,
     steps: int | None = None,
+    selection: Selection | None = None,
 ) -> Path:
     """Run the spec's matrix with ``workers`` processes (or Ray tasks); return the path of the
-    table. ``steps`` replaces every run's length (e.g. a short version of a long spec).
+    table. ``steps`` replaces every run's length (e.g. a short version of a long spec);
+    ``selection`` runs part of the matrix (:class:`Selection`).
 
     What ``out`` already holds is resumed (see :mod:`~biocredit.training.bench_state`): finished
     runs are kept, interrupted ones continue from their checkpoints. A partial table is
@@ -358,6 +421,9 @@ def run_benchmark(
     console = console or Console()
     spec = load_spec(spec_path)
     check_options(workers, backend, ray_address, steps)
+    selection = selection or Selection()
+    selection.check(spec)
+    spec = selection.with_seeds(spec)
     out_dir = Path(out or spec.out or Path("experiments") / "results" / spec.name)
     plan = plan_runs(spec, out_dir, steps)
     where = "Ray" if backend == "ray" else "process"
@@ -376,11 +442,17 @@ def run_benchmark(
         tasks = [
             (index, config, state == RESUME)
             for index, ((_, config), state) in enumerate(zip(plan, states, strict=True))
-            if state != DONE
+            if state != DONE and selection.includes(spec, plan[index][0], config.env)
         ]
+        pending = sum(state != DONE for state in states)
         console.print(
             f"benchmark '{spec.name}': {len(plan)} runs on {workers} {where} worker(s)"
             + (earlier_work(states) if not fresh else "")
+            + (
+                f"; this selection runs {len(tasks)} of the {pending} left"
+                if len(tasks) < pending
+                else ""
+            )
         )
         if not tasks:
             return outputs.write(summaries, ran=False)
