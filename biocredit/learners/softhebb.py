@@ -10,10 +10,12 @@ each learns in proportion to its share of the competition:
     dW_i = eta * y_i (x - u_i W_i)              per unit i, averaged over the batch
 
 Since ``W_i . dW_i = eta * y_i u_i (1 - ||W_i||^2)`` and ``y_i u_i`` is positive on average for
-inputs centred on zero, every row's norm converges to one; the competition makes the units specialise to different parts of the input
-distribution (soft clustering on the unit sphere) instead of all finding the same component as
-Oja's rule does (:mod:`biocredit.learners.hebbian`). No feedback, target or error signal: each
-synapse reads its pre-synaptic input, its unit's ``y_i`` and ``u_i``, and its own weight.
+inputs centred on zero, every row's norm converges to one; the competition makes the units
+specialise to different parts of the input distribution (soft clustering on the unit sphere)
+instead of all finding the same component as Oja's rule does (:mod:`biocredit.learners.hebbian`).
+No feedback, target or error signal: each synapse reads its pre-synaptic input, its unit's
+``y_i`` and ``u_i``, and its own weight. Too low a temperature leaves units that never win and
+so never learn (the dead units of hard winner-take-all).
 
 As in the paper's multilayer networks, the softmax serves plasticity only: a hidden layer passes
 ``f(u)`` up (the network's activation), the output layer hands on ``u``. Dense layers only; the
