@@ -33,7 +33,7 @@ from biocredit.learners.base import (
     ModulatorDrivenLearner,
     SignalFreeLearner,
 )
-from biocredit.learners.registry import learners_of_kind
+from biocredit.learners.registry import learners_of_kind, learns_from
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
@@ -91,8 +91,8 @@ class PerceptionConfig(NetworkConfig):
             raise ConfigError(
                 f"modules.perception.modulator '{self.modulator}' is for signal-free learners "
                 f"({learners_of_kind(SignalFreeLearner)}), but the perception learner is "
-                f"'{self.learner}', which learns from a {learner_class(self.learner).signal} "
-                "signal. Remove the modulator or use a signal-free learner."
+                f"'{self.learner}', which learns from {learns_from(self.learner)}. Remove the "
+                "modulator or use a signal-free learner."
             )
 
 
@@ -188,16 +188,16 @@ class AgentConfig:
         perception, world_model = modules.perception, modules.world_model
         if perception is not None and not (perception.error_driven or perception.signal_free):
             raise ConfigError(
-                f"modules.perception uses learner '{perception.learner}', which learns from a "
-                f"{learner_class(perception.learner).signal} signal, but the perception role "
+                f"modules.perception uses learner '{perception.learner}', which learns from "
+                f"{learns_from(perception.learner)}, but the perception role "
                 "only receives errors or learns from its inputs alone. Use an error- or "
                 f"target-driven learner ({learners_of_kind(ErrorDrivenLearner)}) or a "
                 f"signal-free one ({learners_of_kind(SignalFreeLearner)})."
             )
         if world_model is not None and not world_model.error_driven:
             raise ConfigError(
-                f"modules.world_model uses learner '{world_model.learner}', which learns from a "
-                f"{learner_class(world_model.learner).signal} signal, but the world_model role "
+                f"modules.world_model uses learner '{world_model.learner}', which learns from "
+                f"{learns_from(world_model.learner)}, but the world_model role "
                 "only receives errors. Use an error- or target-driven learner: "
                 f"{learners_of_kind(ErrorDrivenLearner)}."
             )
