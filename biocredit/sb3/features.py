@@ -71,8 +71,8 @@ class BioFeaturesExtractor(BaseFeaturesExtractor):
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
             raise ConfigError(f"features_extractor_kwargs.lr must be > 0, got {lr!r}.")
         super().__init__(observation_space, features_dim)
-        spec = NetworkSpec(get_flattened_obs_dim(observation_space), tuple(hidden), features_dim,
-                           activation)  # fmt: skip
+        n_in = get_flattened_obs_dim(observation_space)
+        spec = NetworkSpec(n_in, tuple(hidden), features_dim, activation)
         self.flatten = nn.Flatten()
         self.network = LocalNetwork(spec, learner, **(learner_kwargs or {}))
         self.optimizer = OPTIMIZER_CLASSES[optimizer](self.network.parameters(), lr=lr)
