@@ -13,7 +13,7 @@ from stable_baselines3.common.torch_layers import NatureCNN
 from biocredit.errors import ConfigError
 from biocredit.sb3 import BioActorCriticPolicy, BioFeaturesExtractor
 from biocredit.training.resolve import resolve_config
-from biocredit.training.sb3_runner import policy_kwargs
+from biocredit.training.sb3_runner import SB3Run, policy_kwargs
 
 
 def ppo(extractor: dict, **kwargs) -> PPO:
@@ -133,3 +133,14 @@ def test_the_runner_takes_the_extractor_by_name_for_actor_critic_algorithms():
         policy_kwargs(resolve_config(flags={"learner": "dfa"}, overrides=wrong))
     with pytest.raises(ConfigError, match="Unknown key 'features_extractor_class'"):
         policy_kwargs(resolve_config(flags={"learner": "dfa", "algo": "dqn"}, overrides=wrong))
+
+
+def test_a_rollback_scales_the_extractor_rate_too():
+    overrides = [
+        "policy_kwargs.features_extractor_class=BioFeaturesExtractor",
+        "policy_kwargs.features_extractor_kwargs={learner: softhebb, lr: 0.01}",
+    ]
+    run = SB3Run(resolve_config(flags={"learner": "dfa"}, overrides=overrides))
+    run.scale_learning_rates(0.5)
+    assert run.algo.policy.features_extractor.optimizer.param_groups[0]["lr"] == 0.005
+    run.env.close()

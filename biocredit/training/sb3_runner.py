@@ -393,8 +393,12 @@ class SB3Run(TrainingRun):
         }
 
     def scale_learning_rates(self, factor: float) -> None:
-        # SB3 sets the optimizers' rates from lr_schedule before every update
+        # SB3 sets its optimizers' rates from lr_schedule before every update; an optimizer SB3
+        # does not drive (a BioFeaturesExtractor's) keeps the rate scaled here
         self.algo.lr_schedule = ScaledSchedule(self.algo.lr_schedule, factor)
+        for optimizer in self.optimizers().values():
+            for group in optimizer.param_groups:
+                group["lr"] *= factor
 
     def run(
         self,
