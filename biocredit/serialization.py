@@ -15,7 +15,7 @@ import numpy as np
 from gymnasium import spaces
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 
 import biocredit
 from biocredit.errors import RunDirError
@@ -24,10 +24,38 @@ WEIGHTS_FILE = "model.safetensors"
 META_FILE = "checkpoint.json"
 
 
+def shared_keys(state: dict[str, Tensor]) -> dict[str, str]:
+    """Keys whose tensor is the same memory as an earlier key's, mapped to that key: a
+    submodule registered under two names (SB3's shared features extractor is also its
+    ``pi_features_extractor`` and ``vf_features_extractor``). Saved once, restored to both."""
+    first: dict[tuple[Any, ...], str] = {}
+    aliases = {}
+    for key, tensor in state.items():
+        if tensor.numel() == 0:
+            continue
+        where = (
+            tensor.untyped_storage().data_ptr(),
+            tensor.storage_offset(),
+            tuple(tensor.shape),
+            tensor.stride(),
+            tensor.dtype,
+        )
+        if where in first:
+            aliases[key] = first[where]
+        else:
+            first[where] = key
+    return aliases
+
+
 def save_checkpoint(module: nn.Module, directory: Path, meta: dict[str, Any]) -> None:
-    """Write ``module.state_dict()`` and ``meta`` (plus the library version) to ``directory``."""
+    """Write ``module.state_dict()`` (each shared tensor once) and ``meta`` (plus the library
+    version) to ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {key: value.detach().contiguous() for key, value in module.state_dict().items()}
+    state = module.state_dict()
+    aliases = shared_keys(state)
+    tensors = {
+        key: value.detach().contiguous() for key, value in state.items() if key not in aliases
+    }
     save_file(tensors, str(directory / WEIGHTS_FILE))
     meta = {"biocredit_version": biocredit.__version__, **meta}
     (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -55,6 +83,9 @@ def load_checkpoint(
                 f"is for {key} '{value}'. Load it with the config it was trained with."
             )
     own = module.state_dict()
+    for alias, key in shared_keys(own).items():
+        if key in state and alias not in state:
+            state[alias] = state[key]
     missing, unexpected = own.keys() - state.keys(), state.keys() - own.keys()
     shapes = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
     if missing or unexpected or shapes:

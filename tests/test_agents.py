@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from biocredit.agents import ModularAgent, agent_config
 from biocredit.errors import BiocreditError
-from biocredit.learners.base import ErrorDrivenLearner
+from biocredit.learners.base import ErrorDrivenLearner, SignalFreeLearner
 from biocredit.learners.registry import list_learners
 from biocredit.training.evaluation import evaluate_run
 from biocredit.training.online import train_online
@@ -20,6 +20,7 @@ from biocredit.training.resolve import resolve_config
 OBS = spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
 ACTION_SPACES = [spaces.Discrete(3), spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)]
 ERROR_LEARNERS = list_learners(ErrorDrivenLearner)
+SIGNAL_FREE_LEARNERS = list_learners(SignalFreeLearner)
 
 
 def run_steps(agent: ModularAgent, n: int = 3) -> None:
@@ -82,9 +83,91 @@ def test_perception_gets_the_actor_error_without_a_world_model():
     assert changed(agent.networks["perception"], lambda: run_steps(agent))
 
 
+@pytest.mark.parametrize("policy", ["hebbian3f", "dfa"])
+@pytest.mark.parametrize("learner", SIGNAL_FREE_LEARNERS)
+def test_signal_free_perception_learns_under_any_policy(learner, policy):
+    modules = {
+        "perception": {"learner": learner, "hidden": [8], "features": 5},
+        "policy": {"actor": {"learner": policy}, "critic": {"learner": policy}},
+    }
+    config = agent_config("neuromodulated-ac", {"modules": modules}, None)
+    agent = ModularAgent(OBS, ACTION_SPACES[0], config, n_envs=2)
+    assert changed(agent.networks["perception"], lambda: run_steps(agent))
+    assert changed(agent.networks["actor"], lambda: run_steps(agent))
+
+
+def perception_after(learner: str, rewards: list[float], modulator: str = "none") -> list:
+    """Perception weights after steps with these rewards (same seeds and observations), under
+    a dfa actor and critic, whose errors reach their input."""
+    perception = {"learner": learner, "hidden": [8], "features": 5, "modulator": modulator}
+    modules = {
+        "perception": perception,
+        "policy": {"actor": {"learner": "dfa"}, "critic": {"learner": "dfa"}},
+    }
+    torch.manual_seed(0)
+    agent = ModularAgent(
+        OBS, ACTION_SPACES[0], agent_config("neuromodulated-ac", {"modules": modules}, None), 2
+    )
+    torch.manual_seed(1)
+    observations = torch.randn(len(rewards) + 1, 2, 4)
+    for step, reward in enumerate(rewards):
+        agent.act(observations[step])
+        agent.learn(
+            torch.full((2,), reward), torch.tensor([False, False]), observations[step + 1],
+            torch.tensor([False, False]),
+        )  # fmt: skip
+    return [p.detach().clone() for p in agent.networks["perception"].parameters()]
+
+
+@pytest.mark.parametrize("learner", SIGNAL_FREE_LEARNERS)
+def test_no_error_reaches_a_signal_free_perception(learner):
+    """Other rewards give other TD errors and other input errors from the dfa actor and critic,
+    and the same perception weights: it learns from its inputs only. With modulator td_sign
+    the TD error's sign scales its update, so then the weights differ."""
+    same, other = perception_after(learner, [1, 1, 1]), perception_after(learner, [-5, 9, 0.3])
+    assert all(torch.equal(a, b) for a, b in zip(same, other, strict=True))
+    modulated = perception_after(learner, [1.0, 1.0, 1.0], "td_sign")
+    other = perception_after(learner, [-5, 9, 0.3], "td_sign")
+    assert any(not torch.equal(a, b) for a, b in zip(modulated, other, strict=True))
+
+
+def test_signal_free_perception_update_is_the_rule_alone():
+    """One step: the perception's new weights are its old ones minus lr times the rule's
+    update on the observations, nothing else."""
+    modules = {
+        "perception": {"learner": "softhebb", "hidden": [8], "features": 5, "lr": 0.1},
+        "policy": {"actor": {"learner": "dfa"}, "critic": {"learner": "bp"}},
+    }
+    agent = ModularAgent(
+        OBS, ACTION_SPACES[0], agent_config("neuromodulated-ac", {"modules": modules}, None), 2
+    )
+    net = agent.networks["perception"]
+    before = [p.detach().clone() for p in net.parameters()]
+    obs = torch.randn(2, 4)
+    with torch.no_grad():
+        _, cache = net.learner.forward_pass(net.layers, obs, record=True)
+    net.learner.learn(net.layers, cache)
+    rule = [p.grad.clone() for p in net.parameters()]
+    agent.act(obs)
+    agent.learn(torch.ones(2), torch.tensor([False, False]), torch.randn(2, 4),
+                torch.tensor([False, False]))  # fmt: skip
+    for old, grad, new in zip(before, rule, net.parameters(), strict=True):
+        torch.testing.assert_close(new.detach(), old - 0.1 * grad)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
+        ({"modules": {"policy": {"actor": {"learner": "softhebb"}}}}, "learns from its inputs"),
+        (
+            {"modules": {"perception": {"learner": "dfa", "modulator": "td_sign"}}},
+            "is for signal-free learners",
+        ),
+        (
+            {"modules": {"perception": {"learner": "ff", "modulator": "td"}}},
+            "Unknown perception modulator 'td'",
+        ),
+        ({"modules": {"world_model": {"learner": "softhebb"}}}, "only receives errors"),
         (
             {"modules": {"perception": {"learner": "hebbian3f"}, "world_model": {}}},
             "only receives errors",

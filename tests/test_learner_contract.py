@@ -3,7 +3,9 @@ is covered here by existing in its own file; only its kernel test is written by 
 
 Attach, forward, one credit-assignment step through the seam of its signal kind, the
 divergence guard, save/load and bitwise resume, an SB3 PPO step where a loss reaches it (and
-a clear refusal where it does not), and a step of a native agent module.
+a clear refusal where it does not), a PPO step as the features extractor for learners that learn
+from their inputs alone (a refusal for the others), and a step of a native agent module: the
+policy's for learners its signals reach, perception's for signal-free ones.
 """
 
 import numpy as np
@@ -126,7 +128,8 @@ def test_sb3_ppo_step_or_clear_refusal(label, name, options):
 
     kwargs = dict(learner=name, learner_kwargs=options, net_arch=[8, 8])
     if not issubclass(learner_class(name), ErrorDrivenLearner):
-        with pytest.raises(ConfigError, match="error- or target-driven learner"):
+        instead = "train the features extractor" if is_signal_free(name) else "native agents"
+        with pytest.raises(ConfigError, match=f"error- or target-driven learner.*{instead}"):
             PPO(BioActorCriticPolicy, "CartPole-v1", policy_kwargs=kwargs, device="cpu")
         return
     model = PPO(
@@ -140,11 +143,71 @@ def test_sb3_ppo_step_or_clear_refusal(label, name, options):
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
+def is_signal_free(name: str) -> bool:
+    return issubclass(learner_class(name), SignalFreeLearner)
+
+
+@pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)
+def test_sb3_features_extractor_step_or_clear_refusal(label, name, options):
+    """A signal-free learner trains PPO's features extractor (dfa heads); any other is refused
+    there: the extractor gets no loss."""
+    from stable_baselines3 import PPO
+
+    from biocredit.sb3 import BioActorCriticPolicy, BioFeaturesExtractor
+
+    extractor = dict(learner=name, learner_kwargs=options, hidden=[8], features_dim=6)
+    kwargs = dict(
+        learner="dfa",
+        net_arch=[8],
+        features_extractor_class=BioFeaturesExtractor,
+        features_extractor_kwargs=extractor,
+    )
+    if not is_signal_free(name):
+        with pytest.raises(ConfigError, match="but the extractor learns from the observations"):
+            PPO(BioActorCriticPolicy, "CartPole-v1", policy_kwargs=kwargs, device="cpu")
+        return
+    model = PPO(
+        BioActorCriticPolicy, "CartPole-v1", n_steps=32, batch_size=32, n_epochs=1, seed=0,
+        policy_kwargs=kwargs, device="cpu",
+    )  # fmt: skip
+    parts = (model.policy.features_extractor, model.policy.mlp_extractor)
+    before = [[p.detach().clone() for p in part.parameters()] for part in parts]
+    model.learn(32)
+    for part, old in zip(parts, before, strict=True):
+        new = list(part.parameters())
+        assert all(bool(p.isfinite().all()) for p in new), label
+        assert any(not torch.equal(a, b) for a, b in zip(old, new, strict=True)), label
+
+
+@pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)
+def test_native_perception_module_step(label, name, options):
+    """Every signal-free learner learns as the perception module of a modular agent under a
+    hebbian3f policy, which sends it nothing."""
+    if not is_signal_free(name):
+        pytest.skip(f"{label} learns from a signal: perception by errors is in test_agents.py")
+    obs = spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
+    perception = {"learner": name, "learner_kwargs": options, "hidden": [8], "features": 5}
+    config = agent_config("neuromodulated-ac", {"modules": {"perception": perception}}, None)
+    agent = ModularAgent(obs, spaces.Discrete(3), config, n_envs=2)
+    before = [p.detach().clone() for p in agent.networks["perception"].parameters()]
+    for _ in range(3):
+        agent.act(torch.randn(2, 4))
+        agent.learn(
+            torch.ones(2),
+            torch.tensor([False, False]),
+            torch.randn(2, 4),
+            torch.tensor([False, False]),
+        )
+    after = list(agent.networks["perception"].parameters())
+    assert all(bool(p.isfinite().all()) for p in after), label
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)), label
+
+
 @pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)
 def test_native_policy_module_step(label, name, options):
     """Every learner that an actor-critic's signals reach (an output error or the TD error as
     third factor) learns as the actor of a modular agent."""
-    if issubclass(learner_class(name), SignalFreeLearner):
+    if is_signal_free(name):
         pytest.skip(f"{label} learns from inputs alone: a perception module, not a policy")
     obs = spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
     actor = {"learner": name, "learner_kwargs": options, "hidden": [8]}

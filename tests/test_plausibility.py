@@ -2,8 +2,9 @@
 in the registry (``biocredit learners``), so a new learner or variant is covered by its flags.
 
 - P2, no weight transport: credit assignment runs with every forward weight poisoned in its
-  transport direction (any use other than carrying activity forward, ``h W^T`` or ``W v``,
-  returns NaN). A configuration gets finite updates exactly when it claims P2.
+  transport direction (any use other than carrying activity forward, ``h W^T`` or ``W v``, or a
+  synapse reading its own weight, elementwise, as Oja's decay ``u_i^2 W_ij`` does, returns NaN).
+  A configuration gets finite updates exactly when it claims P2.
 - LP, local plasticity: the kernels that compute a layer's weight change take only pre- and
   post-synaptic activity, the signal delivered to the layer and scalars; and that signal is
   delivered without weight transport (P2) or by the network's own settling (P6).
@@ -25,21 +26,32 @@ from biocredit.learners.base import (
     ErrorDrivenLearner,
     ModulatorDrivenLearner,
     RunContext,
+    SignalFreeLearner,
 )
 from biocredit.learners.registry import configurations
 
 SPEC = NetworkSpec(5, (16, 12, 8), 3, "tanh")
 CONFIGURATIONS = configurations()
 IDS = [label for label, _, _ in CONFIGURATIONS]
-#: what a weight kernel may read: activities of its own layer, the signal delivered to it, traces
-#: kept at its synapses, the broadcast modulator and scalars
+#: what a weight kernel may read: activities of its own layer (a unit's summed input
+#: ``potential``, its slope ``f'(a)``), the signal delivered to it, traces kept at its synapses,
+#: the synapse's own weight (read elementwise only: the P2 probe poisons any other use), the
+#: broadcast modulator or phase (positive or negative data) and scalars
 LOCAL_ARGUMENTS = {
-    "pre", "post", "delta", "error", "beta",
-    "pre_a", "post_a", "pre_b", "post_b", "span",
+    "pre", "post", "delta", "error", "beta", "potential", "slope", "weight",
+    "pre_a", "post_a", "pre_b", "post_b", "span", "phase", "threshold",
     "trace", "trace_w", "trace_b", "decay", "modulator", "out",
 }  # fmt: skip
 FORWARD_MATMULS = {"mm", "matmul", "__matmul__", "addmm", "addmm_", "linear"}
 VIEWS = {"t", "transpose", "T", "mT"}
+#: elementwise ops through which a synapse may combine its own weight with terms of its own
+#: pre- or post-synaptic unit (broadcast); the result, shaped like the weight, stays synapse by
+#: synapse and may only be combined so again or written into ``.grad``
+ELEMENTWISE = {
+    "mul", "mul_", "__mul__", "__rmul__", "div", "div_", "__truediv__",
+    "add", "add_", "__add__", "__radd__", "sub", "sub_", "__sub__", "__rsub__",
+    "neg", "neg_", "__neg__",
+}  # fmt: skip
 SLOTS = {"grad", "shape", "dtype", "device"}  # where the update is written, and metadata
 
 
@@ -50,6 +62,7 @@ class TransportProbe(TorchFunctionMode):
         super().__init__()
         self.forward = {id(w): w for w in weights}  # W, shaped (n_out, n_in)
         self.transposed: dict[int, torch.Tensor] = {}  # views W^T
+        self.own: dict[int, torch.Tensor] = {}  # synapse-by-synapse terms of a weight
         self.transports = 0
 
     def kind(self, value) -> str | None:
@@ -57,6 +70,8 @@ class TransportProbe(TorchFunctionMode):
             return "W"
         if id(value) in self.transposed:
             return "WT"
+        if id(value) in self.own:
+            return "own"
         return None
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -70,9 +85,15 @@ class TransportProbe(TorchFunctionMode):
             name = getattr(getattr(func, "__self__", None), "__name__", name)
             if name in SLOTS:
                 return out
-        if name in VIEWS and kinds[0] is not None:
+        if name in VIEWS and kinds[0] in ("W", "WT"):
             table = self.transposed if kinds[0] == "W" else self.forward
             table[id(out)] = out
+            return out
+        synapse_wise = isinstance(out, torch.Tensor) and all(
+            arg.shape == out.shape for arg, kind in zip(args, kinds, strict=True) if kind
+        )
+        if name in ELEMENTWISE and "WT" not in kinds and synapse_wise:
+            self.own[id(out)] = out
             return out
         operands = [*(args[1:3] if name.startswith("addmm") else args[:2]), None][:2]
         left, right = (self.kind(a) for a in operands)
@@ -105,6 +126,9 @@ def credit_under_probe(label: str, name: str, options: dict) -> tuple[list[torch
             learner.accumulate(net.layers, cache, signal)
             learner.modulate(net.layers, torch.randn(4))
             updates = [p.grad for p in net.parameters_in_order()]
+        elif isinstance(learner, SignalFreeLearner):
+            learner.learn(net.layers, cache, torch.randn(4))
+            updates = [p.grad for p in net.parameters_in_order()]
         else:
             pytest.fail(f"{label}: no probe for the {learner.signal} signal kind yet")
     return updates, probe.transports
@@ -121,11 +145,21 @@ def test_weight_transport_flag_is_what_the_rule_does(label, name, options):
 def test_the_probe_lets_forward_uses_through_and_stops_transport():
     w = torch.randn(3, 5)
     h, e = torch.randn(2, 5), torch.randn(2, 3)
+    post = torch.randn(3, 1)
     with TransportProbe([w]) as probe:
         forward = [h.mm(w.t()), torch.addmm(torch.zeros(3), h, w.t()), w.mm(h.t())]
-        transport = [e.mm(w), w.t().mm(e.t()), w.square().sum(0)]
-    assert all(bool(t.isfinite().all()) for t in forward)
-    assert not any(bool(t.isfinite().any()) for t in transport) and probe.transports == 3
+        decay = post * w  # each synapse reads its own weight: Oja's decay
+        own = [decay, e.t().mm(h).sub_(decay).neg()]
+        transport = [
+            e.mm(w),
+            w.t().mm(e.t()),
+            w.square().sum(0),
+            decay.sum(0),
+            decay.t(),
+            w * w.t().t().flip(0),
+        ]
+    assert all(bool(t.isfinite().all()) for t in [*forward, *own])
+    assert not any(bool(t.isfinite().any()) for t in transport) and probe.transports == 6
 
 
 @pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)
@@ -142,6 +176,9 @@ def test_derivative_free_flag_is_what_the_rule_does(label, name, options):
         signal = torch.randn_like(y)
         if isinstance(learner, ErrorDrivenLearner):
             updates = learner.assign_credit(net.layers, cache, signal, input_grad=False)[1]
+        elif isinstance(learner, SignalFreeLearner):
+            learner.learn(net.layers, cache, torch.randn(4))
+            updates = [p.grad for p in net.parameters_in_order()]
         else:
             learner.accumulate(net.layers, cache, signal)
             learner.modulate(net.layers, torch.randn(4))

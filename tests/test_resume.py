@@ -64,6 +64,17 @@ CASES = {
         SB3Run,
         (1280, 640),
     ),
+    "ppo-dfa-ff-extractor": (
+        {"learner": "dfa"},
+        [
+            *SB3,
+            "policy_kwargs.features_extractor_class=BioFeaturesExtractor",
+            "policy_kwargs.features_extractor_kwargs={learner: ff, hidden: [8], features_dim: 6, "
+            "optimizer: adam}",  # the bank of observations, the RNG, the extractor's Adam state
+        ],
+        SB3Run,
+        (1280, 640),
+    ),
     "sac-dfa": ({"learner": "dfa", "algo": "sac", **PENDULUM}, OFF, SB3Run, (400, 200)),
     "sac-dfa-normalized-obs": (
         {"learner": "dfa", "algo": "sac", **PENDULUM},
@@ -94,6 +105,16 @@ CASES = {
         (1280, 640),
     ),
     "composed-agent-adam": ({"agent": "neuromodulated-ac"}, COMPOSED, OnlineRun, (1280, 640)),
+    "ff-perception-adam": (
+        {"agent": "neuromodulated-ac"},
+        [
+            *AGENT,
+            "agent_kwargs.modules.perception.learner=ff",
+            "agent_kwargs.modules.perception.optimizer=adam",
+        ],
+        OnlineRun,
+        (1280, 640),
+    ),
     "eqprop-memory-tmaze": (
         {"agent": "eqprop-memory-ac", "env": "CuedTMaze-v0"},
         [*AGENT, "agent_kwargs.modules.memory.optimizer=adam"],

@@ -126,7 +126,7 @@ def test_feedback_matrices_follow_the_seed():
     "kwargs, match",
     [
         (dict(activation_fn=nn.Softplus), "activation_fn"),
-        (dict(learner="fx"), "Did you mean 'fa'"),
+        (dict(learner="faa"), "Did you mean 'fa'"),
         (dict(learner="dfa", learner_kwargs=dict(sclae=2.0)), "sclae"),
         (dict(net_arch=dict(pi=[8])), "'vf'"),
     ],

@@ -40,9 +40,8 @@ from typing import Any
 
 from biocredit.agents.config import NetworkConfig, build_section
 from biocredit.errors import ConfigError
-from biocredit.learners import learner_class
 from biocredit.learners.base import ErrorDrivenLearner
-from biocredit.learners.registry import learners_of_kind
+from biocredit.learners.registry import learners_of_kind, learns_from
 
 
 def _is(value: Any, kind: str) -> bool:
@@ -168,8 +167,8 @@ class ActiveInferenceConfig:
                 )
             if not config.error_driven:
                 raise ConfigError(
-                    f"modules.{role} uses learner '{config.learner}', which learns from a "
-                    f"{learner_class(config.learner).signal} signal, but every module of the "
+                    f"modules.{role} uses learner '{config.learner}', which learns from "
+                    f"{learns_from(config.learner)}, but every module of the "
                     "active-inference agent learns from prediction or TD errors. Use an "
                     f"error- or target-driven learner: {learners_of_kind(ErrorDrivenLearner)}."
                 )

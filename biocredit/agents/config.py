@@ -8,11 +8,14 @@
         critic: {learner: hebbian3f, hidden: [64, 64], lr: 3.0e-4}
       world_model: {learner: dfa, hidden: [64]}                 # or null: none
 
-Signal fit: the actor and critic take any learner (modulator-driven ones learn from the TD error
-on eligibility traces, error-driven ones from the one-step output error). Perception and the
-world model learn from errors, so they need error-driven learners, and perception needs some
-error-driven module downstream (an error-driven actor or critic, or a world model) to send it
-one. Every mismatch is a :class:`ConfigError` that names the fix.
+Signal fit: the actor and critic take any learner reached by the TD error (modulator-driven
+ones learn from it on eligibility traces, error-driven ones from the one-step output error). The
+world model learns from its prediction error, so it needs an error-driven learner. Perception
+takes an error-driven learner, which then needs some error-driven module downstream (an
+error-driven actor or critic, or a world model) to send it an error, or a signal-free one
+(``softhebb``, ``hebbian``, ``ff``), which learns from the observations alone: no error from
+downstream reaches it (with ``modulator: td_sign``, each env's TD-error sign scales its
+update). Every mismatch is a :class:`ConfigError` that names the fix.
 """
 
 from __future__ import annotations
@@ -25,14 +28,20 @@ import torch
 from biocredit.agents.memory import check_delay_line_gains
 from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.learners import learner_class
-from biocredit.learners.base import ErrorDrivenLearner
-from biocredit.learners.registry import learners_of_kind
+from biocredit.learners.base import (
+    ErrorDrivenLearner,
+    ModulatorDrivenLearner,
+    SignalFreeLearner,
+)
+from biocredit.learners.registry import learners_of_kind, learns_from
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
 }
 MEMORY_KINDS = ("passthrough", "eqprop")
+#: what a signal-free perception module gets as its modulator: nothing, or each env's TD-error sign
+PERCEPTION_MODULATORS = ("none", "td_sign")
 
 
 @dataclass
@@ -58,14 +67,33 @@ class NetworkConfig:
         """Whether the learner is reached by an output error (error- or target-driven)."""
         return issubclass(learner_class(self.learner), ErrorDrivenLearner)
 
+    @property
+    def signal_free(self) -> bool:
+        """Whether the learner learns from its inputs alone."""
+        return issubclass(learner_class(self.learner), SignalFreeLearner)
+
 
 @dataclass
 class PerceptionConfig(NetworkConfig):
-    """Observation -> features; ``features`` is the output width."""
+    """Observation -> features; ``features`` is the output width; ``modulator`` (``none`` or
+    ``td_sign``) is what a signal-free learner gets as its modulator."""
 
     learner: str = "dfa"
     hidden: list[int] = field(default_factory=lambda: [64])
     features: int = 32
+    modulator: str = "none"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.modulator not in PERCEPTION_MODULATORS:
+            raise unknown_name("perception modulator", self.modulator, PERCEPTION_MODULATORS)
+        if self.modulator != "none" and not self.signal_free:
+            raise ConfigError(
+                f"modules.perception.modulator '{self.modulator}' is for signal-free learners "
+                f"({learners_of_kind(SignalFreeLearner)}), but the perception learner is "
+                f"'{self.learner}', which learns from {learns_from(self.learner)}. Remove the "
+                "modulator or use a signal-free learner."
+            )
 
 
 @dataclass
@@ -157,24 +185,39 @@ class AgentConfig:
         if not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"'gamma' must be in [0, 1], got {self.gamma!r}.")
         modules = self.modules
-        for role, config in (
-            ("perception", modules.perception),
-            ("world_model", modules.world_model),
-        ):
-            if config is not None and not config.error_driven:
-                raise ConfigError(
-                    f"modules.{role} uses learner '{config.learner}', which learns from a "
-                    f"{learner_class(config.learner).signal} signal, but the {role} role only "
-                    f"receives errors. Use an error- or target-driven learner: "
-                    f"{learners_of_kind(ErrorDrivenLearner)}."
-                )
+        perception, world_model = modules.perception, modules.world_model
+        if perception is not None and not (perception.error_driven or perception.signal_free):
+            raise ConfigError(
+                f"modules.perception uses learner '{perception.learner}', which learns from "
+                f"{learns_from(perception.learner)}, but the perception role "
+                "only receives errors or learns from its inputs alone. Use an error- or "
+                f"target-driven learner ({learners_of_kind(ErrorDrivenLearner)}) or a "
+                f"signal-free one ({learners_of_kind(SignalFreeLearner)})."
+            )
+        if world_model is not None and not world_model.error_driven:
+            raise ConfigError(
+                f"modules.world_model uses learner '{world_model.learner}', which learns from "
+                f"{learns_from(world_model.learner)}, but the world_model role "
+                "only receives errors. Use an error- or target-driven learner: "
+                f"{learners_of_kind(ErrorDrivenLearner)}."
+            )
         policy = modules.policy
+        for role, config in (("actor", policy.actor), ("critic", policy.critic)):
+            if config.signal_free:
+                raise ConfigError(
+                    f"modules.policy.{role} uses learner '{config.learner}', which learns from "
+                    "its inputs alone, but the policy learns from the TD error. Use it for "
+                    f"perception (modules.perception.learner: {config.learner}) and give the "
+                    "policy a learner the TD error reaches: "
+                    f"{learners_of_kind(ErrorDrivenLearner)} or "
+                    f"{learners_of_kind(ModulatorDrivenLearner)}."
+                )
         senders = [
             policy.actor.error_driven,
             policy.critic.error_driven,
-            modules.world_model is not None,
+            world_model is not None,
         ]
-        learned = {"perception": modules.perception is not None}
+        learned = {"perception": perception is not None and perception.error_driven}
         learned["memory"] = modules.memory is not None and modules.memory.learned
         for role, present in learned.items():
             if present and not any(senders):

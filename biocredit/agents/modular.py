@@ -12,6 +12,9 @@ online, at every step, for every env in parallel (batch of one per env, no repla
     error-driven learners:     output error -delta * post through the autograd boundary
     world model: predicts (o', r) from (s, a); error (prediction - target), its size the
                  surprise; its input error, like the actor's and critic's, flows to perception
+    signal-free perception (softhebb, hebbian, ff): learns from o alone, its features detached:
+                 no error from the actor, critic or world model reaches it (optionally scaled
+                 per env by sign(delta), ``modulator: td_sign``)
 
 With hebbian3f in the actor and critic this is the three-factor TD(lambda) actor-critic of
 Fremaux & Gerstner (2016) and Sutton & Barto (2018, section 13.5). A Gaussian policy's mean is
@@ -123,7 +126,7 @@ class ModularAgent(SavableAgent):
             "world_model": self.world_model,
         }
         self._trained = {role: net for role, net in roles.items() if net is not None}
-        self._error_driven = [net for net in self._trained.values() if not net.modulated]
+        self._error_driven = [net for net in self._trained.values() if net.error_driven]
         self.networks = nn.ModuleDict({role: net.net for role, net in self._trained.items()})
         if config.ortho_init:  # SB3/baselines gains: near-uniform initial policy
             self.actor.net.init_orthogonal(np.sqrt(2), 0.01)
@@ -161,11 +164,15 @@ class ModularAgent(SavableAgent):
         return optimizers
 
     def learner_names(self) -> dict[str, str]:
-        """Learners of the actor and critic, for the run summary."""
-        return {
+        """Learners of the actor and critic (and of perception, when there is one), for the run
+        summary."""
+        names = {
             "learner": self.actor.net.learner.name,
             "critic_learner": self.critic.net.learner.name,
         }
+        if self.perception is not None:
+            names["perception_learner"] = self.perception.net.learner.name
+        return names
 
     def diagnostics(self) -> dict[str, float]:
         """Values the online loop logs: the world model's surprise, the memory's residual (the
@@ -268,6 +275,8 @@ class ModularAgent(SavableAgent):
         if outputs:
             with torch.enable_grad():
                 torch.autograd.backward(outputs, errors)
+        if self.perception is not None and self.perception.signal_free:
+            self.perception.learn_from_inputs(self.perception_modulator(delta, active))
         for net in self._trained.values():
             net.optimizer.step()
         if self.memory is not None:
@@ -283,6 +292,16 @@ class ModularAgent(SavableAgent):
         self.actor.end_episodes(done)
         self.critic.end_episodes(done)
         return delta
+
+    def perception_modulator(self, delta: Tensor, active: Tensor | None) -> Tensor | None:
+        """What a signal-free perception learns with: ``sign(delta)`` per env with ``modulator:
+        td_sign``, else nothing; rows that took no real step (``active`` false) count 0."""
+        perception = self.config.modules.perception
+        assert perception is not None
+        modulator = torch.sign(delta) if perception.modulator == "td_sign" else None
+        if active is not None:
+            modulator = active.float() if modulator is None else modulator * active
+        return modulator
 
     @torch.no_grad()
     def predict(

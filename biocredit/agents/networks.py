@@ -7,7 +7,13 @@ from torch import Tensor
 
 from biocredit.agents.config import OPTIMIZERS, NetworkConfig
 from biocredit.learners import LocalNetwork, NetworkSpec
-from biocredit.learners.base import ForwardCache, ModulatorDrivenLearner, RunContext
+from biocredit.learners.base import (
+    ErrorDrivenLearner,
+    ForwardCache,
+    ModulatorDrivenLearner,
+    RunContext,
+    SignalFreeLearner,
+)
 
 
 class TrainedNetwork:
@@ -16,31 +22,38 @@ class TrainedNetwork:
     A modulator-driven learner keeps eligibility traces of the output's post-synaptic term and
     learns from ``M * trace`` (:meth:`modulate`). An error- or target-driven learner keeps the
     autograd node of its last forward pass; the agent sends it an output error
-    (:meth:`output_error`) and the learner assigns credit, passing an error on to its input.
+    (:meth:`output_error`) and the learner assigns credit, passing an error on to its input. A
+    signal-free learner learns from the input of its last forward pass alone
+    (:meth:`learn_from_inputs`); its output is detached, so no error sent into it reaches it or
+    anything upstream.
     """
 
     def __init__(self, spec: NetworkSpec, config: NetworkConfig, gamma: float, n_envs: int):
         context = RunContext(gamma=gamma, n_envs=n_envs)
         self.net = LocalNetwork(spec, config.learner, context, **config.learner_kwargs)
-        self.modulated = isinstance(self.net.learner, ModulatorDrivenLearner)
+        learner = self.net.learner
+        self.error_driven = isinstance(learner, ErrorDrivenLearner)
+        self.modulated = isinstance(learner, ModulatorDrivenLearner)
+        self.signal_free = isinstance(learner, SignalFreeLearner)
         self.optimizer = OPTIMIZERS[config.optimizer](self.net.parameters(), lr=config.lr)
         self._output: Tensor | None = None
         self._cache: ForwardCache | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         """Output for ``x``; remembers what this step's update needs."""
-        if self.modulated:
+        if not self.error_driven:
             y, self._cache = self.net.learner.forward_pass(self.net.layers, x.detach(), True)
-            return y
+            self._output = y.detach()
+            return self._output
         with torch.enable_grad():
             self._output = self.net(x)
         return self._output.detach()
 
     @property
     def last_output(self) -> Tensor:
-        """The last output of an error-driven network, still attached to its autograd node (an
+        """The last output; an error-driven network's is still attached to its autograd node (an
         error sent into it reaches the learner, and through its input, upstream modules)."""
-        assert self._output is not None, "forward() an error-driven network first"
+        assert self._output is not None, "forward() the network first"
         return self._output
 
     def infer(self, x: Tensor) -> Tensor:
@@ -61,6 +74,13 @@ class TrainedNetwork:
                 learner.step_update(layers, cache, post, modulator),
                 learner.step_update(layers, cache, post, modulator, transport=True),
             )
+
+    def learn_from_inputs(self, modulator: Tensor | None = None) -> None:
+        """Signal-free update from the last forward pass's input, into ``.grad`` (``modulator``:
+        one optional factor per env)."""
+        learner = self.net.learner
+        assert isinstance(learner, SignalFreeLearner) and self._cache is not None
+        learner.learn(self.net.layers, self._cache, modulator)
 
     def output_error(self, post: Tensor, modulator: Tensor) -> tuple[Tensor, Tensor]:
         """The last output and the error ``dL/dy = -M * post`` for the autograd boundary."""

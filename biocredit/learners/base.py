@@ -282,7 +282,12 @@ class ModulatorDrivenLearner(Learner):
 class SignalFreeLearner(Learner):
     """Learns from its own inputs alone (a Hebbian or goodness rule), optionally gated by a
     modulator; no error reaches it. The owner calls :meth:`learn` after a recorded forward
-    pass; it writes ``.grad``."""
+    pass; it writes ``.grad``.
+
+    Updates are averaged over the batch (each row one observation), so a learning rate means
+    the same at any batch size. The optional modulator ``m`` (one value per row, e.g. the sign
+    of the TD error) scales row ``b``'s contribution by ``m_b``.
+    """
 
     signal = "none"
 
@@ -291,3 +296,11 @@ class SignalFreeLearner(Learner):
     ) -> None:
         """Write the negative of the rule's update into every parameter's ``.grad``."""
         raise NotImplementedError
+
+    def check_modulator(self, modulator: Tensor | None, batch: int) -> None:
+        """A modulator, when given, holds one value per row of the batch."""
+        if modulator is not None and tuple(modulator.shape) != (batch,):
+            raise ConfigError(
+                f"{self.name} takes one modulator value per row of the batch ({batch},), got "
+                f"shape {tuple(modulator.shape)}. Pass e.g. the TD errors' signs, one per env."
+            )

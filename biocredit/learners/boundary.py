@@ -19,7 +19,7 @@ from torch.autograd.function import FunctionCtx
 from biocredit.errors import BiocreditError
 from biocredit.learners.alignment import forward_gradient
 from biocredit.learners.base import ErrorDrivenLearner, Learner
-from biocredit.learners.registry import learners_of_kind
+from biocredit.learners.registry import learners_of_kind, learns_from
 
 
 class CreditBoundary(torch.autograd.Function):
@@ -42,7 +42,7 @@ class CreditBoundary(torch.autograd.Function):
         learner = ctx.learner
         if not isinstance(learner, ErrorDrivenLearner):
             raise BiocreditError(
-                f"'{learner.name}' learns from a {learner.signal} signal, not from a loss: "
+                f"'{learner.name}' learns from {learns_from(learner.name)}, not from a loss: "
                 "hand it its signal instead of calling backward() (see "
                 "biocredit.learners.base), or use a learner that a loss reaches: "
                 f"{learners_of_kind(ErrorDrivenLearner)}."

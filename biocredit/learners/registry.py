@@ -40,6 +40,21 @@ def configurations() -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+SIGNAL_PHRASES = {
+    "error": "an error signal",
+    "target": "a target signal",
+    "modulator": "a modulator signal",
+    "none": "its inputs alone",
+}
+
+
+def learns_from(name: str) -> str:
+    """What learner ``name`` learns from, for messages: ``"a modulator signal"``, ``"its inputs
+    alone"`` ..."""
+    signal = learner_class(name).signal
+    return SIGNAL_PHRASES.get(signal, f"a {signal} signal")
+
+
 def learner_class(name: str) -> type[Learner]:
     """The class registered as ``name``; unknown names raise with the closest valid one."""
     if name not in _REGISTRY:

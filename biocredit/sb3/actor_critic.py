@@ -27,6 +27,25 @@ from biocredit.sb3.common import (
     build_network,
     hidden_sizes,
 )
+from biocredit.sb3.features import BioFeaturesExtractor
+
+EXTRACTORS: dict[str, type[nn.Module]] = {
+    "FlattenExtractor": FlattenExtractor,
+    "BioFeaturesExtractor": BioFeaturesExtractor,
+}
+
+
+def check_features_extractor(extractor: Any) -> None:
+    """Refuse a features extractor that backprop would train (anything but SB3's
+    ``FlattenExtractor`` and :class:`BioFeaturesExtractor`)."""
+    if extractor in EXTRACTORS.values():
+        return
+    name = getattr(extractor, "__name__", repr(extractor))
+    raise ConfigError(
+        f"features_extractor_class={name} would be trained by backprop. BioActorCriticPolicy "
+        "takes SB3's FlattenExtractor (the default) or BioFeaturesExtractor (layers that learn "
+        "by a signal-free learner)."
+    )
 
 
 class BioActorCriticNetworks(nn.Module):
@@ -65,7 +84,11 @@ class BioActorCriticPolicy(ActorCriticPolicy):
 
     The other arguments are SB3's; ``net_arch`` is a list (both networks) or
     ``dict(pi=[...], vf=[...])``; ``activation_fn`` must have a known derivative (tanh, relu ...).
-    gSDE and feature extractors with parameters are refused: they would be trained by backprop.
+    ``features_extractor_class`` is SB3's ``FlattenExtractor`` (the networks read the
+    observation) or :class:`~biocredit.sb3.features.BioFeaturesExtractor`, whose layers learn by
+    a signal-free learner with their own optimizer while the policy and value networks learn from
+    its features by ``learner``. gSDE and other feature extractors are refused: they would be
+    trained by backprop.
     """
 
     def __init__(
@@ -85,12 +108,7 @@ class BioActorCriticPolicy(ActorCriticPolicy):
                 "use_sde=True is not supported by BioActorCriticPolicy: gSDE draws its noise from "
                 "hidden features outside the learner. Set use_sde=False."
             )
-        extractor = kwargs.get("features_extractor_class", FlattenExtractor)
-        if extractor is not FlattenExtractor:
-            raise ConfigError(
-                f"features_extractor_class={extractor.__name__} would be trained by backprop. "
-                "BioActorCriticPolicy needs the default FlattenExtractor."
-            )
+        check_features_extractor(kwargs.get("features_extractor_class", FlattenExtractor))
         self.choice = LearnerChoice(learner, learner_kwargs, critic_learner, critic_learner_kwargs)
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
 
@@ -125,8 +143,12 @@ class BioActorCriticPolicy(ActorCriticPolicy):
         if self.ortho_init:
             self.mlp_extractor.policy_net.init_orthogonal(np.sqrt(2), 0.01)
             self.mlp_extractor.value_net.init_orthogonal(np.sqrt(2), 1.0)
+        extractors = [m for m in self.modules() if isinstance(m, BioFeaturesExtractor)]
+        own = {id(p) for extractor in extractors for p in extractor.parameters()}
         self.optimizer = self.optimizer_class(
-            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+            [p for p in self.parameters() if id(p) not in own],
+            lr=lr_schedule(1),
+            **self.optimizer_kwargs,
         )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:

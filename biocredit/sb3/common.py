@@ -11,9 +11,9 @@ from torch import nn
 
 from biocredit.errors import ConfigError, unknown_name
 from biocredit.learners.activations import TORCH_ACTIVATION_NAMES, get_activation
-from biocredit.learners.base import ErrorDrivenLearner
+from biocredit.learners.base import ErrorDrivenLearner, SignalFreeLearner
 from biocredit.learners.network import LocalNetwork
-from biocredit.learners.registry import learner_class, learners_of_kind
+from biocredit.learners.registry import learner_class, learners_of_kind, learns_from
 from biocredit.learners.spec import NetworkSpec
 
 
@@ -101,13 +101,19 @@ def build_network(
     SB3's losses reach a network only as ``dL/dy`` at its output, so the learner must be error-
     or target-driven.
     """
-    if not issubclass(learner_class(learner), ErrorDrivenLearner):
+    cls = learner_class(learner)
+    if not issubclass(cls, ErrorDrivenLearner):
+        instead = (
+            f"; '{learner}' can train the features extractor instead "
+            f"(features_extractor_class=BioFeaturesExtractor, "
+            f"features_extractor_kwargs={{'learner': '{learner}'}}, PPO and A2C)"
+            if issubclass(cls, SignalFreeLearner)
+            else f"; {learner} runs in native agents (--agent neuromodulated-ac)"
+        )
         raise ConfigError(
-            f"Learner '{learner}' learns from a {learner_class(learner).signal} signal, but an "
-            "SB3 algorithm trains its networks through losses, which reach them as an output "
-            f"error. Use an error- or target-driven learner: "
-            f"{learners_of_kind(ErrorDrivenLearner)}; hebbian3f runs in native agents "
-            "(--agent neuromodulated-ac)."
+            f"Learner '{learner}' learns from {learns_from(learner)}, but an SB3 algorithm "
+            "trains its networks through losses, which reach them as an output error. Use an "
+            f"error- or target-driven learner: {learners_of_kind(ErrorDrivenLearner)}{instead}."
         )
     spec = NetworkSpec(in_features, hidden, out_features, activation)
     return LocalNetwork(spec, learner, **(learner_kwargs or {}))

@@ -35,6 +35,7 @@ from biocredit.envs.state import capture_env, restore_env
 from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.learners import LocalNetwork, learner_class
 from biocredit.sb3 import BioActorCriticPolicy, BioDQNPolicy, BioSACPolicy, BioTD3Policy
+from biocredit.sb3.actor_critic import EXTRACTORS
 from biocredit.sb3.common import optimizer_class, torch_activation
 from biocredit.training.alignment import AlignmentCallback, attach_monitors
 from biocredit.training.callbacks import (
@@ -112,6 +113,10 @@ RESERVED_POLICY_KEYS = {
     "args",
     "kwargs",
 }
+# Reserved above, open to the actor-critic algorithms: a signal-free features extractor
+# (``features_extractor_class: BioFeaturesExtractor``, options in ``features_extractor_kwargs``).
+EXTRACTOR_KEYS = {"features_extractor_class", "features_extractor_kwargs"}
+EXTRACTOR_ALGOS = ("ppo", "a2c")
 
 
 def algo_kwargs(config: RunConfig, action_dim: int = 1) -> dict[str, Any]:
@@ -175,7 +180,8 @@ def policy_kwargs(config: RunConfig) -> dict[str, Any]:
     for cls in policy_class.__mro__:
         if "__init__" in vars(cls):
             valid |= set(inspect.signature(cls.__init__).parameters)
-    valid = sorted(valid - RESERVED_POLICY_KEYS)
+    open_keys = EXTRACTOR_KEYS if config.algo in EXTRACTOR_ALGOS else set()
+    valid = sorted((valid - RESERVED_POLICY_KEYS) | open_keys)
     check_keys(config.policy_kwargs, valid, f"policy_kwargs (for {config.algo})")
     learner_class(config.learner)
     if config.algo in BACKPROP_BASELINES:
@@ -202,11 +208,17 @@ def policy_kwargs(config: RunConfig) -> dict[str, Any]:
 
 
 def _named_classes(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``activation_fn`` and ``optimizer_class`` given by name, replaced by their torch class."""
+    """``activation_fn``, ``optimizer_class`` and ``features_extractor_class`` given by name,
+    replaced by their class."""
     if isinstance(kwargs.get("activation_fn"), str):
         kwargs["activation_fn"] = torch_activation(kwargs["activation_fn"])
     if "optimizer_class" in kwargs:
         kwargs["optimizer_class"] = optimizer_class(kwargs["optimizer_class"])
+    if "features_extractor_class" in kwargs:
+        name = kwargs["features_extractor_class"]
+        if not isinstance(name, str) or name not in EXTRACTORS:
+            raise unknown_name("features_extractor_class", str(name), EXTRACTORS)
+        kwargs["features_extractor_class"] = EXTRACTORS[name]
     return kwargs
 
 
@@ -381,8 +393,12 @@ class SB3Run(TrainingRun):
         }
 
     def scale_learning_rates(self, factor: float) -> None:
-        # SB3 sets the optimizers' rates from lr_schedule before every update
+        # SB3 sets its optimizers' rates from lr_schedule before every update; an optimizer SB3
+        # does not drive (a BioFeaturesExtractor's) keeps the rate scaled here
         self.algo.lr_schedule = ScaledSchedule(self.algo.lr_schedule, factor)
+        for optimizer in self.optimizers().values():
+            for group in optimizer.param_groups:
+                group["lr"] *= factor
 
     def run(
         self,
