@@ -12,6 +12,7 @@ from biocredit.learners import (  # noqa: F401  (registers the learners)
     fa,
     hebbian3f,
     pc,
+    sigprop,
 )
 from biocredit.learners.base import ForwardCache, Learner, linear_grads
 from biocredit.learners.network import LocalNetwork
