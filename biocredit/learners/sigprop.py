@@ -97,7 +97,7 @@ class SignalPropagation(TargetDrivenLearner):
     """
 
     name = "sigprop"
-    family = "signal propagation (targets forwarded beside the input)"
+    family = "signal propagation"
     paper = "Kohan, Rietman & Siegelmann 2023, IEEE TNNLS; arXiv:2204.01723"
     update_kernels = (target_match_errors, linear_grads)
 
