@@ -195,8 +195,9 @@ def chl_update(net: LocalNetwork, x: torch.Tensor, error: torch.Tensor) -> list[
 def test_weak_feedback_and_small_clamping_give_backprops_gradient():
     """Xie & Seung 2003: with weak feedback the free phase is the feedforward pass and the
     ``gamma^(l-L)``-scaled Hebbian difference is backprop's gradient. Measured on ``[5, 8, 7,
-    6, 3]`` under SB3's orthogonal init, batch 32: gamma 1e-3, nudge 1e-3: cosine 0.99999 (every
-    layer >= 0.9999); gamma 1 (full feedback), same weights: 0.6-0.7 on the first layer."""
+    6, 3]`` under SB3's orthogonal init, batch 32: gamma 1e-3, nudge 1e-3: cosine 0.999999
+    (every layer >= 0.999998); gamma 1 (full feedback), same weights: 0.33, 0.03 on the first
+    layer."""
     torch.manual_seed(5)
     net = LocalNetwork(SPEC, "chl", feedback_gain=1e-3, nudge=1e-3, free_steps=20)
     net.init_orthogonal(2**0.5, 1.0)
@@ -214,9 +215,10 @@ def test_weak_feedback_and_small_clamping_give_backprops_gradient():
 def test_float32_update_at_the_defaults_follows_backprop(depth):
     """At the defaults (gamma 0.01, nudge 0.1 of rms(e)), in float32, on ``[8, 64 x depth, 1]``
     under SB3's orthogonal init with outputs around 10 (a value head's size), against autograd
-    through the same free phase on a float64 copy: every layer gets an update, cosine >= 0.999.
-    Against backprop of the plain feedforward pass the cosine is lower (free-phase feedback,
-    O(gamma) terms): >= 0.98 measured on 2 hidden layers."""
+    through the same free phase on a float64 copy: every layer gets an update, cosine >= 0.999
+    (measured 1.00000 on every layer at depths 2, 4, 8). Against backprop of the plain
+    feedforward pass it is lower (the top-down halves): measured 0.996, 0.984, 0.950 at depths
+    2, 4, 8 (worst layer 0.990, 0.972, 0.925)."""
     torch.manual_seed(depth)
     net = LocalNetwork(NetworkSpec(8, (64,) * depth, 1), "chl")
     net.init_orthogonal(2**0.5, 1.0)

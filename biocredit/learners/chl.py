@@ -27,7 +27,7 @@ layers in float32 it otherwise swamped the first layer's update). Unlike equilib
 propagation, whose readout is only weakly nudged from outside the energy, the output is clamped,
 and the contrast is clamped against free. Every synapse compares the co-activity of its two
 units between the phases, Movellan's update with Xie & Seung's gain per layer (gradient sign,
-``c`` clamped, ``f`` free):
+``c`` clamped, ``f`` free, continued):
 
     dW_l = -(s^c_l s^c_{l-1}^T - s^f_l s^f_{l-1}^T) / (beta gamma^(L-l))
     db_l = -sum_batch (s^c_l - s^f_l) / (beta gamma^(L-l))                    l = 1 .. L
@@ -39,11 +39,15 @@ output to the target itself, Movellan's setting.
 Xie & Seung's equivalence: layer ``l`` moves by ``s^c_l - s^f_l = -beta gamma^(L-l) delta_l +
 O(gamma^(L-l+1))``, with ``delta_l`` backprop's deltas through the free fixed point, which tends
 to the feedforward pass as ``gamma -> 0``; so the update tends to backprop's gradient of the
-feedforward network as ``gamma -> 0``, with O(gamma) corrections. One of them grows with the
-outputs: the output layer's ``-y^T (s^c_H - s^f_H) / beta ~ gamma y^T (e W_L)``, and the free
-output's own feedback ``gamma y W_L`` shifts the top hidden layer. RL outputs (values) reach
-tens, so the default gain is 0.01 (0.05, eqprop's, would move the top layer's units by 2.5 at a
-value of 50). ``tests/test_chl.py`` measures the cosine to backprop.
+feedforward network as ``gamma -> 0``. At a finite gain and a small ``beta`` it is the gradient
+of the loss through the free phase, the recurrent network the output comes from (float32, the
+defaults, ``[8, 64 x H, 1]``: cosine 1.0000 on every layer for H = 2, 4, 8, against autograd
+through the same free sweeps). That network differs from the feedforward one by its top-down
+halves, among them the output's own feedback ``gamma y W_L`` into the top hidden layer, which
+grows with the outputs. RL outputs (values) reach tens, so the default gain is 0.01: at eqprop's
+0.05 a value of 50 moves the top layer's drive by about 2.5, past its units' range. Cosine to
+backprop of the feedforward pass on ``[4, 64, 64, 1]``, batch 256, orthogonal init, outputs
+around 50: 0.67-0.88 at gain 0.05, 0.97-0.99 at 0.01 (around 10: 0.96-0.98 and 0.994-0.998).
 
 The clamped phase's layer-``l`` contrast is ``beta gamma^(L-l)`` (1e-5 on the first of two
 hidden layers at the defaults), below float32's resolution of the states, so it is kept as its
