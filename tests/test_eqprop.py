@@ -9,7 +9,7 @@ import torch
 
 from biocredit.errors import ConfigError
 from biocredit.learners import LocalNetwork, NetworkSpec, make_learner
-from biocredit.learners.eqprop import (
+from biocredit.learners.settling import (
     clamp_difference,
     contrastive_grads,
     drive_change,

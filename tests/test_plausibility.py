@@ -10,6 +10,8 @@ in the registry (``biocredit learners``), so a new learner or variant is covered
   delivered without weight transport (P2) or by the network's own settling (P6).
 - P4, no activation derivative needed: with the derivative ``f'`` replaced by NaN, updates stay
   finite exactly when the configuration claims P4.
+- UL, update unlocked: a configuration that claims it updates every layer bitwise alike with the
+  weights and biases of all the layers above it poisoned (NaN) after the forward pass.
 - =BP: a configuration that claims to equal backprop gives backprop's gradients; no other does.
 """
 
@@ -198,6 +200,50 @@ def test_local_plasticity_flag_is_backed_by_the_kernels(label, name, options):
         arguments = set(inspect.signature(kernel).parameters)
         assert arguments <= LOCAL_ARGUMENTS, (label, kernel.__name__, arguments - LOCAL_ARGUMENTS)
     assert flags.p2_weight_transport or flags.p6_inference_learning, label
+
+
+def credit_with_layers_poisoned(name: str, options: dict, poisoned_from: int) -> list:
+    """Every parameter update of one credit-assignment step taken after the recorded forward
+    pass, with the weights and biases of the weight layers from ``poisoned_from`` up set to NaN."""
+    torch.manual_seed(0)
+    net = LocalNetwork(SPEC, name, RunContext(n_envs=4), **options)
+    learner = net.learner
+    x = torch.randn(4, SPEC.in_features)
+    with torch.no_grad():
+        y, cache = learner.forward_pass(net.layers, x, record=True)
+        signal = torch.randn_like(y)
+        for layer in net.layers[poisoned_from:]:
+            layer.weight.fill_(math.nan)
+            layer.bias.fill_(math.nan)
+        if isinstance(learner, ErrorDrivenLearner):
+            return learner.assign_credit(net.layers, cache, signal, input_grad=False)[1]
+        if isinstance(learner, SignalFreeLearner):
+            learner.learn(net.layers, cache, torch.randn(4))
+        else:
+            learner.accumulate(net.layers, cache, signal)
+            learner.modulate(net.layers, torch.randn(4))
+        return [p.grad for p in net.parameters_in_order()]
+
+
+@pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)
+def test_update_unlocked_flag_is_backed_by_a_poisoning_probe(label, name, options):
+    """UL: no layer's update waits for anything to come down through the layers above it, so
+    poisoning them leaves it bitwise unchanged. Checked where claimed (fa's locking, through
+    feedback matrices rather than the forward weights, would slip past this probe)."""
+    if not make_learner(name, **options).plausibility.update_unlocked:
+        pytest.skip(f"{label} does not claim update unlocking")
+    n_layers = len(SPEC.sizes) - 1
+    clean = credit_with_layers_poisoned(name, options, n_layers)
+    assert all(bool(g.isfinite().all()) for g in clean), label
+    for above in range(1, n_layers):
+        poisoned = credit_with_layers_poisoned(name, options, above)
+        for got, want in zip(poisoned[: 2 * above], clean[: 2 * above], strict=True):
+            assert torch.equal(got, want), (label, above)
+
+
+def test_the_update_unlocking_probe_catches_backprop():
+    poisoned = credit_with_layers_poisoned("bp", {}, len(SPEC.sizes) - 2)
+    assert not bool(poisoned[0].isfinite().all())
 
 
 @pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)

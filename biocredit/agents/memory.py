@@ -67,7 +67,7 @@ from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx
 
 from biocredit.errors import ConfigError
-from biocredit.learners.eqprop import contrastive_grads
+from biocredit.learners.settling import contrastive_grads
 
 LOW, HIGH = -1.0, 1.0
 

@@ -6,6 +6,7 @@
 
 from biocredit.learners import (  # noqa: F401  (registers the learners)
     bp,
+    chl,
     dfa,
     eqprop,
     fa,
@@ -13,6 +14,7 @@ from biocredit.learners import (  # noqa: F401  (registers the learners)
     hebbian,
     hebbian3f,
     pc,
+    sigprop,
     softhebb,
 )
 from biocredit.learners.base import ForwardCache, Learner, linear_grads
