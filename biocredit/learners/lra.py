@@ -20,25 +20,30 @@ computed anywhere (the target passes through the unit's own activation instead),
     W_l.grad = e_l^T h_{l-1} / beta,   b_l.grad = sum_batch e_l / beta
 
 divided by the boundary's ``beta`` to be gradient-sized (the output layer's is backprop's
-``e^T h_{L-1}``). This is Algorithm 1 of the paper and the authors' code: targets in
-pre-activation space through ``f``, ``e = h - z*``, ``dW = e^T h_{l-1}`` with no ``f'``.
+``e^T h_{L-1}``). These are the paper's equations as the authors' reference code computes them
+(its README says the code follows the paper's pseudo-code): targets in pre-activation space
+through ``f``, ``e = h - z*``, ``dW = e^T h_{l-1}`` with no ``f'``.
 
 Error synapses: fixed random (``feedback="fixed"``, the default) or learned (``"learned"``) by
-the paper's rule ``Delta E_l = -gamma (Delta W_l)^T``: in the layout here, where ``E_l`` is shaped
-like ``W_l`` and carries the message ``e_l E_l`` that ``e_l W_l`` would carry in backprop, each
-error synapse receives its forward twin's gradient times ``gamma`` (``feedback_rate``),
+the rule of the authors' code, where each error synapse receives its forward twin's update times
+``gamma`` (``Delta E_l = gamma (Delta W_l)^T`` in the paper's layout, in which ``E_l`` maps layer
+``l``'s errors down). Here ``E_l`` is shaped like ``W_l`` and carries the message ``e_l E_l``
+that ``e_l W_l`` would carry in backprop, so (``gamma``: ``feedback_rate``)
 
     E_l.grad = gamma e_l^T h_{l-1} / beta
 
-through the same optimizer (the authors' code does the same), so ``E_l - W_l`` stays at its
-initial value under plain SGD with ``gamma = 1`` (Kolen-Pollack learning without decay).
+through the same optimizer as the forward weights (as in the authors' code), so ``E_l - W_l``
+stays at its initial value under plain SGD with ``gamma = 1`` (Kolen-Pollack learning without
+decay).
 
-Scale: the paper uses ``beta = 0.1`` with standard-normal error synapses on 256-unit layers, a
-message of about ``beta sqrt(n) = 1.6`` times the error units' size between hidden layers. Here
-``E_l``'s entries spread ``scale / sqrt(n_l)`` (the message keeps the error's size per unit),
-so ``step`` is that gain directly; its default 1 keeps the targets of successive layers the
-same size instead of shrinking them by ``beta`` per layer, which in float32 would leave the
-first layers' errors (differences of O(1) activities) at the level of rounding.
+Scale: the paper uses ``beta = 0.1`` with parameters drawn with variance 0.05 (the authors'
+TensorFlow code draws ``E`` from a standard normal) on 256-unit layers: a message of ``beta
+sigma_E sqrt(n)``, 0.36 to 1.6 times the error units' size, between hidden layers. Here
+``E_l``'s entries spread ``scale / sqrt(n_l)`` (uniform: standard deviation ``1 / sqrt(3 n_l)``,
+so the message has ``1 / sqrt(3)`` of the error's size per unit whatever the width), and
+``step`` is the gain: at its default 1, 0.58, inside the paper's range. A gain well below 1
+shrinks the targets of successive layers geometrically, which in float32 leaves the first
+layers' errors (differences of O(1) activities) at the level of rounding.
 
 The network's input is a linear layer with the target ``x - step d_0``; an upstream module gets
 the error ``step d_0 / beta``.
