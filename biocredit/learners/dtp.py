@@ -56,7 +56,7 @@ rule, not by the optimizer: (1) an SB3 algorithm clips the global norm of every 
 steps, and the reconstruction gradients, whose scale is set by the activities and not by the
 loss, would take over that norm and shrink the network's own steps; (2) dividing by the input
 power ``P`` makes the step independent of the layer widths and of the output's scale (a value
-head's outputs reach about 100 on CartPole-v1), stable for ``eta`` in (0, 1]. The noise comes
+head's outputs reach tens on CartPole-v1), stable for ``eta`` in (0, 1]. The noise comes
 from torch's global generator, which every run seeds.
 
 Why Lee et al.'s DTP and not the difference reconstruction loss (DRL) of Meulemans et al.
