@@ -4,7 +4,16 @@
 >>> net = LocalNetwork(NetworkSpec(4, (64, 64), 2), "dfa")
 """
 
-from biocredit.learners import bp, dfa, eqprop, fa, hebbian3f, pc  # noqa: F401  (registers the learners)
+from biocredit.learners import (  # noqa: F401  (registers the learners)
+    bp,
+    dfa,
+    dni,
+    eqprop,
+    fa,
+    hebbian3f,
+    local,
+    pc,
+)
 from biocredit.learners.base import ForwardCache, Learner, linear_grads
 from biocredit.learners.network import LocalNetwork
 from biocredit.learners.plausibility import CRITERIA, Plausibility
