@@ -46,7 +46,7 @@ def network(options: dict, seed: int = 0) -> LocalNetwork:
 
 
 def modules(net: LocalNetwork):
-    return net.learner._modules_sg
+    return net.learner._sg_modules
 
 
 def credit(net: LocalNetwork, x: torch.Tensor, error: torch.Tensor, input_grad: bool = False):

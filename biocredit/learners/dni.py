@@ -124,7 +124,7 @@ class SyntheticGradients(ErrorDrivenLearner):
         check_feedback_options(init, scale)
         self.feedback_mode, self.conditioned = feedback, conditioned
         self.init, self.scale = init, scale
-        self._modules_sg: list[tuple[Tensor, Tensor, Tensor | None]] = []
+        self._sg_modules: list[tuple[Tensor, Tensor, Tensor | None]] = []
         self._feedback: list[Tensor] = []
 
     @property
@@ -153,7 +153,7 @@ class SyntheticGradients(ErrorDrivenLearner):
                 self.register_parameter(f"sg_context_{l}", nn.Parameter(torch.zeros(shape)))
                 context = getattr(self, f"sg_context_{l}")
             weight, bias = getattr(self, f"sg_weight_{l}"), getattr(self, f"sg_bias_{l}")
-            self._modules_sg.append((weight, bias, context))
+            self._sg_modules.append((weight, bias, context))
         if self.feedback_mode == "random":
             for l, (n_in, n_out) in enumerate(pairwise(spec.sizes)):
                 matrix = random_feedback((n_out, n_in), n_in, self.init, self.scale, generator)
@@ -168,7 +168,7 @@ class SyntheticGradients(ErrorDrivenLearner):
 
     def synthetic_gradient(self, l: int, post: Tensor, error: Tensor) -> Tensor:
         """``g_l`` of module ``l`` (``0``: the input's) from ``h_l`` [and ``e``]."""
-        weight, bias, context_weight = self._modules_sg[l]
+        weight, bias, context_weight = self._sg_modules[l]
         return synthetic_gradient(
             post, weight, bias, error if self.conditioned else None, context_weight
         )
@@ -178,7 +178,7 @@ class SyntheticGradients(ErrorDrivenLearner):
     ) -> tuple[Tensor | None, list[Tensor]]:
         assert self.activation is not None
         derivative = self.activation.derivative
-        modules = range(0 if input_grad else 1, len(self._modules_sg))
+        modules = range(0 if input_grad else 1, len(self._sg_modules))
         synthetic = {l: self.synthetic_gradient(l, cache.inputs[l], error) for l in modules}
         # deltas[k]: the error at the output of layers[k]; a hidden one from its module alone
         deltas = [
@@ -189,7 +189,7 @@ class SyntheticGradients(ErrorDrivenLearner):
         grads = [g for k, delta in enumerate(deltas) for g in linear_grads(delta, cache.inputs[k])]
         feedback = self.feedback_matrices(layers)
         for l in modules:  # each module regresses on the error one layer up, sent down to it
-            weight, bias, context_weight = self._modules_sg[l]
+            weight, bias, context_weight = self._sg_modules[l]
             residual = synthetic[l] - bootstrap_target(deltas[l], feedback[l])
             grad_w, grad_b = linear_grads(residual, cache.inputs[l])
             accumulate_grad(weight, grad_w)

@@ -36,8 +36,9 @@ readouts serve learning only. ``"mean"``: the average of every layer's readout,
 predictions of Artificial Dopamine, Guan et al. 2024, NeurIPS, "Temporal-difference learning
 using distributed error signals", where every layer predicts Q and learns from its own TD error).
 The forward pass (:meth:`LocalLosses.forward_pass`) is then the average, for inference, target
-networks and the alignment diagnostic alike. Averaged, the readouts' errors are the output's:
-``sum_l (r_l - y) = 0``, so ``sum_l err_l / L = e``.
+networks and the alignment diagnostic alike; the readouts keep their own initialisation there
+(SB3's small output gain for a policy's logits reaches only the top layer). Averaged, the
+readouts' errors are the output's: ``sum_l (r_l - y) = 0``, so ``sum_l err_l / L = e``.
 
 The error handed to a module upstream, for the network's input ``x``, is that of an input readout
 ``r_0 = R_0 x + c_0`` under the same loss, ``err_0 R_0``: the upstream module's output learns to
