@@ -4,7 +4,10 @@ in the registry (``biocredit learners``), so a new learner or variant is covered
 - P2, no weight transport: credit assignment runs with every forward weight poisoned in its
   transport direction (any use other than carrying activity forward, ``h W^T`` or ``W v``, or a
   synapse reading its own weight, elementwise, as Oja's decay ``u_i^2 W_ij`` does, returns NaN).
-  A configuration gets finite updates exactly when it claims P2.
+  Forward weights are the network's and every learned synapse of the learner's own that the
+  recorded forward pass uses to carry activity (local's readouts); the updates are the network's
+  and those the learner writes into its own parameters (learned feedback, readouts,
+  synthetic-gradient modules). A configuration gets finite updates exactly when it claims P2.
 - LP, local plasticity: the kernels that compute a layer's weight change take only pre- and
   post-synaptic activity, the signal delivered to the layer and scalars; and that signal is
   delivered without weight transport (P2) or by the network's own settling (P6).
@@ -60,12 +63,14 @@ SLOTS = {"grad", "shape", "dtype", "device"}  # where the update is written, and
 class TransportProbe(TorchFunctionMode):
     """Poisons every use of a forward weight other than carrying activity forward."""
 
-    def __init__(self, weights: list[torch.Tensor]) -> None:
+    def __init__(self, weights: list[torch.Tensor], poison: bool = True) -> None:
         super().__init__()
         self.forward = {id(w): w for w in weights}  # W, shaped (n_out, n_in)
-        self.transposed: dict[int, torch.Tensor] = {}  # views W^T
+        self.transposed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # W^T -> (W^T, W)
         self.own: dict[int, torch.Tensor] = {}  # synapse-by-synapse terms of a weight
         self.transports = 0
+        self.poison = poison  # False: only watch which weights carry activity forward
+        self.carried: dict[int, torch.Tensor] = {}  # the weights that did, by id
 
     def kind(self, value) -> str | None:
         if id(value) in self.forward:
@@ -88,8 +93,10 @@ class TransportProbe(TorchFunctionMode):
             if name in SLOTS:
                 return out
         if name in VIEWS and kinds[0] in ("W", "WT"):
-            table = self.transposed if kinds[0] == "W" else self.forward
-            table[id(out)] = out
+            if kinds[0] == "W":
+                self.transposed[id(out)] = (out, args[0])
+            else:
+                self.forward[id(out)] = out
             return out
         synapse_wise = isinstance(out, torch.Tensor) and all(
             arg.shape == out.shape for arg, kind in zip(args, kinds, strict=True) if kind
@@ -103,8 +110,14 @@ class TransportProbe(TorchFunctionMode):
             (name == "linear" and right == "W") or right == "WT" or left == "W"
         )
         if forward_use and "W" not in (right,) and "WT" not in (left,):
+            for operand, kind in zip(operands, (left, right), strict=True):
+                if kind in ("W", "WT"):
+                    weight = operand if kind == "W" else self.transposed[id(operand)][1]
+                    self.carried[id(weight)] = weight
             return out
         self.transports += 1
+        if not self.poison:
+            return out
         if not isinstance(out, torch.Tensor):
             raise AssertionError(f"{name} reads a forward weight during credit assignment")
         return torch.full_like(out, math.nan)
@@ -116,9 +129,10 @@ def credit_under_probe(label: str, name: str, options: dict) -> tuple[list[torch
     net = LocalNetwork(SPEC, name, RunContext(n_envs=4), **options)
     learner = net.learner
     x = torch.randn(4, SPEC.in_features)
-    with torch.no_grad():
+    own = list(learner.parameters())
+    with torch.no_grad(), TransportProbe(own, poison=False) as watch:
         y, cache = learner.forward_pass(net.layers, x, record=True)
-    probe = TransportProbe([layer.weight for layer in net.layers])
+    probe = TransportProbe([layer.weight for layer in net.layers] + list(watch.carried.values()))
     signal = torch.randn_like(y)
     with torch.no_grad(), probe:
         if isinstance(learner, ErrorDrivenLearner):
@@ -133,6 +147,7 @@ def credit_under_probe(label: str, name: str, options: dict) -> tuple[list[torch
             updates = [p.grad for p in net.parameters_in_order()]
         else:
             pytest.fail(f"{label}: no probe for the {learner.signal} signal kind yet")
+    updates += [p.grad for p in own if p.grad is not None]
     return updates, probe.transports
 
 
@@ -265,3 +280,15 @@ def test_equals_backprop_flag(label, name, options):
     cosine = float(torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0))
     claims = net.learner.plausibility.equals_backprop
     assert (cosine > 0.9999) == claims, (label, cosine)
+
+
+def test_the_watch_records_the_weights_that_carry_activity_forward():
+    """With ``poison=False`` the probe only watches: a weight used forward is recorded (so a
+    learner's own readout joins the forward weights), one used only as feedback is not."""
+    readout, feedback = torch.randn(3, 5), torch.randn(3, 5)
+    h, e = torch.randn(2, 5), torch.randn(2, 3)
+    with TransportProbe([readout, feedback], poison=False) as watch:
+        forward = torch.addmm(torch.zeros(3), h, readout.t())
+        message = e.mm(feedback)
+    assert list(watch.carried.values()) == [readout] and watch.transports == 1
+    assert bool(forward.isfinite().all()) and bool(message.isfinite().all())

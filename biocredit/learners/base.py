@@ -67,6 +67,13 @@ def linear_grads(delta: Tensor, pre: Tensor) -> tuple[Tensor, Tensor]:
     return delta.t().mm(pre), delta.sum(0)
 
 
+def accumulate_grad(parameter: Tensor | None, grad: Tensor) -> None:
+    """Add ``grad`` into a learner's own parameter's ``.grad``, as torch accumulates gradients
+    (learned error synapses, readouts, synthetic-gradient modules)."""
+    assert parameter is not None
+    parameter.grad = grad if parameter.grad is None else parameter.grad.add_(grad)
+
+
 def error_rms(error: Tensor) -> Tensor:
     """``rms(e)``, floored away from zero: the scale relative nudges are measured in."""
     return error.pow(2).mean().sqrt().clamp_min(1e-30)
