@@ -167,6 +167,9 @@ class ErrorDrivenLearner(Learner):
 
     signal = "error"
     update_kernels = (linear_grads,)
+    #: whether the update is a differentiable function of the loss (backprop's gradient), so
+    #: that :meth:`differentiable_credit` serves ``backward(create_graph=True)``
+    second_order: ClassVar[bool] = False
 
     def assign_credit(
         self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
@@ -176,6 +179,13 @@ class ErrorDrivenLearner(Learner):
         Returns the error signal for the network's input (``None`` unless ``input_grad``) and the
         gradients ``[dW_1, db_1, ..., dW_L, db_L]``.
         """
+        raise NotImplementedError
+
+    def differentiable_credit(
+        self, layers: Sequence[nn.Linear], x: Tensor, error: Tensor, input_grad: bool
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        """:meth:`assign_credit` as a differentiable function of ``x``, the parameters and
+        ``e`` (for second-order gradients); only learners with :attr:`second_order` give it."""
         raise NotImplementedError
 
 
