@@ -157,6 +157,10 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     table.add_column("key")
     table.add_column("value", justify="right")
     for key, value in summary.items():
+        if key == "networks":  # the options are in summary.json
+            value = ", ".join(f"{name}: {net['learner']}" for name, net in value.items())
+        elif key == "trained_by_backprop":
+            value = ", ".join(value) or "none"
         if key != "run_dir":
             table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
     console.print(table)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from biocredit.errors import ConfigError
 from biocredit.learners.network import LocalNetwork
+from biocredit.learners.registry import DEFAULT_LEARNER
 from biocredit.sb3.common import (
     LearnerChoice,
     action_param_dim,
@@ -58,10 +59,12 @@ class BioActorCriticPolicy(ActorCriticPolicy):
 
     Use as ``PPO(BioActorCriticPolicy, env, policy_kwargs=dict(learner="dfa", net_arch=[64, 64]))``.
 
-    :param learner: learner name for both networks (``bp``, ``fa``, ``dfa`` ...)
+    :param learner: learner name for both networks (``bp``, ``fa``, ``dfa`` ...; default
+        ``dfa``, as the CLI's)
     :param learner_kwargs: options for that learner
     :param critic_learner: a different learner for the value network (default: ``learner``)
-    :param critic_learner_kwargs: options for the critic's learner (default: ``learner_kwargs``)
+    :param critic_learner_kwargs: options for the critic's learner (default: ``learner_kwargs``
+        when the critic has the same learner, else that learner's defaults)
 
     The other arguments are SB3's; ``net_arch`` is a list (both networks) or
     ``dict(pi=[...], vf=[...])``; ``activation_fn`` must have a known derivative (tanh, relu ...).
@@ -74,7 +77,7 @@ class BioActorCriticPolicy(ActorCriticPolicy):
         action_space: spaces.Space,
         lr_schedule: Schedule,
         *args: Any,
-        learner: str = "bp",
+        learner: str = DEFAULT_LEARNER,
         learner_kwargs: dict[str, Any] | None = None,
         critic_learner: str | None = None,
         critic_learner_kwargs: dict[str, Any] | None = None,
@@ -133,3 +136,6 @@ class BioActorCriticPolicy(ActorCriticPolicy):
         data = super()._get_constructor_parameters()
         data.update(self.choice.as_kwargs())
         return data
+
+    def extra_repr(self) -> str:
+        return self.choice.describe()

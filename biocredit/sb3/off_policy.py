@@ -39,6 +39,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from biocredit.errors import ConfigError, unknown_name
+from biocredit.learners.registry import DEFAULT_LEARNER
 from biocredit.sb3.common import LearnerChoice, activation_name, build_network
 
 ACTION_GRADS = ("learner", "perturbation")
@@ -117,7 +118,11 @@ class BioDQNPolicy(DQNPolicy):
     """``DQN(BioDQNPolicy, env, policy_kwargs=dict(learner="dfa"))``."""
 
     def __init__(
-        self, *args: Any, learner: str = "bp", learner_kwargs: dict | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        learner: str = DEFAULT_LEARNER,
+        learner_kwargs: dict | None = None,
+        **kwargs: Any,
     ) -> None:
         self.choice = LearnerChoice(learner, learner_kwargs)
         super().__init__(*args, **kwargs)
@@ -132,6 +137,9 @@ class BioDQNPolicy(DQNPolicy):
         data = super()._get_constructor_parameters()
         data.update(learner=self.choice.learner, learner_kwargs=self.choice.learner_kwargs)
         return data
+
+    def extra_repr(self) -> str:
+        return self.choice.describe(critic=False)
 
 
 class BioContinuousCritic(ContinuousCritic):
@@ -240,7 +248,7 @@ class _BioActorCriticMixin:
     def __init__(
         self,
         *args: Any,
-        learner: str = "bp",
+        learner: str = DEFAULT_LEARNER,
         learner_kwargs: dict | None = None,
         critic_learner: str | None = None,
         critic_learner_kwargs: dict | None = None,
@@ -281,6 +289,10 @@ class _BioActorCriticMixin:
             critic_action_delta=self.critic_action_delta,
         )
         return data
+
+    def extra_repr(self) -> str:
+        grad = f"critic_action_grad={self.critic_action_grad!r}"
+        return f"{self.choice.describe()}, {grad}"
 
 
 class BioSACPolicy(_BioActorCriticMixin, SACPolicy):
