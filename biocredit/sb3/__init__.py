@@ -1,11 +1,13 @@
 """Stable-Baselines3 policies whose networks are trained end to end by a biocredit learner."""
 
 from biocredit.sb3.actor_critic import BioActorCriticNetworks, BioActorCriticPolicy
+from biocredit.sb3.multi_input import BioCombinedExtractor
 from biocredit.sb3.off_policy import BioDQNPolicy, BioSACPolicy, BioTD3Policy
 
 __all__ = [
     "BioActorCriticNetworks",
     "BioActorCriticPolicy",
+    "BioCombinedExtractor",
     "BioDQNPolicy",
     "BioSACPolicy",
     "BioTD3Policy",

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from torch import Tensor, nn
 
@@ -28,6 +27,7 @@ from biocredit.sb3.common import (
     build_network,
     hidden_sizes,
 )
+from biocredit.sb3.multi_input import check_extractors, default_extractor
 
 
 class BioActorCriticNetworks(nn.Module):
@@ -68,7 +68,9 @@ class BioActorCriticPolicy(ActorCriticPolicy):
 
     The other arguments are SB3's; ``net_arch`` is a list (both networks) or
     ``dict(pi=[...], vf=[...])``; ``activation_fn`` must have a known derivative (tanh, relu ...).
-    gSDE and feature extractors with parameters are refused: they would be trained by backprop.
+    Dict observations get :class:`~biocredit.sb3.multi_input.BioCombinedExtractor` (every key
+    flattened and concatenated, SB3's ``MultiInputPolicy`` convention without its CNNs). gSDE
+    and features extractors with parameters are refused: backprop would train them.
     """
 
     def __init__(
@@ -88,14 +90,10 @@ class BioActorCriticPolicy(ActorCriticPolicy):
                 "use_sde=True is not supported by BioActorCriticPolicy: gSDE draws its noise from "
                 "hidden features outside the learner. Set use_sde=False."
             )
-        extractor = kwargs.get("features_extractor_class", FlattenExtractor)
-        if extractor is not FlattenExtractor:
-            raise ConfigError(
-                f"features_extractor_class={extractor.__name__} would be trained by backprop. "
-                "BioActorCriticPolicy needs the default FlattenExtractor."
-            )
         self.choice = LearnerChoice(learner, learner_kwargs, critic_learner, critic_learner_kwargs)
+        default_extractor(observation_space, kwargs)
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+        check_extractors(self)
 
     def _build_mlp_extractor(self) -> None:
         activation = activation_name(self.activation_fn)
