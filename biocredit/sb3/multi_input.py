@@ -10,7 +10,7 @@ Every trained layer sits after it, inside the learner's local networks, whose in
 the whole observation.
 
 The biocredit policies choose it by themselves for a ``Dict`` observation space, and refuse any
-features extractor with parameters (:func:`check_extractors`).
+features extractor with parameters outside local networks (:func:`check_extractors`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from biocredit.errors import ConfigError
+from biocredit.learners.network import LocalNetwork
 
 
 class BioCombinedExtractor(BaseFeaturesExtractor):
@@ -51,14 +52,19 @@ def default_extractor(observation_space: spaces.Space, kwargs: dict[str, Any]) -
 
 
 def check_extractors(policy: nn.Module) -> None:
-    """Refuse a features extractor with parameters: backprop would train them, outside any
-    learner, from the error the local networks hand back to their input."""
+    """Refuse a features extractor with parameters outside local networks: backprop would train
+    them, outside any learner, from the error the policy's networks hand back to their input."""
     for name, module in policy.named_modules():
-        if isinstance(module, BaseFeaturesExtractor) and any(True for _ in module.parameters()):
+        if not isinstance(module, BaseFeaturesExtractor):
+            continue
+        local = {id(p) for net in module.modules() if isinstance(net, LocalNetwork)
+                 for p in net.parameters()}  # fmt: skip
+        if any(id(p) not in local for p in module.parameters()):
             raise ConfigError(
                 f"features_extractor_class={type(module).__name__} has trainable layers "
                 f"('{name}'), which backprop would train behind the learner's back. biocredit "
-                "policies need an extractor without parameters: leave features_extractor_class "
-                "at its default (FlattenExtractor; BioCombinedExtractor for Dict observations, "
-                "which flattens every key as SB3's CombinedExtractor does its vector keys)."
+                "policies need an extractor whose layers, if any, are local networks trained by "
+                "a learner: leave features_extractor_class at its default (FlattenExtractor; "
+                "BioCombinedExtractor for Dict observations, which flattens every key as SB3's "
+                "CombinedExtractor does its vector keys)."
             )
