@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,10 @@ from biocredit.training.config import RunConfig
 from biocredit.training.interrupt import INTERRUPTED_EXIT_CODE, Stopped
 
 DEFAULT_RUN = "PPO on CartPole-v1 for 100k steps, every network trained by DFA"
+# Output width when stdout is not a terminal (a pipe or a file) and COLUMNS is not set: wide
+# enough that no table is cut or wrapped, rather than rich's 80 columns.
+PIPED_WIDTH = 400
+SIGPIPE_EXIT_CODE = 141  # 128 + SIGPIPE, what `yes | head` reports for `yes`
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,6 +85,17 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--video-path", dest="video_path", help="MP4 to write (default RUN_DIR/video.mp4)"
     )
+
+    export = sub.add_parser(
+        "export",
+        help="write a run's policy as a Stable-Baselines3 zip (for PPO.load; the zip pickles)",
+        description="Write a run's trained policy as a Stable-Baselines3 zip, for users who "
+        "want PPO.load (A2C.load, SAC.load ...). SB3's zip format pickles: loading one runs "
+        "code from the file, so load only zips you trust. biocredit's own loading (biocredit "
+        "eval, biocredit.training.evaluation.load_run_policy) never unpickles.",
+    )
+    export.add_argument("run_dir", help="run folder written by `biocredit train`")
+    export.add_argument("--out", help="zip to write (default RUN_DIR/sb3_<algo>.zip)")
 
     agents = sub.add_parser("agents", help="list named native agents")
     agents.add_argument("--json", action="store_true", help="print JSON")
@@ -157,6 +173,10 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     table.add_column("key")
     table.add_column("value", justify="right")
     for key, value in summary.items():
+        if key == "networks":  # the options are in summary.json
+            value = ", ".join(f"{name}: {net['learner']}" for name, net in value.items())
+        elif key == "trained_by_backprop":
+            value = ", ".join(value) or "none"
         if key != "run_dir":
             table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
     console.print(table)
@@ -209,6 +229,28 @@ def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
                 console.print(f"  {kind.replace('_', ' ')}: {parts}")
         if video is not None:
             console.print(f"wrote {video} ({result['video_frames']} frames)")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from biocredit.envs.normalize import normalize_options
+    from biocredit.training.export import export_run
+    from biocredit.training.run_dir import read_run_config
+    from biocredit.training.sb3_runner import ALGO_CLASSES
+
+    path = export_run(Path(args.run_dir), Path(args.out) if args.out else None)
+    config = read_run_config(Path(args.run_dir))
+    loader = ALGO_CLASSES[config.algo].__name__
+    console.print(
+        f"wrote {path}: load it with {loader}.load('{path}') (the zip pickles: load only files "
+        "you trust)"
+    )
+    if normalize_options(config.normalize) is not None:
+        console.print(
+            "note: this run normalised observations (normalize); the policy expects them "
+            f"normalised with the statistics in {Path(args.run_dir) / 'checkpoint'}, which the "
+            "zip does not hold."
+        )
     return 0
 
 
@@ -378,6 +420,7 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
 COMMANDS = {
     "train": _cmd_train,
     "eval": _cmd_eval,
+    "export": _cmd_export,
     "agents": _cmd_agents,
     "learners": _cmd_learners,
     "plot": _cmd_plot,
@@ -388,7 +431,8 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``biocredit`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    console = Console()
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    console = Console(width=PIPED_WIDTH) if piped else Console()
     if args.command is None:
         _parser().print_help()
         return 0
@@ -396,7 +440,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"biocredit: error: --steps must be >= 1, got {args.steps}.", file=sys.stderr)
         return 2
     try:
-        return COMMANDS[args.command](args, console)
+        code = COMMANDS[args.command](args, console)
+        sys.stdout.flush()  # here, where a reader that closed the pipe early is handled
+        return code
+    except BrokenPipeError:  # e.g. `biocredit learners --json | head -c 10`: nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the final flush
+        return SIGPIPE_EXIT_CODE
     except BiocreditError as exc:
         print(f"biocredit: error: {exc}", file=sys.stderr)
         return 2

@@ -73,6 +73,10 @@ def check_table(out):
     assert [row.split("|")[columns.index("learner")].strip() for row in rows] == ["bp", "fa"]
     assert rows[0].split("|")[columns.index("wall time / bp")].strip() == "1.00"
     assert (out / "curves.png").stat().st_size > 0
+    for r in results:  # every network's learner and options, in results.json and the table
+        assert {net["learner"] for net in r["networks"].values()} == {r["label"]}
+    assert "- bp: bp(seed=None) [backprop: no local credit assignment]" in table
+    assert "- fa: fa(init='uniform', scale=1.0, seed=None)\n" in table
 
 
 def test_plan_of_a_multi_algorithm_spec(tmp_path):

@@ -8,12 +8,23 @@ import re
 import pytest
 import torch
 from stable_baselines3 import A2C, PPO
-from stable_baselines3.common.torch_layers import NatureCNN
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from biocredit.errors import ConfigError
 from biocredit.sb3 import BioActorCriticPolicy, BioFeaturesExtractor
 from biocredit.training.resolve import resolve_config
 from biocredit.training.sb3_runner import SB3Run, policy_kwargs
+
+
+class LinearExtractor(BaseFeaturesExtractor):
+    """A features extractor with a plain ``nn.Linear``: backprop would train it."""
+
+    def __init__(self, observation_space, features_dim: int = 8) -> None:
+        super().__init__(observation_space, features_dim)
+        self.linear = torch.nn.Linear(observation_space.shape[0], features_dim)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.linear(observations)
 
 
 def ppo(extractor: dict, **kwargs) -> PPO:
@@ -101,9 +112,9 @@ def test_a2c_and_separate_extractors_learn():
                 BioActorCriticPolicy,
                 "CartPole-v1",
                 device="cpu",
-                policy_kwargs=dict(features_extractor_class=NatureCNN),
+                policy_kwargs=dict(features_extractor_class=LinearExtractor),
             ),
-            "features_extractor_class=NatureCNN would be trained by backprop",
+            "features_extractor_class=LinearExtractor has trainable layers",
         ),
         (
             lambda: PPO(

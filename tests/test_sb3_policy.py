@@ -59,11 +59,12 @@ def test_ppo_update_goes_through_the_learner(learner, monkeypatch):
             "assign_credit",
             lambda *a, _f=original, **k: calls.append(1) or _f(*a, **k),
         )
-    before = [p.detach().clone() for p in model.policy.parameters()]
+    nets = [m for m in model.policy.modules() if isinstance(m, LocalNetwork)]
+    layers = [p for net in nets for p in net.parameters_in_order()]  # every layer, heads included
+    before = [p.detach().clone() for p in layers]
     model.learn(64)
     assert calls, "the learner was never asked to assign credit"
-    after = list(model.policy.parameters())
-    assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert all(not torch.equal(a, b) for a, b in zip(before, layers, strict=True))
 
 
 def test_a2c_with_box_actions_trains():

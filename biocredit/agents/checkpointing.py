@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from gymnasium import spaces
 from torch import nn
 
+from biocredit.learners.network import trained_by
 from biocredit.serialization import (
     load_checkpoint,
     read_agent_meta,
@@ -38,6 +39,7 @@ class SavableAgent(nn.Module):
             "observation_space": space_to_json(self.observation_space),
             "action_space": space_to_json(self.action_space),
             "n_envs": self.n_envs,
+            "networks": trained_by(self),  # every module's learner and its options
         }
 
     def save(self, path: str | Path) -> None:

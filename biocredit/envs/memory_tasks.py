@@ -1,5 +1,6 @@
-"""Partially observable tasks that need memory, registered as Gymnasium ids on import of
-:mod:`biocredit.envs`:
+"""Partially observable tasks that need memory, registered as Gymnasium ids on ``import
+biocredit``, under the namespace ``biocredit/`` and under their plain ids (used by specs and
+hyperparameter files, which the namespaced ids share: :func:`plain_id`):
 
 - ``MaskedCartPole-v1``: CartPole-v1 that observes only the cart position and the pole angle;
   the velocities must be inferred from how those change.
@@ -96,8 +97,17 @@ IDS = {
 }
 
 
+NAMESPACE = "biocredit"
+
+
+def plain_id(env_id: str) -> str:
+    """``biocredit/CuedTMaze-v0`` -> ``CuedTMaze-v0``; any other id unchanged."""
+    return env_id.removeprefix(f"{NAMESPACE}/")
+
+
 def register_memory_tasks() -> None:
-    """Register the ids above with Gymnasium (once per process)."""
+    """Register the ids above with Gymnasium, namespaced and plain (once per process)."""
     for env_id, kwargs in IDS.items():
-        if env_id not in gym.registry:
-            gym.register(env_id, **kwargs)
+        for name in (f"{NAMESPACE}/{env_id}", env_id):
+            if name not in gym.registry:
+                gym.register(name, **kwargs)

@@ -20,6 +20,7 @@ only:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -98,6 +99,25 @@ class Learner(nn.Module):
     #: rule may use (the locality proof that ``tests/test_plausibility.py`` reads)
     update_kernels: ClassVar[tuple[Callable[..., Any], ...]] = ()
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Learner:
+        # the options this learner is made with, defaults included, for :attr:`options`
+        learner = super().__new__(cls)
+        signature = inspect.signature(cls.__init__)
+        try:
+            bound = signature.bind(learner, *args, **kwargs)
+        except TypeError:  # __init__ raises it, with its own message
+            options: dict[str, Any] = {}
+        else:
+            bound.apply_defaults()
+            options = {}
+            for name, value in list(bound.arguments.items())[1:]:
+                if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                    options.update(value)
+                else:
+                    options[name] = value
+        object.__setattr__(learner, "_options", options)
+        return learner
+
     def __init__(self, seed: int | None = None) -> None:
         super().__init__()
         self.seed = seed
@@ -115,6 +135,20 @@ class Learner(nn.Module):
     def plausibility(self) -> Plausibility:
         """The problems of backprop this configuration addresses (``docs/plausibility.md``)."""
         raise NotImplementedError
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Every option of this learner as it was made, defaults included (what run summaries,
+        checkpoints and bench tables record)."""
+        return dict(self._options)
+
+    def describe(self) -> str:
+        """``dfa(init='uniform', scale=1.0, fan='output', seed=None)``; a configuration that
+        computes backprop's gradients says so."""
+        text = f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
+        if self.plausibility.equals_backprop:
+            text += " [backprop: no local credit assignment]"
+        return text
 
     def attach(self, spec: NetworkSpec, context: RunContext | None = None) -> None:
         """Bind this learner to a network of shape ``spec`` in a run and create its state."""
@@ -174,6 +208,9 @@ class ErrorDrivenLearner(Learner):
 
     signal = "error"
     update_kernels = (linear_grads,)
+    #: whether the update is a differentiable function of the loss (backprop's gradient), so
+    #: that :meth:`differentiable_credit` serves ``backward(create_graph=True)``
+    second_order: ClassVar[bool] = False
 
     def assign_credit(
         self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
@@ -183,6 +220,13 @@ class ErrorDrivenLearner(Learner):
         Returns the error signal for the network's input (``None`` unless ``input_grad``) and the
         gradients ``[dW_1, db_1, ..., dW_L, db_L]``.
         """
+        raise NotImplementedError
+
+    def differentiable_credit(
+        self, layers: Sequence[nn.Linear], x: Tensor, error: Tensor, input_grad: bool
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        """:meth:`assign_credit` as a differentiable function of ``x``, the parameters and
+        ``e`` (for second-order gradients); only learners with :attr:`second_order` give it."""
         raise NotImplementedError
 
 

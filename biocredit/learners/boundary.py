@@ -6,6 +6,15 @@ learner's rule makes of it. Nothing inside the network is differentiated by auto
 hidden layer receives only what the learner's rule sends it (which rules send their messages
 through the forward weights is in ``docs/plausibility.md``). Target-driven learners are served
 by the same node: they turn ``e`` into the output target ``y - beta e`` themselves.
+
+The forward pass's record stays with the node as long as torch's graph does, so
+``backward(retain_graph=True)`` followed by another backward, or one ``torch.autograd.grad`` per
+parameter, assigns credit again from the same record. Second-order use (``create_graph=True``,
+as in Hessian-vector products: sb3-contrib's TRPO, gradient penalties) needs the update to be a
+differentiable function of the loss. Only a learner whose update is backprop's gradient can give
+that (:attr:`~biocredit.learners.base.ErrorDrivenLearner.second_order`); for every other learner
+the update is the output of a local rule, not a derivative, and differentiating through it raises
+:class:`SecondOrderError`.
 """
 
 from __future__ import annotations
@@ -19,7 +28,11 @@ from torch.autograd.function import FunctionCtx
 from biocredit.errors import BiocreditError
 from biocredit.learners.alignment import forward_gradient
 from biocredit.learners.base import ErrorDrivenLearner, Learner
-from biocredit.learners.registry import learners_of_kind, learns_from
+from biocredit.learners.registry import learner_class, learners_of_kind, learns_from, list_learners
+
+
+class SecondOrderError(BiocreditError):
+    """A second derivative was asked of a learner whose update is not a derivative."""
 
 
 class CreditBoundary(torch.autograd.Function):
@@ -49,10 +62,54 @@ class CreditBoundary(torch.autograd.Function):
             )
         input_grad = ctx.needs_input_grad[2]
         error = error.contiguous()
+        if torch.is_grad_enabled():  # backward(create_graph=True): the result is differentiated
+            return (None, None, *_second_order_credit(learner, ctx, error, input_grad))
         grad_x, param_grads = learner.assign_credit(ctx.layers, ctx.cache, error, input_grad)
         monitor = learner.alignment
         if monitor is not None and monitor.due():
             x = ctx.cache.inputs[0]
             monitor.record(param_grads, forward_gradient(learner, ctx.layers, x, error))
-        del ctx.cache
         return (None, None, grad_x, *param_grads)
+
+
+def _second_order_credit(
+    learner: ErrorDrivenLearner, ctx: Any, error: Tensor, input_grad: bool
+) -> tuple[Tensor | None, ...]:
+    """The credit of ``backward(create_graph=True)``: differentiable where the learner can give
+    it, else its first-order update behind a node that refuses to be differentiated."""
+    x = ctx.cache.inputs[0]
+    if learner.second_order:
+        grad_x, grads = learner.differentiable_credit(ctx.layers, x, error, input_grad)
+        return (grad_x, *grads)
+    with torch.no_grad():
+        grad_x, grads = learner.assign_credit(ctx.layers, ctx.cache, error, input_grad)
+    updates = [t for t in (grad_x, *grads) if t is not None]
+    # the update's sources as the refusal's inputs: differentiating it toward any of them,
+    # the parameters included, reaches the refusal
+    sources = [error, x, *(p for layer in ctx.layers for p in (layer.weight, layer.bias))]
+    refused = iter(RefuseSecondOrder.apply(learner.name, len(updates), *updates, *sources))
+    return tuple(None if t is None else next(refused) for t in (grad_x, *grads))
+
+
+class RefuseSecondOrder(torch.autograd.Function):
+    """The first ``count`` tensors unchanged, a node whose backward raises
+    :class:`SecondOrderError` behind them."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, name: str, count: int, *tensors: Tensor) -> tuple[Tensor, ...]:
+        ctx.name = name  # type: ignore[attr-defined]
+        return tuple(update.clone() for update in tensors[:count])
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
+        second_order = [
+            name for name in list_learners(ErrorDrivenLearner) if learner_class(name).second_order
+        ]
+        raise SecondOrderError(
+            f"A second derivative through a network trained by '{ctx.name}' was asked for "
+            "(backward or autograd.grad with create_graph=True, then differentiated again, as in "
+            f"the Hessian-vector products of sb3-contrib's TRPO): the '{ctx.name}' update is the "
+            "output of its local rule, not a differentiable function of the loss, so it has no "
+            f"second derivative. Use a first-order algorithm (PPO, A2C ...) with '{ctx.name}', "
+            f"or a learner that gives second-order gradients: {', '.join(second_order)}."
+        )

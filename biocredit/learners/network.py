@@ -67,3 +67,17 @@ class LocalNetwork(nn.Module):
             nn.init.zeros_(layer.bias)
         with torch.no_grad():
             self.learner.init_weights(self.layers)
+
+
+def trained_by(module: nn.Module) -> dict[str, dict[str, Any]]:
+    """Every local network inside ``module`` by its name, with its learner's name, options
+    (defaults included) and whether that configuration computes backprop's gradients."""
+    return {
+        name or "network": {
+            "learner": net.learner.name,
+            "options": net.learner.options,
+            "equals_backprop": net.learner.plausibility.equals_backprop,
+        }
+        for name, net in module.named_modules()
+        if isinstance(net, LocalNetwork)
+    }

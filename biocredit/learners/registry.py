@@ -8,6 +8,9 @@ from typing import Any, TypeVar
 from biocredit.errors import ConfigError, unknown_name
 from biocredit.learners.base import Learner
 
+#: the learner used when none is named: the CLI's and every biocredit SB3 policy's default
+DEFAULT_LEARNER = "dfa"
+
 _REGISTRY: dict[str, type[Learner]] = {}
 
 L = TypeVar("L", bound=type[Learner])

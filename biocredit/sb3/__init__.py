@@ -2,11 +2,13 @@
 
 from biocredit.sb3.actor_critic import BioActorCriticNetworks, BioActorCriticPolicy
 from biocredit.sb3.features import BioFeaturesExtractor
+from biocredit.sb3.multi_input import BioCombinedExtractor
 from biocredit.sb3.off_policy import BioDQNPolicy, BioSACPolicy, BioTD3Policy
 
 __all__ = [
     "BioActorCriticNetworks",
     "BioActorCriticPolicy",
+    "BioCombinedExtractor",
     "BioDQNPolicy",
     "BioFeaturesExtractor",
     "BioSACPolicy",

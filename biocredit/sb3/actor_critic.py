@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from biocredit.errors import ConfigError
 from biocredit.learners.network import LocalNetwork
+from biocredit.learners.registry import DEFAULT_LEARNER
 from biocredit.sb3.common import (
     LearnerChoice,
     action_param_dim,
@@ -28,24 +29,13 @@ from biocredit.sb3.common import (
     hidden_sizes,
 )
 from biocredit.sb3.features import BioFeaturesExtractor
+from biocredit.sb3.multi_input import check_extractors, default_extractor
 
+#: the extractors a run config may name (``policy_kwargs.features_extractor_class``)
 EXTRACTORS: dict[str, type[nn.Module]] = {
     "FlattenExtractor": FlattenExtractor,
     "BioFeaturesExtractor": BioFeaturesExtractor,
 }
-
-
-def check_features_extractor(extractor: Any) -> None:
-    """Refuse a features extractor that backprop would train (anything but SB3's
-    ``FlattenExtractor`` and :class:`BioFeaturesExtractor`)."""
-    if extractor in EXTRACTORS.values():
-        return
-    name = getattr(extractor, "__name__", repr(extractor))
-    raise ConfigError(
-        f"features_extractor_class={name} would be trained by backprop. BioActorCriticPolicy "
-        "takes SB3's FlattenExtractor (the default) or BioFeaturesExtractor (layers that learn "
-        "by a signal-free learner)."
-    )
 
 
 class BioActorCriticNetworks(nn.Module):
@@ -77,18 +67,22 @@ class BioActorCriticPolicy(ActorCriticPolicy):
 
     Use as ``PPO(BioActorCriticPolicy, env, policy_kwargs=dict(learner="dfa", net_arch=[64, 64]))``.
 
-    :param learner: learner name for both networks (``bp``, ``fa``, ``dfa`` ...)
+    :param learner: learner name for both networks (``bp``, ``fa``, ``dfa`` ...; default
+        ``dfa``, as the CLI's)
     :param learner_kwargs: options for that learner
     :param critic_learner: a different learner for the value network (default: ``learner``)
-    :param critic_learner_kwargs: options for the critic's learner (default: ``learner_kwargs``)
+    :param critic_learner_kwargs: options for the critic's learner (default: ``learner_kwargs``
+        when the critic has the same learner, else that learner's defaults)
 
     The other arguments are SB3's; ``net_arch`` is a list (both networks) or
     ``dict(pi=[...], vf=[...])``; ``activation_fn`` must have a known derivative (tanh, relu ...).
     ``features_extractor_class`` is SB3's ``FlattenExtractor`` (the networks read the
     observation) or :class:`~biocredit.sb3.features.BioFeaturesExtractor`, whose layers learn by
     a signal-free learner with their own optimizer while the policy and value networks learn from
-    its features by ``learner``. gSDE and other feature extractors are refused: they would be
-    trained by backprop.
+    its features by ``learner``. Dict observations get
+    :class:`~biocredit.sb3.multi_input.BioCombinedExtractor` (every key flattened and
+    concatenated, SB3's ``MultiInputPolicy`` convention without its CNNs). gSDE and features
+    extractors with parameters outside local networks are refused: backprop would train them.
     """
 
     def __init__(
@@ -97,7 +91,7 @@ class BioActorCriticPolicy(ActorCriticPolicy):
         action_space: spaces.Space,
         lr_schedule: Schedule,
         *args: Any,
-        learner: str = "bp",
+        learner: str = DEFAULT_LEARNER,
         learner_kwargs: dict[str, Any] | None = None,
         critic_learner: str | None = None,
         critic_learner_kwargs: dict[str, Any] | None = None,
@@ -108,9 +102,10 @@ class BioActorCriticPolicy(ActorCriticPolicy):
                 "use_sde=True is not supported by BioActorCriticPolicy: gSDE draws its noise from "
                 "hidden features outside the learner. Set use_sde=False."
             )
-        check_features_extractor(kwargs.get("features_extractor_class", FlattenExtractor))
         self.choice = LearnerChoice(learner, learner_kwargs, critic_learner, critic_learner_kwargs)
+        default_extractor(observation_space, kwargs)
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+        check_extractors(self)
 
     def _build_mlp_extractor(self) -> None:
         activation = activation_name(self.activation_fn)
@@ -155,3 +150,6 @@ class BioActorCriticPolicy(ActorCriticPolicy):
         data = super()._get_constructor_parameters()
         data.update(self.choice.as_kwargs())
         return data
+
+    def extra_repr(self) -> str:
+        return self.choice.describe()

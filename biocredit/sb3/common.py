@@ -13,7 +13,13 @@ from biocredit.errors import ConfigError, unknown_name
 from biocredit.learners.activations import TORCH_ACTIVATION_NAMES, get_activation
 from biocredit.learners.base import ErrorDrivenLearner, SignalFreeLearner
 from biocredit.learners.network import LocalNetwork
-from biocredit.learners.registry import learner_class, learners_of_kind, learns_from
+from biocredit.learners.registry import (
+    DEFAULT_LEARNER,
+    learner_class,
+    learners_of_kind,
+    learns_from,
+    make_learner,
+)
 from biocredit.learners.spec import NetworkSpec
 
 
@@ -120,11 +126,15 @@ def build_network(
 
 
 class LearnerChoice:
-    """Which learner trains the actor (or Q-network) and which trains the critics."""
+    """Which learner trains the actor (or Q-network) and which trains the critics.
+
+    The critics' options default to the actor's when both have the same learner, and to the
+    learner's defaults when the critic has another (one learner's options do not fit another).
+    """
 
     def __init__(
         self,
-        learner: str = "bp",
+        learner: str = DEFAULT_LEARNER,
         learner_kwargs: dict[str, Any] | None = None,
         critic_learner: str | None = None,
         critic_learner_kwargs: dict[str, Any] | None = None,
@@ -132,9 +142,10 @@ class LearnerChoice:
         self.learner = learner
         self.learner_kwargs = dict(learner_kwargs or {})
         self.critic_learner = critic_learner or learner
-        self.critic_learner_kwargs = dict(
-            self.learner_kwargs if critic_learner_kwargs is None else critic_learner_kwargs
-        )
+        if critic_learner_kwargs is None:
+            same = self.critic_learner == learner
+            critic_learner_kwargs = self.learner_kwargs if same else {}
+        self.critic_learner_kwargs = dict(critic_learner_kwargs)
 
     def as_kwargs(self) -> dict[str, Any]:
         return {
@@ -143,3 +154,13 @@ class LearnerChoice:
             "critic_learner": self.critic_learner,
             "critic_learner_kwargs": self.critic_learner_kwargs,
         }
+
+    def describe(self, critic: bool = True) -> str:
+        """``learner=dfa(scale=1.0, ...), critic_learner=...``; a configuration that computes
+        backprop's gradients says so."""
+        roles = [("learner", self.learner, self.learner_kwargs)]
+        if critic:
+            roles.append(("critic_learner", self.critic_learner, self.critic_learner_kwargs))
+        return ", ".join(
+            f"{role}={make_learner(name, **options).describe()}" for role, name, options in roles
+        )

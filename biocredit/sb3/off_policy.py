@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from gymnasium import spaces
 from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
@@ -39,7 +40,9 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from biocredit.errors import ConfigError, unknown_name
+from biocredit.learners.registry import DEFAULT_LEARNER
 from biocredit.sb3.common import LearnerChoice, activation_name, build_network
+from biocredit.sb3.multi_input import check_extractors, default_extractor
 
 ACTION_GRADS = ("learner", "perturbation")
 
@@ -117,10 +120,17 @@ class BioDQNPolicy(DQNPolicy):
     """``DQN(BioDQNPolicy, env, policy_kwargs=dict(learner="dfa"))``."""
 
     def __init__(
-        self, *args: Any, learner: str = "bp", learner_kwargs: dict | None = None, **kwargs: Any
+        self,
+        observation_space: spaces.Space,
+        *args: Any,
+        learner: str = DEFAULT_LEARNER,
+        learner_kwargs: dict | None = None,
+        **kwargs: Any,
     ) -> None:
         self.choice = LearnerChoice(learner, learner_kwargs)
-        super().__init__(*args, **kwargs)
+        default_extractor(observation_space, kwargs)
+        super().__init__(observation_space, *args, **kwargs)
+        check_extractors(self)
 
     def make_q_net(self) -> BioQNetwork:
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
@@ -132,6 +142,9 @@ class BioDQNPolicy(DQNPolicy):
         data = super()._get_constructor_parameters()
         data.update(learner=self.choice.learner, learner_kwargs=self.choice.learner_kwargs)
         return data
+
+    def extra_repr(self) -> str:
+        return self.choice.describe(critic=False)
 
 
 class BioContinuousCritic(ContinuousCritic):
@@ -239,8 +252,9 @@ class _BioActorCriticMixin:
 
     def __init__(
         self,
+        observation_space: spaces.Space,
         *args: Any,
-        learner: str = "bp",
+        learner: str = DEFAULT_LEARNER,
         learner_kwargs: dict | None = None,
         critic_learner: str | None = None,
         critic_learner_kwargs: dict | None = None,
@@ -255,7 +269,9 @@ class _BioActorCriticMixin:
             raise ConfigError(f"critic_action_delta must be > 0, got {critic_action_delta}.")
         self.choice = LearnerChoice(learner, learner_kwargs, critic_learner, critic_learner_kwargs)
         self.critic_action_grad, self.critic_action_delta = critic_action_grad, critic_action_delta
-        super().__init__(*args, **kwargs)
+        default_extractor(observation_space, kwargs)
+        super().__init__(observation_space, *args, **kwargs)
+        check_extractors(self)
 
     def make_actor(self, features_extractor: Any = None) -> Any:
         kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
@@ -281,6 +297,10 @@ class _BioActorCriticMixin:
             critic_action_delta=self.critic_action_delta,
         )
         return data
+
+    def extra_repr(self) -> str:
+        grad = f"critic_action_grad={self.critic_action_grad!r}"
+        return f"{self.choice.describe()}, {grad}"
 
 
 class BioSACPolicy(_BioActorCriticMixin, SACPolicy):

@@ -56,6 +56,7 @@ from rich.console import Console
 
 from biocredit.envs.multiagent import is_multiagent
 from biocredit.errors import ConfigError, check_keys, unknown_name
+from biocredit.learners.registry import make_learner
 from biocredit.mappings import merge
 from biocredit.training.bench_state import (
     DONE,
@@ -586,7 +587,28 @@ def render_table(
                 if s["env"] == env and s["label"] == label
             ]
             per_seed.append(f"- {env} {label}: {', '.join(values) or 'pending'}")
-    return "\n".join(lines + per_seed) + "\n"
+    return "\n".join(lines + per_seed + learner_notes(spec, summaries)) + "\n"
+
+
+def learner_notes(spec: BenchSpec, summaries: list[dict[str, Any]]) -> list[str]:
+    """Per row, the learner and options of every network its runs trained (from their
+    ``summary.json``), networks sharing a configuration listed together."""
+    notes = []
+    for label in spec.labels():
+        networks = next((s.get("networks") for s in summaries if s["label"] == label), None)
+        if not networks:  # no run finished yet, or one written before summaries recorded them
+            continue
+        groups: dict[str, list[str]] = {}
+        for name, net in networks.items():
+            text = make_learner(net["learner"], **net["options"]).describe()
+            groups.setdefault(text, []).append(name)
+        parts = [
+            text if len(groups) == 1 else f"{text} for {', '.join(names)}"
+            for text, names in groups.items()
+        ]
+        notes.append(f"- {label}: {'; '.join(parts)}")
+    header = ["", "Learners and their options (every network; from the runs' summary.json):", ""]
+    return header + notes if notes else []
 
 
 def partial_note(finished: int, planned: int) -> list[str]:

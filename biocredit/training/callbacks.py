@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -18,6 +19,9 @@ from rich.progress import (
 )
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 
 from biocredit.training.guard import DivergenceGuard
 from biocredit.training.interrupt import StopRequest
@@ -27,6 +31,21 @@ def recent_return(ep_info_buffer: object) -> float | None:
     """Mean return of the episodes in SB3's ``ep_info_buffer`` (the last 100), if any."""
     returns = [info["r"] for info in ep_info_buffer]  # type: ignore[attr-defined]
     return float(np.mean(returns)) if returns else None
+
+
+def steps_sb3_runs(algo: BaseAlgorithm, total: int) -> int:
+    """The env steps ``algo.learn`` reaches for a target of ``total``: SB3 checks the target
+    between rollouts only, so it stops at the first rollout boundary at or past it (a PPO
+    rollout is ``n_steps * n_envs`` steps; an off-policy one ``train_freq`` steps per env).
+    Off-policy rollouts counted in episodes have no size known in advance: ``total`` then."""
+    if isinstance(algo, OnPolicyAlgorithm):
+        rollout = algo.n_steps * algo.n_envs
+    elif isinstance(algo, OffPolicyAlgorithm) and algo.train_freq.unit == TrainFrequencyUnit.STEP:
+        rollout = algo.train_freq.frequency * algo.n_envs
+    else:
+        return total
+    done = algo.num_timesteps
+    return done + max(0, math.ceil((total - done) / rollout)) * rollout
 
 
 def algorithm_optimizers(algo: BaseAlgorithm) -> dict[str, torch.optim.Optimizer]:
@@ -62,15 +81,20 @@ class RunProgress:
         )
         self.start_time = 0.0
 
-    def start(self) -> None:
+    def start(self, total_steps: int | None = None) -> None:
+        """Show the bar; ``total_steps``: the run's real length, if known only now."""
+        if total_steps is not None:
+            self.progress.update(self.task, total=total_steps)
         self.start_time = time.perf_counter()
         self.progress.start()
 
     def update(self, steps: int, recent: float | None, detail: str = "") -> None:
         """``recent``: the recent mean return; ``detail``: more, e.g. per-group returns."""
         elapsed = max(time.perf_counter() - self.start_time, 1e-9)
+        total = max(steps, self.progress.tasks[0].total or 0)  # past a total not known ahead
         self.progress.update(
             self.task,
+            total=total,
             completed=steps,
             speed=steps / elapsed,
             ret="-" if recent is None else f"{recent:.1f}",
@@ -82,7 +106,10 @@ class RunProgress:
 
 
 class RichProgressCallback(BaseCallback):
-    """:class:`RunProgress` for SB3, refreshed after every rollout; ``detail()`` adds text."""
+    """:class:`RunProgress` for SB3, refreshed after every rollout; ``detail()`` adds text.
+
+    The bar's total is the number of steps SB3 will run (:func:`steps_sb3_runs`), so it ends
+    full rather than past ``total_steps``."""
 
     def __init__(
         self,
@@ -92,11 +119,12 @@ class RichProgressCallback(BaseCallback):
         detail: Callable[[], str] | None = None,
     ) -> None:
         super().__init__()
+        self.total_steps = total_steps
         self.display = RunProgress(total_steps, description, console)
         self.detail = detail
 
     def _on_training_start(self) -> None:
-        self.display.start()
+        self.display.start(steps_sb3_runs(self.model, self.total_steps))
 
     def _on_step(self) -> bool:
         return True

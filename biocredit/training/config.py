@@ -20,6 +20,7 @@ import yaml
 from biocredit.envs.multiagent import is_multiagent
 from biocredit.envs.normalize import normalize_options
 from biocredit.errors import ConfigError, check_keys, unknown_name
+from biocredit.learners.registry import DEFAULT_LEARNER
 
 DIVERGENCE_ACTIONS = ("stop", "rollback")
 # "online": a native agent (``agent``); "recurrent-ppo": the LSTM backprop-through-time baseline
@@ -44,7 +45,7 @@ class RunConfig:
 
     env: str = "CartPole-v1"
     algo: str = "ppo"
-    learner: str | None = "dfa"
+    learner: str | None = DEFAULT_LEARNER
     agent: str | None = None
     agent_kwargs: dict[str, Any] = field(default_factory=dict)
     learner_kwargs: dict[str, Any] = field(default_factory=dict)

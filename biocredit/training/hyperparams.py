@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from biocredit.envs.memory_tasks import plain_id
 from biocredit.errors import ConfigError
 from biocredit.training.config import read_yaml
 
@@ -29,12 +30,14 @@ def zoo_entry(algo: str, env_id: str, kwargs_key: str = "algo_kwargs") -> dict[s
     """The tuned hyperparameters for ``(algo, env_id)`` as RunConfig keys; ``{}`` if none.
 
     ``algo`` names the file (an SB3 algorithm or a native agent); keys other than the Zoo's
-    go to ``kwargs_key`` (``algo_kwargs``, or ``agent_kwargs`` for agents).
+    go to ``kwargs_key`` (``algo_kwargs``, or ``agent_kwargs`` for agents). Our own envs'
+    namespaced ids (``biocredit/CuedTMaze-v0``) share the entries of their plain ids.
     """
     path = hyperparams_dir() / f"{algo}.yaml"
     if not path.is_file():
         return {}
-    entry = read_yaml(path).get(env_id)
+    entries = read_yaml(path)
+    entry = entries.get(env_id, entries.get(plain_id(env_id)))
     if entry is None:
         return {}
     entry = dict(entry)

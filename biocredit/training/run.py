@@ -4,8 +4,9 @@ Subclasses (:class:`~biocredit.training.sb3_runner.SB3Run` for SB3 algorithms,
 :class:`~biocredit.training.online.OnlineRun` for native agents) build their model and loop and
 say which module, optimizers and extra state make up a checkpoint; the rest is here. A
 checkpoint holds the model (``model.safetensors``), optimizer tensors and torch's RNG
-(``resume.safetensors``), and in ``checkpoint.json`` what the run is for, counters, NumPy's and
-Python's RNGs and every env's state: enough to continue bitwise.
+(``resume.safetensors``), and in ``checkpoint.json`` what the run is for, every network's learner
+and its options, counters, NumPy's and Python's RNGs and every env's state: enough to continue
+bitwise.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 
 import biocredit
 from biocredit.envs import make_sb3_vec_env
+from biocredit.learners.network import trained_by
 from biocredit.serialization import load_checkpoint, save_checkpoint
 from biocredit.training.checkpoint import (
     RESUME_FILE,
@@ -148,6 +150,7 @@ class TrainingRun:
         meta = {
             **self.model_meta(),
             **self.identity(),
+            "networks": trained_by(self.model()),
             "num_timesteps": self.steps_done(),
             "resume": resume,
         }
@@ -175,9 +178,14 @@ class TrainingRun:
         """Evaluate (unless stopped by a signal), write and return ``summary.json``."""
         returns = None if stopped_by else self.evaluate()
         steps = self.steps_done()
+        networks = trained_by(self.model())
         summary = {
             "env": self.config.env,
             **self.summary_fields(),
+            # every local network's learner and options, and which of them compute backprop's
+            # gradients: a bp network never passes unremarked
+            "networks": networks,
+            "trained_by_backprop": [n for n, net in networks.items() if net["equals_backprop"]],
             "seed": self.config.seed,
             "status": "interrupted" if stopped_by else "done",
             "steps": steps,

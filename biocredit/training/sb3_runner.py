@@ -281,6 +281,14 @@ class SB3Run(TrainingRun):
     def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
         self.envs = self.make_envs(config)
+        if isinstance(self.envs.observation_space, spaces.Dict):
+            raise ConfigError(
+                f"'{config.env}' has Dict observations, which biocredit's SB3 policies read from "
+                "Python (PPO(BioActorCriticPolicy, env): every key flattened, as SB3's "
+                "MultiInputPolicy does) but `biocredit train` cannot yet checkpoint and resume. "
+                "Train it from Python, or flatten the observation with "
+                "gymnasium.wrappers.FlattenObservation in the env's registration."
+            )
         self.normalize = normalize_options(config.normalize)
         self.env: VecEnv = self.envs
         if self.normalize is not None:
