@@ -23,7 +23,9 @@ class TrainedNetwork:
         context = RunContext(gamma=gamma, n_envs=n_envs)
         self.net = LocalNetwork(spec, config.learner, context, **config.learner_kwargs)
         self.modulated = isinstance(self.net.learner, ModulatorDrivenLearner)
-        self.optimizer = OPTIMIZERS[config.optimizer](self.net.parameters(), lr=config.lr)
+        # foreach: one fused update over the layers' small tensors, instead of one per tensor
+        optimizer_class = OPTIMIZERS[config.optimizer]
+        self.optimizer = optimizer_class(self.net.parameters(), lr=config.lr, foreach=True)
         self._output: Tensor | None = None
         self._cache: ForwardCache | None = None
 
@@ -68,5 +70,5 @@ class TrainedNetwork:
 
     def end_episodes(self, done: Tensor) -> None:
         """Clear eligibility of envs whose episode ended."""
-        if self.modulated and bool(done.any()):
+        if self.modulated:
             self.net.learner.end_episodes(done)
