@@ -283,3 +283,18 @@ def test_agent_save_load_round_trip(action_space, tmp_path):
         agent.state_dict().items(), loaded.state_dict().items(), strict=True
     ):
         assert key == key2 and torch.equal(value, value2), key
+
+
+@pytest.mark.parametrize("action_space", ACTION_SPACES)
+def test_zero_output_init_starts_uniform_with_zero_value(action_space):
+    config = agent_config("neuromodulated-ac", {"zero_output_init": True}, None)
+    agent = ModularAgent(OBS, action_space, config, n_envs=2)
+    for role in ("actor", "critic"):
+        out = agent.networks[role].layers[-1]
+        assert not out.weight.any() and not out.bias.any(), role
+        assert agent.networks[role].layers[0].weight.any(), role  # hidden layers stay random
+    obs = torch.randn(2, 4)
+    torch.testing.assert_close(agent.critic.infer(obs), torch.zeros(2, 1))
+    torch.testing.assert_close(
+        agent.actor.infer(obs), torch.zeros(2, agent.actor.net.spec.out_features)
+    )

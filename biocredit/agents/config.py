@@ -178,8 +178,12 @@ class AgentConfig:
     modules: ModulesConfig = field(default_factory=ModulesConfig)
     gamma: float = 0.99
     ortho_init: bool = False
+    # the actor's and critic's output layers start at zero (after ortho_init, if both)
+    zero_output_init: bool = False
     log_std_init: float = 0.0
     log_std_lr: float = 1e-3
+    # centre and scale observations by their running mean and variance (ObservationNorm)
+    normalize_observations: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.gamma <= 1.0:

@@ -39,6 +39,7 @@ from biocredit.agents.checkpointing import SavableAgent
 from biocredit.agents.config import OPTIMIZERS, AgentConfig, agent_config_from_dict
 from biocredit.agents.memory import EqPropMemory
 from biocredit.agents.networks import TrainedNetwork
+from biocredit.agents.normalization import ObservationNorm
 from biocredit.errors import ConfigError
 from biocredit.learners import NetworkSpec
 from biocredit.learners.base import ModulatorDrivenLearner
@@ -88,6 +89,7 @@ class ModularAgent(SavableAgent):
         def make(spec: NetworkSpec, net_config: Any) -> TrainedNetwork:
             return TrainedNetwork(spec, net_config, config.gamma, n_envs)
 
+        self.obs_norm = ObservationNorm(n_obs) if config.normalize_observations else None
         self.perception = None
         state_dim = n_obs
         if modules.perception is not None:
@@ -131,6 +133,10 @@ class ModularAgent(SavableAgent):
         if config.ortho_init:  # SB3/baselines gains: near-uniform initial policy
             self.actor.net.init_orthogonal(np.sqrt(2), 0.01)
             self.critic.net.init_orthogonal(np.sqrt(2), 1.0)
+        if config.zero_output_init:  # a uniform policy (Gaussian: the box centre), zero value
+            for net in (self.actor, self.critic):
+                nn.init.zeros_(net.net.layers[-1].weight)
+                nn.init.zeros_(net.net.layers[-1].bias)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((n_actions,), config.log_std_init))
             self.register_buffer("log_std_trace", torch.zeros(n_envs, n_actions))
@@ -183,8 +189,12 @@ class ModularAgent(SavableAgent):
         return values
 
     def encode(self, obs: Tensor) -> Tensor:
-        """Perception then memory (committing its next state); keeps the autograd nodes, so
-        errors sent into the result reach both."""
+        """Observation normalisation (its statistics take in ``obs``), perception, then memory
+        (committing its next state); keeps the autograd nodes, so errors sent into the result
+        reach both."""
+        if self.obs_norm is not None:
+            self.obs_norm.update(obs)
+            obs = self.obs_norm(obs)
         features = obs
         if self.perception is not None:
             self.perception.forward(obs)
@@ -197,6 +207,8 @@ class ModularAgent(SavableAgent):
     def encode_infer(self, obs: Tensor, memory_start: Tensor | None = None) -> Tensor:
         """What :meth:`encode` would return, without recording or committing anything; the
         memory settles from ``memory_start`` (default: its committed state)."""
+        if self.obs_norm is not None:
+            obs = self.obs_norm(obs)
         features = obs if self.perception is None else self.perception.infer(obs)
         if self.memory is None:
             return features
@@ -211,8 +223,7 @@ class ModularAgent(SavableAgent):
         if self.discrete:
             probs = torch.softmax(out, dim=1)
             action = torch.multinomial(probs, 1).squeeze(1)
-            code = torch.zeros_like(probs)
-            code[torch.arange(len(action)), action] = 1.0
+            code = torch.zeros_like(probs).scatter_(1, action[:, None], 1.0)
             self._post, self._action_code = code - probs, code
             return action
         squashed = torch.tanh(out)
@@ -289,8 +300,9 @@ class ModularAgent(SavableAgent):
             self.log_std_optimizer.step()
             self.log_std.clamp_(LOG_STD_MIN, LOG_STD_MAX)
             trace.mul_((~done).float()[:, None])
-        self.actor.end_episodes(done)
-        self.critic.end_episodes(done)
+        if done.any():
+            self.actor.end_episodes(done)
+            self.critic.end_episodes(done)
         return delta
 
     def perception_modulator(self, delta: Tensor, active: Tensor | None) -> Tensor | None:

@@ -35,7 +35,9 @@ class TrainedNetwork:
         self.error_driven = isinstance(learner, ErrorDrivenLearner)
         self.modulated = isinstance(learner, ModulatorDrivenLearner)
         self.signal_free = isinstance(learner, SignalFreeLearner)
-        self.optimizer = OPTIMIZERS[config.optimizer](self.net.parameters(), lr=config.lr)
+        # foreach: one fused update over the layers' small tensors, instead of one per tensor
+        optimizer_class = OPTIMIZERS[config.optimizer]
+        self.optimizer = optimizer_class(self.net.parameters(), lr=config.lr, foreach=True)
         self._output: Tensor | None = None
         self._cache: ForwardCache | None = None
 
@@ -88,5 +90,5 @@ class TrainedNetwork:
 
     def end_episodes(self, done: Tensor) -> None:
         """Clear eligibility of envs whose episode ended."""
-        if self.modulated and bool(done.any()):
+        if self.modulated:
             self.net.learner.end_episodes(done)

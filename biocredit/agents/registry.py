@@ -35,11 +35,25 @@ AGENTS: dict[str, dict[str, Any]] = {
         "class": ModularAgent,
         "config": agent_config_from_dict,
         "learner_roles": (("policy", "actor"), ("policy", "critic")),
+        # the hidden units' feedback spread (std 0.025 per output unit) keeps them slower than
+        # the output units, which start at zero; observations normalised by running statistics
         "defaults": {
+            "normalize_observations": True,
+            "zero_output_init": True,
             "modules": {
                 "policy": {
-                    "actor": {"learner": "hebbian3f", "hidden": [64, 64], "lr": 1e-3},
-                    "critic": {"learner": "hebbian3f", "hidden": [64, 64], "lr": 3e-4},
+                    "actor": {
+                        "learner": "hebbian3f",
+                        "learner_kwargs": {"init": "gaussian", "scale": 0.06},
+                        "hidden": [64, 64],
+                        "lr": 1e-3,
+                    },
+                    "critic": {
+                        "learner": "hebbian3f",
+                        "learner_kwargs": {"scale": 0.025},
+                        "hidden": [64, 64],
+                        "lr": 3e-3,
+                    },
                 },
             },
         },
@@ -92,10 +106,13 @@ def agent_config(name: str, agent_kwargs: dict[str, Any], learner: str | None) -
         raise unknown_name("agent", name, AGENTS)
     entry = AGENTS[name]
     defaults = merge(entry["defaults"], {})
-    if learner is not None:  # the defaults' learner options belong to the defaults' learners
-        for node in _role_nodes(defaults, entry["learner_roles"]):
-            if node.get("learner") != learner:
-                node.pop("learner_kwargs", None)
+    # the defaults' learner options belong to the defaults' learners: a role given another
+    # learner (by ``learner`` or in ``agent_kwargs``) starts from that learner's own defaults
+    for path in entry["learner_roles"]:
+        default, chosen = _role_nodes(defaults, (path,)), _role_nodes(agent_kwargs, (path,))
+        new = learner if learner is not None else (chosen[0].get("learner") if chosen else None)
+        if default and new is not None and default[0].get("learner") != new:
+            default[0].pop("learner_kwargs", None)
     data = merge(defaults, agent_kwargs)
     if learner is not None:
         for node in _role_nodes(data, entry["learner_roles"]):

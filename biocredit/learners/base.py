@@ -187,14 +187,14 @@ class Learner(nn.Module):
         assert self.activation is not None, "attach() the learner to a network first"
         f = self.activation.fn
         inputs, pre_activations = [x], []
+        *hidden, out = layers  # a list (slicing a ModuleList would build a new module)
         h = x
-        for layer in layers[:-1]:
+        for layer in hidden:
             a = torch.addmm(layer.bias, h, layer.weight.t())
             h = f(a)
             if record:
                 pre_activations.append(a)
                 inputs.append(h)
-        out = layers[-1]
         y = torch.addmm(out.bias, h, out.weight.t())
         return y, (ForwardCache(inputs, pre_activations, y) if record else None)
 

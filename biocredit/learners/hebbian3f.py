@@ -56,7 +56,7 @@ def accumulate_trace(
 ) -> None:
     """In place, per env ``b``: ``e_w[b] <- decay e_w[b] + post[b] pre[b]^T``,
     ``e_b[b] <- decay e_b[b] + post[b]``."""
-    trace_w.mul_(decay).baddbmm_(post.unsqueeze(2), pre.unsqueeze(1))
+    trace_w.baddbmm_(post.unsqueeze(2), pre.unsqueeze(1), beta=decay)
     trace_b.mul_(decay).add_(post)
 
 
