@@ -133,13 +133,19 @@ def test_no_error_reaches_a_signal_free_perception(learner):
 
 def test_signal_free_perception_update_is_the_rule_alone():
     """One step: the perception's new weights are its old ones minus lr times the rule's
-    update on the observations, nothing else."""
+    update on the observations (raw: the agent's observation normalisation is off), nothing
+    else."""
     modules = {
         "perception": {"learner": "softhebb", "hidden": [8], "features": 5, "lr": 0.1},
         "policy": {"actor": {"learner": "dfa"}, "critic": {"learner": "bp"}},
     }
     agent = ModularAgent(
-        OBS, ACTION_SPACES[0], agent_config("neuromodulated-ac", {"modules": modules}, None), 2
+        OBS,
+        ACTION_SPACES[0],
+        agent_config(
+            "neuromodulated-ac", {"modules": modules, "normalize_observations": False}, None
+        ),
+        2,
     )
     net = agent.networks["perception"]
     before = [p.detach().clone() for p in net.parameters()]
