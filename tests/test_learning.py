@@ -23,8 +23,27 @@ def random_return(env_id: str, episodes: int = 20) -> float:
     return float(mean)
 
 
+#: learners measured not to learn here, with the reason (a strict xfail: learning would flag it)
+DOES_NOT_LEARN_YET = {
+    "sigprop": "sigprop's hidden layers do not learn features PPO can use: 35 at 50k steps "
+    "against bp's 500 (docs/notes/sigprop_context.md)",
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("learner", [n for n in list_learners(ErrorDrivenLearner) if n != "bp"])
+@pytest.mark.parametrize(
+    "learner",
+    [
+        pytest.param(
+            name,
+            marks=[pytest.mark.xfail(reason=DOES_NOT_LEARN_YET[name], strict=True)]
+            if name in DOES_NOT_LEARN_YET
+            else [],
+        )
+        for name in list_learners(ErrorDrivenLearner)
+        if name != "bp"
+    ],
+)
 def test_ppo_learns_cartpole(learner, tmp_path):
     config = resolve_config(
         flags={"learner": learner, "steps": 20_000, "seed": 1, "out": str(tmp_path / learner)}
