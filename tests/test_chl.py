@@ -14,11 +14,7 @@ from biocredit.learners.settling import energy, relative_contrastive_grads
 SPEC = NetworkSpec(5, (8, 7, 6), 3)
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def cosine(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:

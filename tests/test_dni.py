@@ -23,11 +23,7 @@ CONFIGS = [
 IDS = [f"{c['feedback']}-{'cdni' if c['conditioned'] else 'dni'}" for c in CONFIGS]
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def batch(seed: int = 1, n: int = 4):

@@ -16,11 +16,7 @@ from biocredit.learners.dtp import (
 SQUARE = NetworkSpec(5, (5, 5), 5, "leaky_relu")
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def test_kernels_match_their_formulas():

@@ -22,11 +22,7 @@ from biocredit.learners.settling import (
 SPEC = NetworkSpec(5, (8, 7, 6), 3)
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def strong_net(units: str = "hard_sigmoid", gain: float = 1.0, **kwargs) -> LocalNetwork:

@@ -29,11 +29,7 @@ def reference_mlp(net: LocalNetwork, x: torch.Tensor) -> torch.Tensor:
     return net.layers[-1](h)
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 @pytest.fixture

@@ -13,11 +13,7 @@ from biocredit.learners.lra import error_message, error_units, layer_target, lra
 SPEC = NetworkSpec(5, (7, 6), 3, "tanh")
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def test_kernels_match_their_formulas():

@@ -27,11 +27,7 @@ from biocredit.learners.pc import (
 SPEC = NetworkSpec(6, (24, 16), 3, "tanh")
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 @pytest.fixture

@@ -14,11 +14,7 @@ from biocredit.learners.sigprop import standardise, target_match_errors
 SPEC = NetworkSpec(5, (8, 7, 6), 3, "tanh")
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def match_loss(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
