@@ -179,17 +179,13 @@ def test_sb3_features_extractor_step_or_clear_refusal(label, name, options):
         assert any(not torch.equal(a, b) for a, b in zip(old, new, strict=True)), label
 
 
-@pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)
-def test_native_perception_module_step(label, name, options):
-    """Every signal-free learner learns as the perception module of a modular agent under a
-    hebbian3f policy, which sends it nothing."""
-    if not is_signal_free(name):
-        pytest.skip(f"{label} learns from a signal: perception by errors is in test_agents.py")
+def module_before_and_after_steps(modules: dict, role: str) -> tuple[list, list]:
+    """``role``'s parameters before and after three act/learn steps of a neuromodulated-ac
+    agent (2 envs, 4-d observations, 3 actions) with ``modules``."""
     obs = spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
-    perception = {"learner": name, "learner_kwargs": options, "hidden": [8], "features": 5}
-    config = agent_config("neuromodulated-ac", {"modules": {"perception": perception}}, None)
+    config = agent_config("neuromodulated-ac", {"modules": modules}, None)
     agent = ModularAgent(obs, spaces.Discrete(3), config, n_envs=2)
-    before = [p.detach().clone() for p in agent.networks["perception"].parameters()]
+    before = [p.detach().clone() for p in agent.networks[role].parameters()]
     for _ in range(3):
         agent.act(torch.randn(2, 4))
         agent.learn(
@@ -198,7 +194,17 @@ def test_native_perception_module_step(label, name, options):
             torch.randn(2, 4),
             torch.tensor([False, False]),
         )
-    after = list(agent.networks["perception"].parameters())
+    return before, list(agent.networks[role].parameters())
+
+
+@pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)
+def test_native_perception_module_step(label, name, options):
+    """Every signal-free learner learns as the perception module of a modular agent under a
+    hebbian3f policy, which sends it nothing."""
+    if not is_signal_free(name):
+        pytest.skip(f"{label} learns from a signal: perception by errors is in test_agents.py")
+    perception = {"learner": name, "learner_kwargs": options, "hidden": [8], "features": 5}
+    before, after = module_before_and_after_steps({"perception": perception}, "perception")
     assert all(bool(p.isfinite().all()) for p in after), label
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)), label
 
@@ -209,19 +215,7 @@ def test_native_policy_module_step(label, name, options):
     third factor) learns as the actor of a modular agent."""
     if is_signal_free(name):
         pytest.skip(f"{label} learns from inputs alone: a perception module, not a policy")
-    obs = spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
     actor = {"learner": name, "learner_kwargs": options, "hidden": [8]}
     modules = {"policy": {"actor": actor, "critic": {"learner": "hebbian3f", "hidden": [8]}}}
-    config = agent_config("neuromodulated-ac", {"modules": modules}, None)
-    agent = ModularAgent(obs, spaces.Discrete(3), config, n_envs=2)
-    before = [p.detach().clone() for p in agent.networks["actor"].parameters()]
-    for _ in range(3):
-        agent.act(torch.randn(2, 4))
-        agent.learn(
-            torch.ones(2),
-            torch.tensor([False, False]),
-            torch.randn(2, 4),
-            torch.tensor([False, False]),
-        )
-    after = list(agent.networks["actor"].parameters())
+    before, after = module_before_and_after_steps(modules, "actor")
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)), label
