@@ -68,6 +68,7 @@ def set_values(layers: torch.nn.Sequential, values: list[float]) -> None:
         layers[-1].bias.copy_(torch.tensor(values))
 
 
+@pytest.mark.slow
 def test_every_module_learns_by_pc_by_default():
     config = agent_config("active-inference", {}, None)
     modules = config.modules

@@ -213,6 +213,7 @@ def test_agent_with_sb3_algo_is_refused():
         resolve_config(flags={"agent": "neuromodulated-ac", "algo": "ppo"})
 
 
+@pytest.mark.slow
 def test_agents_cli_lists_the_named_agent():
     result = subprocess.run(
         [sys.executable, "-m", "biocredit.cli", "agents", "--json"],
@@ -224,6 +225,7 @@ def test_agents_cli_lists_the_named_agent():
     assert "neuromodulated-ac" in json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_yaml_composition_runs_from_the_cli(tmp_path):
     config = tmp_path / "agent.yaml"
     config.write_text(

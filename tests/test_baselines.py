@@ -17,6 +17,7 @@ from biocredit.training.sb3_runner import policy_kwargs
 pytest.importorskip("sb3_contrib")
 
 
+@pytest.mark.slow
 def test_recurrent_ppo_trains_from_the_cli_with_an_lstm_of_the_memory_size(tmp_path):
     out = tmp_path / "run"
     args = ["--algo", "recurrent-ppo", "--learner", "bp", "--env", "CuedTMaze-v0"]

@@ -209,6 +209,7 @@ def wait_until(condition, timeout):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
 def test_sigterm_stops_the_bench_and_its_workers(tmp_path):
     """The workers are children of the bench: a SIGTERM to it reaches them (the running run
@@ -242,6 +243,7 @@ def test_sigterm_stops_the_bench_and_its_workers(tmp_path):
     assert "Partial table: 0 of 3 runs finished" in (out / "table.md").read_text()
 
 
+@pytest.mark.slow
 def test_ray_backend_without_ray_names_the_extra(tmp_path):
     out = tmp_path / "out"
     result = bench(write_spec(tmp_path, TINY), out, "--backend", "ray", code=WITHOUT_RAY)
@@ -250,6 +252,7 @@ def test_ray_backend_without_ray_names_the_extra(tmp_path):
     assert not (out / "runs").exists()
 
 
+@pytest.mark.slow
 def test_a_multi_algorithm_pettingzoo_bench_reports_the_random_team(tmp_path):
     """The random-team baseline comes from the bp runs whatever the algorithm prefix of their
     row (``ppo+bp``, ``a2c+bp``)."""

@@ -131,6 +131,7 @@ def test_online_update_nan_caught_at_its_step(tmp_path):
         train_online(config(tmp_path, "neuromodulated-ac"), progress=False, callback=poison)
 
 
+@pytest.mark.slow
 def test_last_good_checkpoint_is_kept(tmp_path):
     cfg = config(tmp_path, where="observation", at=1500)
     cfg.checkpoint_freq = 512
@@ -140,6 +141,7 @@ def test_last_good_checkpoint_is_kept(tmp_path):
     assert '"num_timesteps": 1024' in meta
 
 
+@pytest.mark.slow
 def test_online_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path):
     cfg = config(tmp_path, "neuromodulated-ac")
     cfg.steps, cfg.checkpoint_freq, cfg.on_divergence = 1024, 256, "rollback"
@@ -159,6 +161,7 @@ def test_online_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path)
     assert groups[0]["lr"] == pytest.approx(0.5e-3)
 
 
+@pytest.mark.slow
 def test_sb3_rollback_continues_to_the_end(tmp_path):
     cfg = config(tmp_path)
     cfg.steps, cfg.checkpoint_freq, cfg.on_divergence = 640, 128, "rollback"

@@ -82,6 +82,7 @@ def test_tmaze_bad_delay(delay):
         gym.make("CuedTMaze-v0", delay=delay)
 
 
+@pytest.mark.slow
 def test_cli_trains_on_a_memory_task(tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "biocredit.cli", "train", "--env", "CuedTMaze-v0"]

@@ -69,6 +69,7 @@ def train(tmp_path, *flags):
     return out, result.stdout
 
 
+@pytest.mark.slow
 def test_a_bp_run_says_so_in_its_summary(tmp_path):
     out, printed = train(tmp_path, "--learner", "bp")
     summary = json.loads((out / "summary.json").read_text())
@@ -76,6 +77,7 @@ def test_a_bp_run_says_so_in_its_summary(tmp_path):
     assert "trained_by_backprop" in printed and "mlp_extractor.policy_net: bp" in printed
 
 
+@pytest.mark.slow
 def test_a_run_records_every_networks_learner_and_options(tmp_path):
     out, _ = train(tmp_path, "--learner", "dfa", "--set", "learner_kwargs.scale=0.5")
     options = {"init": "uniform", "scale": 0.5, "fan": "output", "seed": None}

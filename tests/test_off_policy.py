@@ -82,6 +82,7 @@ def test_critic_learner_differs_from_actor():
     assert model.policy.critic.qf0.learner.name == "bp"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, learner", [("sac", "fa"), ("td3", "dfa"), ("dqn", "dfa")])
 def test_cli_runs_write_their_folders_and_resume(name, learner, tmp_path):
     env = "CartPole-v1" if name == "dqn" else "Pendulum-v1"

@@ -133,6 +133,7 @@ def tensors(run_dir):
     return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_resume_is_bitwise_exact(name, tmp_path):
     flags, overrides, run_class, (total, first) = CASES[name]  # PPO: whole rollouts
@@ -218,6 +219,7 @@ def test_sigint_checkpoints_a_ppo_run_that_resumes(tmp_path):
     _interrupt_and_resume(tmp_path, ["--learner", "dfa", "--set", "eval_episodes=1"])
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_changes(tmp_path):
     result = subprocess.run(
         [

@@ -31,6 +31,7 @@ def train(out, *flags):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("algo", "loader", "flags"),
     [
@@ -54,6 +55,7 @@ def test_export_then_sb3_load_predicts_the_runs_actions(tmp_path, algo, loader, 
     assert len(set(ours.tolist())) > 1  # the observations tell actions apart
 
 
+@pytest.mark.slow
 def test_export_help_says_the_zip_pickles():
     help_text = " ".join(cli("export", "--help").stdout.split())
     assert "SB3's zip format pickles" in help_text and "never unpickles" in help_text
@@ -80,6 +82,7 @@ def test_a_namespaced_id_gets_the_plain_ids_hyperparameters():
     assert named.algo_kwargs == plain.algo_kwargs != {}
 
 
+@pytest.mark.slow
 def test_the_progress_bar_ends_at_the_steps_sb3_runs(tmp_path):
     out = tmp_path / "run"  # 100 steps asked, rollouts of 64: SB3 runs 128
     result = subprocess.run(
@@ -94,6 +97,7 @@ def test_the_progress_bar_ends_at_the_steps_sb3_runs(tmp_path):
     assert json.loads((out / "summary.json").read_text())["steps"] == 128
 
 
+@pytest.mark.slow
 def test_piped_tables_are_not_cut_at_80_columns():
     lines = cli("learners").stdout.splitlines()
     header = next(line for line in lines if line.strip().startswith("learner"))
@@ -101,6 +105,7 @@ def test_piped_tables_are_not_cut_at_80_columns():
     assert len(header) > 80
 
 
+@pytest.mark.slow
 def test_a_reader_that_closes_the_pipe_early_gets_no_traceback():
     process = subprocess.Popen(
         [*CLI, "learners", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=PIPED

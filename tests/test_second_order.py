@@ -134,6 +134,7 @@ def mlp_layers(policy: object, role: str) -> list[nn.Linear]:
     return [*(m for m in getattr(policy.mlp_extractor, role) if isinstance(m, nn.Linear)), head]
 
 
+@pytest.mark.slow
 @needs_contrib
 def test_trpo_trains_a_bp_policy_as_sb3s_own():
     ours, theirs = trpo(BioActorCriticPolicy, "bp"), trpo("MlpPolicy", None)

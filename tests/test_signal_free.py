@@ -74,6 +74,7 @@ def test_oja_finds_the_first_principal_component():
     assert abs(float(w.dot(pc1))) > 0.999
 
 
+@pytest.mark.slow
 def test_softhebb_rows_converge_to_unit_norm():
     """Random zero-mean data, rows started at norms from 0.2 to 3: all end near one."""
     torch.manual_seed(0)
@@ -171,6 +172,7 @@ def test_ff_negatives_shuffle_features_of_remembered_observations():
     assert len({tuple(row) for row in negatives.tolist()}) > 4  # rows mixed, not copied
 
 
+@pytest.mark.slow
 def test_ff_goodness_separates_positives_from_negatives():
     """Observations near four patterns against negatives that mix their features: after
     training, every layer's goodness is above its threshold for most positives and below it

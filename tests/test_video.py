@@ -103,6 +103,7 @@ def test_video_without_the_extra_names_it(cartpole_run, tmp_path):
     assert not video.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(ctypes.util.find_library("OSMesa") is not None, reason="OSMesa is installed")
 def test_video_without_a_renderer_names_the_fix(cartpole_run, tmp_path):
     result = cli(
@@ -118,6 +119,7 @@ def test_video_without_a_renderer_names_the_fix(cartpole_run, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_video_path_needs_video(cartpole_run, tmp_path):
     result = cli("eval", str(cartpole_run), "--video-path", str(tmp_path / "x.mp4"))
     assert result.returncode == 2 and "--video-path is only used with --video" in result.stderr

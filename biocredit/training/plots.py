@@ -60,7 +60,8 @@ def plot_curves(
         ax.set_xlabel("env steps")
         ax.set_ylabel("training episode return")
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:  # a panel whose runs have no finished episode yet has nothing to label
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
