@@ -13,11 +13,15 @@ from torch.nn.functional import cosine_similarity
 
 from biocredit.errors import ConfigError, UnknownNameError
 from biocredit.learners import LocalNetwork, NetworkSpec, make_learner
+from biocredit.learners.alignment import layer_cosines
 from biocredit.learners.pc import (
+    Coupling,
     error_message,
     feedback_grad,
+    layer_couplings,
     mirror_step,
     output_step,
+    output_stiffness,
     pc_weight_grads,
     prediction_error,
     unit_stiffness,
@@ -69,15 +73,34 @@ def test_kernels_match_their_formulas():
     torch.testing.assert_close(
         value_step(x, eps, message, fprime, 1 / 0.2), x + 0.2 * (-eps + fprime * message)
     )
-    strength = torch.rand(5)  # ||B_:,i||^2 of each unit
-    stiffness = unit_stiffness(fprime, strength, 0.2)
-    torch.testing.assert_close(stiffness, (1 + fprime**2 * strength) / 0.2)
+    coupling = Coupling(through=torch.rand(5), above=torch.rand(5), below=torch.rand(5))
+    fprime_below = torch.rand(4, 7)
+    stiffness = unit_stiffness(fprime, coupling, fprime_below, 0.2)
+    expected = (
+        1
+        + fprime * fprime.amax(1, keepdim=True) * coupling.through
+        + fprime * coupling.above
+        + fprime_below.amax(1, keepdim=True) * coupling.below
+    ) / 0.2
+    torch.testing.assert_close(stiffness, expected)
     torch.testing.assert_close(
-        value_step(x, eps, message, fprime, stiffness),
-        x + 0.2 / (1 + fprime**2 * strength) * (-eps + fprime * message),
+        value_step(x, eps, message, fprime, stiffness), x + (-eps + fprime * message) / expected
+    )
+    feedback = [torch.randn(7, 6), torch.randn(5, 7), torch.randn(3, 5)]  # [7, 5] hidden units
+    B_below, B = feedback[1:]
+    lower, top = layer_couplings(feedback, free_output=False)
+    torch.testing.assert_close(top.through, B.abs().t() @ B.abs().sum(1))
+    assert top.above is None  # a clamped output does not move
+    torch.testing.assert_close(top.below, B_below.abs().sum(1))
+    torch.testing.assert_close(lower.through, B_below.abs().t() @ B_below.abs().sum(1))
+    torch.testing.assert_close(lower.above, B_below.abs().sum(0))
+    assert lower.below is None  # the input does not move
+    assert layer_couplings(feedback, free_output=True)[1].above is not None
+    torch.testing.assert_close(
+        output_stiffness(B, fprime, 0.2), (1 + fprime.amax(1, keepdim=True) * B.abs().sum(1)) / 0.2
     )
     force = torch.randn(4, 5)
-    torch.testing.assert_close(output_step(x, eps, force, 0.2), x + 0.2 * (-eps + force))
+    torch.testing.assert_close(output_step(x, eps, force, 1 / 0.2), x + 0.2 * (-eps + force))
     grad_w, grad_b = pc_weight_grads(eps, pre, beta)
     torch.testing.assert_close(grad_w, -(eps.T @ pre) / beta)
     torch.testing.assert_close(grad_b, -eps.sum(0) / beta)
@@ -113,7 +136,7 @@ def test_fixed_prediction_needs_its_steps(batch):
 def test_iterative_symmetric_updates_approach_backprop(output, batch):
     x, target = batch
     bp = LocalNetwork(SPEC, "bp")
-    pc = pc_like(bp, output=output, feedback="symmetric", steps=100, step_size=0.2, nudge=0.01)
+    pc = pc_like(bp, output=output, feedback="symmetric", steps=100, nudge=0.01)
     (g_pc, x_pc), (g_bp, x_bp) = grads_of(pc, x, target), grads_of(bp, x, target)
     cosines = [
         float(cosine_similarity(a.flatten(), b.flatten(), 0))
@@ -351,3 +374,59 @@ def test_mirror_phase_before_learning_starts_the_error_synapses_at_the_mirror():
     assert min(alignment(net)) > 0.98, alignment(net)
     plain = LocalNetwork(SPEC, "pc", feedback="mirror")
     assert max(alignment(plain)) < 0.3
+
+
+def test_stiffness_bounds_the_row_sums_of_the_energys_hessian():
+    """Gershgorin: at the forward pass (every error 0, so F's Hessian in the hidden value nodes is
+    its Gauss-Newton part exactly) each unit's ``P_i`` (step size 1) is at least the row sum of
+    ``|H|``: every eigenvalue of ``P^-1 H`` lies in (0, 1]."""
+    net = LocalNetwork(NetworkSpec(3, (5, 4), 2, "tanh"), "pc", feedback="symmetric")
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.weight.mul_(4.0)  # large weights: where a unit's own curvature is not enough
+    x = torch.randn(1, 3)
+    W = [layer.weight for layer in net.layers]
+    b = [layer.bias for layer in net.layers]
+    with torch.no_grad():
+        a1 = x @ W[0].T + b[0]
+        a2 = torch.tanh(a1) @ W[1].T + b[1]
+        y = torch.tanh(a2) @ W[2].T + b[2]
+
+    def energy(hidden):
+        x1, x2 = hidden[:5], hidden[5:]
+        eps = [
+            x1 - a1[0],
+            x2 - (W[1] @ torch.tanh(x1) + b[1]),
+            y[0] - (W[2] @ torch.tanh(x2) + b[2]),
+        ]
+        return sum(e.square().sum() for e in eps) / 2
+
+    hessian = torch.autograd.functional.hessian(energy, torch.cat([a1[0], a2[0]]))
+    couplings = layer_couplings(W, free_output=False)  # symmetric feedback: B = W
+    fprimes = [1 - torch.tanh(a1).square(), 1 - torch.tanh(a2).square()]
+    stiffness = torch.cat(
+        [
+            unit_stiffness(fprimes[0], couplings[0], None, 1.0)[0],
+            unit_stiffness(fprimes[1], couplings[1], fprimes[0], 1.0)[0],
+        ]
+    )
+    assert torch.all(stiffness >= hessian.abs().sum(1) - 1e-12), (stiffness, hessian.abs().sum(1))
+    eigenvalues = torch.linalg.eigvals(hessian / stiffness[:, None]).real
+    assert eigenvalues.max() <= 1 + 1e-12 and eigenvalues.min() > 0
+
+
+def test_inference_stays_aligned_with_backprop_when_the_weights_grow():
+    """A trained critic's output layer grows large (values of 100 from tanh units). With each
+    unit's step set by its own curvature alone (the rule before the row-sum bound), a
+    [4, 64, 64, 1] network with a 30x or 100x output layer got layer updates of cosine -0.07 to
+    0.18 to backprop's on this batch; at the defaults they measured 0.87-1.0."""
+    torch.manual_seed(0)
+    for scale in (1.0, 30.0, 100.0):
+        net = LocalNetwork(NetworkSpec(4, (64, 64), 1, "tanh"), "pc", feedback="symmetric")
+        bp = LocalNetwork(net.spec, "bp")
+        with torch.no_grad():
+            net.layers[-1].weight.mul_(scale)
+        bp.load_state_dict(net.state_dict(), strict=False)
+        x, target = torch.randn(256, 4) * 2, torch.randn(256, 1)
+        (g_pc, _), (g_bp, _) = grads_of(net, x, target), grads_of(bp, x, target)
+        assert min(layer_cosines(g_pc, g_bp)) > 0.85, scale
