@@ -2,6 +2,7 @@
 and resuming a stopped bench."""
 
 import csv
+import importlib.util
 import json
 import os
 import signal
@@ -20,6 +21,12 @@ from biocredit.training.bench import Selection, load_spec, plan_runs
 from biocredit.training.bench_state import START, prepare_runs
 from biocredit.training.run_dir import create_run_dir, recovered_checkpoint, replacing_checkpoint
 from biocredit.training.sb3_runner import SB3Run
+
+_table_spec = importlib.util.spec_from_file_location(
+    "learners_table", Path(__file__).resolve().parents[1] / "experiments" / "learners_table.py"
+)
+learners_table = importlib.util.module_from_spec(_table_spec)
+_table_spec.loader.exec_module(learners_table)
 
 TINY = {
     "name": "tiny",
@@ -109,6 +116,38 @@ def test_plan_of_a_multi_algorithm_spec(tmp_path):
     assert {config.steps for config in short.values()} == {128}
 
 
+def test_per_algorithm_learners_and_per_env_algorithms(tmp_path):
+    """Learners listed per algorithm (each with its bp) and an env that runs some algorithms
+    only: the plan, the table's rows and a seed selection keep to them."""
+    spec = dict(TINY, algo=["ppo", "dqn"], seeds=[0, 1])
+    spec["set"] = {"eval_episodes": 1, "n_envs": 1, "ppo": TINY["set"]}
+    spec["learners"] = {"ppo": ["fa", "few"], "dqn": ["dfa"]}
+    spec["variants"] = {"few": {"learner": "dfa", "seeds": [1]}}
+    spec["envs"] = {
+        "CartPole-v1": {"threshold": 475, "steps": {"ppo": 64, "dqn": 96}},
+        "Pendulum-v1": {"steps": 64, "algos": ["ppo"]},
+    }
+    spec = load_spec(write_spec(tmp_path, spec))
+    plan = plan_runs(spec, tmp_path / "out")
+    assert [(config.env, label, config.seed) for label, config in plan if config.seed == 0] == [
+        ("CartPole-v1", "ppo+bp", 0), ("CartPole-v1", "ppo+fa", 0),
+        ("CartPole-v1", "dqn+bp", 0), ("CartPole-v1", "dqn+dfa", 0),
+        ("Pendulum-v1", "ppo+bp", 0), ("Pendulum-v1", "ppo+fa", 0),
+    ]  # fmt: skip
+    assert {config.steps for label, config in plan if label.startswith("dqn")} == {96}
+    assert spec.labels("Pendulum-v1") == ["ppo+bp", "ppo+fa", "ppo+few"]
+    assert spec.learner_labels == ["bp", "fa", "few", "dfa"]
+    assert spec.baseline("dqn+dfa") == "dqn+bp"
+    first = Selection(seeds=[0]).with_seeds(spec)
+    assert first.learners == {"ppo": ["bp", "fa"], "dqn": ["bp", "dfa"]}
+    bad_learners = dict(TINY, algo=["ppo", "dqn"], learners={"ppo": ["fa"]})
+    with pytest.raises(ConfigError, match="must name each of the spec's algorithms"):
+        load_spec(write_spec(tmp_path, bad_learners))
+    bad_env = dict(TINY, envs={"CartPole-v1": {"algos": ["sac"]}})
+    with pytest.raises(ConfigError, match=r"envs.CartPole-v1.algos is \['sac'\]"):
+        load_spec(write_spec(tmp_path, bad_env))
+
+
 def test_a_variant_can_run_on_part_of_the_seeds(tmp_path):
     spec = dict(TINY, learners=["bp", "fa", "few"], seeds=[0, 1, 2])
     spec["variants"] = {"few": {"learner": "dfa", "seeds": [1]}}
@@ -175,9 +214,23 @@ def test_part_of_a_matrix_now_the_rest_later(tmp_path):
 
 @pytest.mark.slow
 def test_local_backend_runs_a_2x2_matrix_into_one_table(tmp_path):
-    result = bench(write_spec(tmp_path, TINY), tmp_path / "out", "--workers", "2")
+    spec = dict(TINY, set={**TINY["set"], "alignment_every": 1})
+    result = bench(write_spec(tmp_path, spec), tmp_path / "out", "--workers", "2")
     assert result.returncode == 0, result.stderr
     check_table(tmp_path / "out")
+    # the learners table of experiments/learners_table.py, from the same results
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    table = learners_table.render(load_spec(tmp_path / "spec.yaml"), results, "made here")
+    rows = {
+        line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+        for line in table.splitlines()
+        if line.startswith("| ") and not line.startswith("| learner")
+    }
+    assert list(rows) == ["bp", "fa"]
+    (bp_task, bp_cosine, bp_flags), (fa_task, fa_cosine, fa_flags) = rows["bp"], rows["fa"]
+    assert bp_task.endswith("/2), 1.00x") and fa_task.endswith("x") and "/2)" in fa_task
+    assert bp_cosine == "1.00" and -1 <= float(fa_cosine) < 1  # bp's update is its gradient
+    assert "=BP" in bp_flags and "P2" in fa_flags and "=BP" not in fa_flags
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ A spec (``experiments/benchmarks/*.yaml``)::
 
     name: core
     algo: ppo                      # or a list, e.g. [ppo, sac]: each with its own bp baseline
-    learners: [bp, fa, dfa]       # bp is added if missing
+    learners: [bp, fa, dfa]       # bp is added if missing; or per algorithm, e.g.
+                                   # {ppo: [bp, fa, dfa], dqn: [bp, local]}
     variants:                      # optional: labels in `learners` that are a learner + options
       dfa-small: {learner: dfa, set: {learner_kwargs: {scale: 0.5}}}
       lstm: {algo: recurrent-ppo, agent: null, learner: bp}   # a variant may change algo/agent
@@ -14,6 +15,7 @@ A spec (``experiments/benchmarks/*.yaml``)::
       CartPole-v1: {threshold: 475}
       InvertedPendulum-v5: {threshold: 950, steps: 100000, set: {normalize: false}}
       Hopper-v5: {steps: {ppo: 50000, sac: 20000}}   # steps per algo
+      Pendulum-v1: {algos: [sac]}  # only some of the spec's algorithms on this env
     set: {}                        # RunConfig keys applied to every run
 
 In ``set`` (top level or per env) a key named after an algorithm holds keys for that
@@ -80,7 +82,7 @@ from biocredit.training.team_eval import evaluate_team, team_report
 
 BASELINE = "bp"
 BACKENDS = ("local", "ray")
-ENV_OPTIONS = ("threshold", "steps", "set")
+ENV_OPTIONS = ("threshold", "steps", "set", "algos")
 VARIANT_KEYS = {"learner", "algo", "agent", "set", "seeds"}
 
 
@@ -91,7 +93,9 @@ class BenchSpec:
     name: str
     algo: str | list[str] = "ppo"
     agent: str | None = None
-    learners: list[str] = field(default_factory=lambda: [BASELINE, "fa", "dfa"])
+    learners: list[str] | dict[str, list[str]] = field(
+        default_factory=lambda: [BASELINE, "fa", "dfa"]
+    )
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     envs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -101,12 +105,27 @@ class BenchSpec:
     def __post_init__(self) -> None:
         if not self.envs:
             raise ConfigError("A benchmark spec needs at least one entry under 'envs'.")
-        for env, options in self.envs.items():
-            check_keys(options, ENV_OPTIONS, f"the benchmark spec's envs.{env}")
         for algo in self.algos:
             if algo not in ALGOS:
                 raise unknown_name("algo", algo, ALGOS)
-        if BASELINE not in self.learners:
+        for env, options in self.envs.items():
+            check_keys(options, ENV_OPTIONS, f"the benchmark spec's envs.{env}")
+            algos = options.get("algos", self.algos)
+            if not isinstance(algos, list) or not algos or set(algos) - set(self.algos):
+                raise ConfigError(
+                    f"envs.{env}.algos is {algos!r}; it must be a non-empty list taken from the "
+                    f"spec's algorithms {self.algos}."
+                )
+        if isinstance(self.learners, dict):
+            if set(self.learners) != set(self.algos):
+                raise ConfigError(
+                    f"Per-algorithm learners must name each of the spec's algorithms "
+                    f"{self.algos} once, got {sorted(self.learners)}."
+                )
+            for labels in self.learners.values():
+                if BASELINE not in labels:
+                    labels.insert(0, BASELINE)
+        elif BASELINE not in self.learners:
             self.learners.insert(0, BASELINE)
         for label, variant in self.variants.items():
             if not isinstance(variant, dict) or set(variant) - VARIANT_KEYS:
@@ -130,8 +149,23 @@ class BenchSpec:
         """A row's name: the learner label, prefixed ``<algo>+`` when the spec has several."""
         return learner_label if len(self.algos) == 1 else f"{algo}+{learner_label}"
 
-    def labels(self) -> list[str]:
-        return [self.label(algo, label) for algo in self.algos for label in self.learners]
+    def learners_of(self, algo: str) -> list[str]:
+        """The learner labels run with ``algo`` (bp first)."""
+        return self.learners[algo] if isinstance(self.learners, dict) else self.learners
+
+    @property
+    def learner_labels(self) -> list[str]:
+        """Every learner label of the spec, each once, in the order first given."""
+        return list(dict.fromkeys(label for algo in self.algos for label in self.learners_of(algo)))
+
+    def env_algos(self, env: str) -> list[str]:
+        """The algorithms run on ``env``: its own ``algos``, else all of the spec's."""
+        return self.envs[env].get("algos", self.algos)
+
+    def labels(self, env: str | None = None) -> list[str]:
+        """The rows of the table (of one env's part of it)."""
+        algos = self.algos if env is None else self.env_algos(env)
+        return [self.label(algo, label) for algo in algos for label in self.learners_of(algo)]
 
     def baseline(self, label: str) -> str:
         """The bp row ``label`` is compared with: bp of the same algorithm."""
@@ -155,7 +189,7 @@ class Selection:
 
     def check(self, spec: BenchSpec) -> None:
         for flag, chosen, known in (
-            ("--learners", self.learners, spec.learners),
+            ("--learners", self.learners, spec.learner_labels),
             ("--envs", self.envs, list(spec.envs)),
             ("--algos", self.algos, spec.algos),
         ):
@@ -177,13 +211,21 @@ class Selection:
         if self.seeds is None:
             return spec
         seeds = sorted(set(self.seeds))
-        variants, learners = {}, list(spec.learners)
+        variants, dropped = {}, set()
         for label, variant in spec.variants.items():
             own = [seed for seed in variant.get("seeds", seeds) if seed in seeds]
             if own:
                 variants[label] = {**variant, "seeds": own}
-            elif label in learners:
-                learners.remove(label)
+            else:
+                dropped.add(label)
+        learners: list[str] | dict[str, list[str]] = (
+            {
+                algo: [l for l in labels if l not in dropped]
+                for algo, labels in spec.learners.items()
+            }
+            if isinstance(spec.learners, dict)
+            else [l for l in spec.learners if l not in dropped]
+        )
         return replace(spec, seeds=seeds, learners=learners, variants=variants)
 
     def includes(self, spec: BenchSpec, label: str, env: str) -> bool:
@@ -229,8 +271,8 @@ def plan_runs(spec: BenchSpec, out: Path, steps: int | None = None) -> list[tupl
     configs = []
     for seed in spec.seeds:
         for env, options in spec.envs.items():
-            for algo in spec.algos:
-                for learner_label in spec.learners:
+            for algo in spec.env_algos(env):
+                for learner_label in spec.learners_of(algo):
                     label = spec.label(algo, learner_label)
                     variant = spec.variants.get(learner_label, {})
                     if seed not in variant.get("seeds", spec.seeds):
@@ -391,7 +433,7 @@ class Outputs:
                     for s in summaries
                     if s["env"] == env and s["label"] == learner
                 ]
-                for learner in self.spec.labels()
+                for learner in self.spec.labels(env)
             }
             for env in self.spec.envs
         }
@@ -525,7 +567,7 @@ def subsets(spec: BenchSpec) -> str:
     parts = [
         f"{label}: {variant['seeds']}"
         for label, variant in spec.variants.items()
-        if label in spec.learners and variant.get("seeds", spec.seeds) != spec.seeds
+        if label in spec.learner_labels and variant.get("seeds", spec.seeds) != spec.seeds
     ]
     return f" ({'; '.join(parts)})" if parts else ""
 
@@ -549,7 +591,7 @@ def render_table(
     resumed = f" over {sessions} sessions of this command" if sessions > 1 else ""
     lines = [
         f"# Benchmark `{spec.name}`: {spec.agent or ', '.join(a.upper() for a in spec.algos)} x "
-        f"{{{', '.join(spec.learners)}}}",
+        f"{{{', '.join(spec.learner_labels)}}}",
         "",
         *partial_note(len(summaries), sum(planned.values())),
         f"Command: `{command}` ({workers}, {elapsed / 60:.1f} min in all{resumed}). "
@@ -568,7 +610,7 @@ def render_table(
     for env, options in spec.envs.items():
         runs = {
             label: [s for s in summaries if s["env"] == env and s["label"] == label]
-            for label in spec.labels()
+            for label in spec.labels(env)
         }
         for label, own in runs.items():
             base = runs[spec.baseline(label)]
@@ -580,7 +622,7 @@ def render_table(
     ]
     per_seed += ["", "Per seed (final return):", ""]
     for env in spec.envs:
-        for label in spec.labels():
+        for label in spec.labels(env):
             values = [
                 f"{s['final_return_mean']:.0f}"
                 for s in summaries
