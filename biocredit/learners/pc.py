@@ -138,7 +138,11 @@ def layer_couplings(feedback: Sequence[Tensor], free_output: bool) -> list[Coupl
 
 
 def unit_stiffness(
-    fprime: Tensor, coupling: Coupling, fprime_below: Tensor | None, step_size: float
+    slope: Tensor,
+    peak: Tensor,
+    coupling: Coupling,
+    peak_below: Tensor | None,
+    step_size: float,
 ) -> Tensor:
     """Each hidden unit's inverse inference rate ``P_i / eta``: ``P_i`` bounds the row sum of
     ``|H|``, the Hessian of F in the hidden value nodes (Gershgorin's circle theorem), so every
@@ -146,27 +150,27 @@ def unit_stiffness(
     any ``eta < 2`` however large the weights grow (a unit's own curvature alone is not: on a
     [4, 64, 64, 1] network with a 30x output layer it flipped the update's sign):
 
-        P_i = 1 + |f'_i| m_l through_i + |f'_i| above_i + m_{l-1} below_i
+        P_i = 1 + |f'_i| (m_l through_i + above_i) + m_{l-1} below_i
 
-    with ``m_l = max_j |f'(x_l)_j|`` per sample (the slopes of the other units, bounded)."""
-    slope = fprime.abs()
-    stiffness = torch.addcmul(
-        torch.ones_like(slope), slope * slope.amax(1, keepdim=True), coupling.through
-    )
-    if coupling.above is not None:
-        stiffness.addcmul_(slope, coupling.above)
-    if coupling.below is not None and fprime_below is not None:
-        stiffness.addcmul_(fprime_below.abs().amax(1, keepdim=True), coupling.below)
-    return stiffness.div_(step_size)
+    ``slope`` is ``|f'(x_l)|``, ``peak`` its maximum per sample ``m_l`` (bounding the slopes of
+    the other units), ``peak_below`` the same for the hidden layer below (``None``: it does not
+    move)."""
+    if coupling.above is None:
+        stiffness = peak * coupling.through
+    else:
+        stiffness = torch.addcmul(coupling.above, peak, coupling.through)
+    stiffness.mul_(slope).add_(1.0)
+    if coupling.below is not None and peak_below is not None:
+        stiffness.addcmul_(peak_below, coupling.below)
+    return stiffness if step_size == 1.0 else stiffness.div_(step_size)
 
 
-def output_stiffness(feedback: Tensor, fprime_below: Tensor | None, step_size: float) -> Tensor:
+def output_stiffness(feedback: Tensor, peak_below: Tensor | None, step_size: float) -> Tensor:
     """A free output node's inverse inference rate, ``(1 + m_{L-1} |B_L| 1) / eta``: the row
     sum of its Hessian (its own error and its coupling to the hidden layer below, if any)."""
-    if fprime_below is None:
+    if peak_below is None:
         return feedback.new_tensor(1.0 / step_size)
-    slope = fprime_below.abs().amax(1, keepdim=True)
-    return slope.mul(feedback.abs().sum(1)).add_(1.0).div_(step_size)
+    return peak_below.mul(feedback.abs().sum(1)).add_(1.0).div_(step_size)
 
 
 def value_step(
@@ -465,13 +469,15 @@ class PredictiveCoding(TargetDrivenLearner):
         for step in range(self.n_steps()):
             lowest = max(0, n_hidden - 1 - step)  # hidden layers below: eps_l still 0
             fprimes = [derivative(values[l], pre[l + 1]) for l in range(lowest, n_hidden)]
-            for l, fprime in enumerate(fprimes, start=lowest):
-                below = fprimes[l - lowest - 1] if l > lowest else None  # eps below still 0
-                stiffness = unit_stiffness(fprime, couplings[l], below, self.step_size)
+            slopes = [fprime.abs() for fprime in fprimes]
+            peaks = [slope.amax(1, keepdim=True) for slope in slopes]
+            for i, l in enumerate(range(lowest, n_hidden)):
+                below = peaks[i - 1] if i > 0 else None  # None: eps below still 0, or the input
+                stiffness = unit_stiffness(slopes[i], peaks[i], couplings[l], below, self.step_size)
                 message = error_message(errors[l + 1], feedback[l + 1])
-                values[l] = value_step(values[l], errors[l], message, fprime, stiffness)
+                values[l] = value_step(values[l], errors[l], message, fprimes[i], stiffness)
             if force is not None:
-                below = fprimes[-1] if fprimes else None  # none: the input, which stays
+                below = peaks[-1] if peaks else None  # None: the input, which stays
                 stiffness = output_stiffness(feedback[-1], below, self.step_size)
                 values[-1] = output_step(values[-1], errors[-1], force, stiffness)
             for l in range(lowest, n_hidden):
