@@ -1,4 +1,4 @@
-"""The ``biocredit`` command: train, eval, learners, bench."""
+"""The ``biocredit`` command: train, eval, learners, bench, tune."""
 
 from __future__ import annotations
 
@@ -148,6 +148,20 @@ def _parser() -> argparse.ArgumentParser:
             help=f"run only these {what} of the spec now (bp always runs; the table stays "
             "partial until the rest is run)",
         )
+
+    tune = sub.add_parser(
+        "tune", help="tune each learner's hyperparameters on Optuna, with bp's study beside"
+    )
+    tune.add_argument("spec", help="tune spec YAML (see experiments/tune/)")
+    tune.add_argument("--trials", type=int, default=20, help="finished trials per study")
+    tune.add_argument("--workers", type=int, default=1, help="parallel processes (or Ray tasks)")
+    tune.add_argument("--out", help="results folder (default experiments/results/tune/<name>)")
+    tune.add_argument(
+        "--backend", default="local", help="local (processes, default) or ray (Ray tasks)"
+    )
+    tune.add_argument(
+        "--ray-address", dest="ray_address", help="Ray cluster to join (default: a local Ray)"
+    )
     return parser
 
 
@@ -399,6 +413,22 @@ def _cmd_plot(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace, console: Console) -> int:
+    from biocredit.training.tune import run_tune
+
+    table_path = run_tune(
+        args.spec,
+        trials=args.trials,
+        workers=args.workers,
+        out=args.out,
+        backend=args.backend,
+        ray_address=args.ray_address,
+    )
+    console.print(table_path.read_text())
+    console.print(f"table: {table_path}; best configs: {table_path.parent}/best_<learner>.yaml")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     from biocredit.training.bench import Selection, run_benchmark
 
@@ -425,6 +455,7 @@ COMMANDS = {
     "learners": _cmd_learners,
     "plot": _cmd_plot,
     "bench": _cmd_bench,
+    "tune": _cmd_tune,
 }
 
 
