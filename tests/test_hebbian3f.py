@@ -15,32 +15,35 @@ def forward(net, x):
 
 
 def test_traces_and_update_by_hand():
+    """Two hidden layers, so each reads its own fixed projection ``D_l`` of the output's post
+    term (``feedback_1`` for the 4 units, ``feedback_2`` for the 5)."""
     torch.manual_seed(0)
-    net = LocalNetwork(SPEC, "hebbian3f", RunContext(gamma=0.8, n_envs=2), lam=0.5, seed=1)
-    W1, b1 = (p.detach().clone() for p in net.parameters_in_order()[:2])
-    D1 = net.learner.feedback_1
+    spec = NetworkSpec(3, (4, 5), 2, "tanh")
+    net = LocalNetwork(spec, "hebbian3f", RunContext(gamma=0.8, n_envs=2), lam=0.5, seed=1)
+    W1, b1, W2, b2 = (p.detach().clone() for p in net.parameters_in_order()[:4])
+    D1, D2 = net.learner.feedback_1, net.learner.feedback_2
+    assert D1.shape == (2, 4) and D2.shape == (2, 5)
     decay = 0.8 * 0.5
-    e_w1, e_b1 = torch.zeros(2, 4, 3), torch.zeros(2, 4)
-    e_w2, e_b2 = torch.zeros(2, 2, 4), torch.zeros(2, 2)
+    shapes = [(4, 3), (4,), (5, 4), (5,), (2, 5), (2,)]
+    expected = [torch.zeros(2, *shape) for shape in shapes]  # per env, [W1, b1, W2, b2, W3, b3]
     for step in range(3):
         x, post = torch.randn(2, 3), torch.randn(2, 2)
         _, cache = forward(net, x)
         net.learner.accumulate(net.layers, cache, post)
-        h = torch.tanh(x @ W1.T + b1)
-        post1 = (post @ D1) * (1 - h**2)
+        h1 = torch.tanh(x @ W1.T + b1)
+        h2 = torch.tanh(h1 @ W2.T + b2)
+        post1, post2 = (post @ D1) * (1 - h1**2), (post @ D2) * (1 - h2**2)
+        terms = [(post1, x), (post2, h1), (post, h2)]  # (post_l, pre_l) of each layer
         for b in range(2):  # per env: e <- gamma lambda e + post pre^T
-            e_w2[b] = decay * e_w2[b] + torch.outer(post[b], h[b])
-            e_b2[b] = decay * e_b2[b] + post[b]
-            e_w1[b] = decay * e_w1[b] + torch.outer(post1[b], x[b])
-            e_b1[b] = decay * e_b1[b] + post1[b]
-        traces = net.learner.traces()
-        for got, want in zip(
-            [t for pair in traces for t in pair], [e_w1, e_b1, e_w2, e_b2], strict=True
-        ):
+            for l, (post_l, pre_l) in enumerate(terms):
+                expected[2 * l][b] = decay * expected[2 * l][b] + torch.outer(post_l[b], pre_l[b])
+                expected[2 * l + 1][b] = decay * expected[2 * l + 1][b] + post_l[b]
+        traces = [t for pair in net.learner.traces() for t in pair]
+        for got, want in zip(traces, expected, strict=True):
             torch.testing.assert_close(got, want, msg=f"step {step}")
     modulator = torch.tensor([0.7, -1.3])
     net.learner.modulate(net.layers, modulator)
-    for param, trace in zip(net.parameters_in_order(), [e_w1, e_b1, e_w2, e_b2], strict=True):
+    for param, trace in zip(net.parameters_in_order(), expected, strict=True):
         want = -(modulator[0] * trace[0] + modulator[1] * trace[1])  # .grad = -sum_b M_b e_b
         torch.testing.assert_close(param.grad, want)
 

@@ -74,6 +74,13 @@ def test_save_load_round_trip(name, tmp_path):
     np.testing.assert_array_equal(
         loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0]
     )
+    # the full state, feedback matrices of actor, critics and targets included: predictions
+    # alone would not see a scrambled feedback buffer
+    saved, restored = model.policy.state_dict(), loaded.policy.state_dict()
+    assert saved.keys() == restored.keys()
+    assert any("feedback" in key for key in saved)
+    for key, value in saved.items():
+        assert torch.equal(value, restored[key]), key
 
 
 def test_critic_learner_differs_from_actor():
