@@ -306,3 +306,46 @@ def test_zero_output_init_starts_uniform_with_zero_value(action_space):
     torch.testing.assert_close(
         agent.actor.infer(obs), torch.zeros(2, agent.actor.net.spec.out_features)
     )
+
+
+def test_neuromodulated_ac_first_update_is_the_td_error_times_the_eligibility():
+    """One step of a fresh agent (zero traces, SGD): the output layers move by
+    ``lr * sum_env delta * post h^T`` with ``delta = r + gamma V(s') - V(s)`` from the weights
+    before the step, ``post = 1`` for the value and ``onehot(a) - pi(s)`` for the policy (a sign
+    flip of the TD error or of the policy term fails here)."""
+    torch.manual_seed(0)
+    options = {"normalize_observations": False, "zero_output_init": False}
+    config = agent_config("neuromodulated-ac", options, None)
+    agent = ModularAgent(OBS, spaces.Discrete(3), config, n_envs=2)
+    obs, next_obs = torch.randn(2, 4), torch.randn(2, 4)
+    reward, terminated = torch.tensor([1.0, -0.5]), torch.tensor([False, True])
+    actor, critic = agent.networks["actor"], agent.networks["critic"]
+    before = {role: [p.detach().clone() for p in net.parameters_in_order()]
+              for role, net in (("actor", actor), ("critic", critic))}  # fmt: skip
+
+    def hidden(params, x):  # the last hidden layer's activity
+        for weight, bias in zip(params[0:-2:2], params[1:-2:2], strict=True):
+            x = torch.tanh(x @ weight.T + bias)
+        return x
+
+    def output(params, x):
+        return hidden(params, x) @ params[-2].T + params[-1]
+
+    action = agent.act(obs)
+    delta = agent.learn(reward, terminated, next_obs, torch.tensor([False, True]))
+    value, next_value = (
+        output(before["critic"], obs)[:, 0],
+        output(before["critic"], next_obs)[:, 0],
+    )
+    gamma = config.gamma
+    torch.testing.assert_close(delta, reward + gamma * (~terminated) * next_value - value)
+    policy = torch.softmax(output(before["actor"], obs), dim=1)
+    post = torch.nn.functional.one_hot(action, 3).float() - policy
+    for net, role, post_out in ((critic, "critic", torch.ones(2, 1)), (actor, "actor", post)):
+        lr = getattr(config.modules.policy, role).lr
+        h = hidden(before[role], obs)
+        want = lr * torch.einsum("b,bo,bh->oh", delta, post_out, h)
+        torch.testing.assert_close(net.layers[-1].weight.detach() - before[role][-2], want)
+        torch.testing.assert_close(
+            net.layers[-1].bias.detach() - before[role][-1], lr * delta @ post_out
+        )
