@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -79,6 +80,17 @@ def check_table(out):
     rows = [line for line in table.splitlines() if line.startswith("| CartPole-v1 |")]
     assert [row.split("|")[columns.index("learner")].strip() for row in rows] == ["bp", "fa"]
     assert rows[0].split("|")[columns.index("wall time / bp")].strip() == "1.00"
+    walls = {
+        label: np.mean([r["wall_time_s"] for r in results if r["label"] == label])
+        for label in ("bp", "fa")
+    }
+    finals = {
+        label: np.mean([r["final_return_mean"] for r in results if r["label"] == label])
+        for label in ("bp", "fa")
+    }
+    fa_row = rows[1].split("|")
+    assert fa_row[columns.index("wall time / bp")].strip() == f"{walls['fa'] / walls['bp']:.2f}"
+    assert fa_row[columns.index("return / bp")].strip() == f"{finals['fa'] / finals['bp']:.2f}"
     assert (out / "curves.png").stat().st_size > 0
     for r in results:  # every network's learner and options, in results.json and the table
         assert {net["learner"] for net in r["networks"].values()} == {r["label"]}

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from biocredit.learners import list_learners
@@ -131,3 +133,7 @@ def test_plot_draws_the_runs(run_dir, tmp_path):
     result = biocredit("plot", str(run_dir), str(run_dir), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = plt.imread(out)[..., :3]
+    assert image.shape[0] > 200 and image.shape[1] > 300
+    first_line = np.array([0x1F, 0x77, 0xB4]) / 255  # matplotlib's first colour, the run's curve
+    assert (np.abs(image - first_line).max(axis=-1) < 0.02).sum() > 50
