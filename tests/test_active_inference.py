@@ -13,7 +13,7 @@ from gymnasium import spaces
 from safetensors.torch import load_file
 
 from biocredit.agents import ActiveInferenceAgent, agent_config, make_agent
-from biocredit.agents.active_inference import ensemble_value, expected_free_energy, select_action
+from biocredit.agents.active_inference import expected_free_energy, select_action
 from biocredit.agents.replay import NStepReturns, Transitions
 from biocredit.errors import BiocreditError
 from biocredit.training.online import OnlineRun
@@ -75,7 +75,6 @@ def test_every_module_learns_by_pc_by_default():
     assert {modules.world_model.learner, modules.value.learner, modules.epistemic.learner} == {"pc"}
     agent = small_agent(DISCRETE)
     assert {net.net.learner.name for net in agent.trained_networks().values()} == {"pc"}
-    assert "agent/value_spread" not in agent.diagnostics()  # one value head: nothing spreads
 
 
 @pytest.mark.slow
@@ -111,69 +110,6 @@ def test_expected_free_energy_picks_the_argmin():
     assert agent.predict(obs.numpy(), deterministic=True)[0].tolist() == [1, 1, 1, 1]
 
 
-def test_ensemble_value_is_the_mean_plus_k_sample_standard_deviations():
-    heads = torch.tensor([[[1.0, 4.0]], [[3.0, 4.0]], [[5.0, 4.0]]])  # 3 heads, 1 state, 2 actions
-    # action 0: mean 3, sample std sqrt(((1 - 3)^2 + 0 + (5 - 3)^2) / (3 - 1)) = 2; action 1: 4, 0
-    torch.testing.assert_close(ensemble_value(heads, 0.5), torch.tensor([[3.0 + 0.5 * 2.0, 4.0]]))
-    torch.testing.assert_close(ensemble_value(heads, 0.0), torch.tensor([[3.0, 4.0]]))
-    torch.testing.assert_close(ensemble_value(heads[:1], 2.0), heads[0])  # one head: as it is
-
-
-def test_novelty_term_steers_actions_to_where_the_heads_disagree():
-    agent = small_agent(
-        DISCRETE, learning_starts=0, epistemic_weight=0.0, value_heads=3, novelty_weight=1.0
-    )
-    assert agent.value_roles == ["value", "value_1", "value_2"]
-    heads = [agent.trained_networks()[role].net.layers for role in agent.value_roles]
-    values = ([1.0, 4.0, 0.0], [3.0, 4.0, 0.0], [5.0, 4.0, 0.0])  # mean (3, 4, 0), spread (2, 0, 0)
-    for layers, head_values in zip(heads, values, strict=True):
-        set_values(layers, head_values)
-    obs = torch.zeros(4, 3)
-    assert agent.act(obs).tolist() == [0] * 4  # 3 + 1 * 2 > 4
-    agent.config.novelty_weight = 0.0
-    assert agent.predict(obs.numpy(), deterministic=True)[0].tolist() == [1] * 4  # mean alone
-
-
-def test_each_value_head_learns_its_own_double_q_target():
-    agent = small_agent(DISCRETE, value_heads=2)
-    nets, targets = agent.trained_networks(), agent.targets
-    first = [layer.weight for layer in (nets["value"].net.layers[0], nets["value_1"].net.layers[0])]
-    assert not torch.equal(*first)  # the heads start apart
-    set_values(nets["value"].net.layers, [0.0, 3.0, 1.0])  # prefers 1: its target rates it -2
-    set_values(targets["value"], [9.0, -2.0, 5.0])
-    set_values(nets["value_1"].net.layers, [5.0, 0.0, 0.0])  # prefers 0: its target rates it 7
-    set_values(targets["value_1"], [7.0, 1.0, 1.0])
-    returns = [
-        NStepReturns(torch.ones(2), torch.zeros(2, 3), torch.zeros(2), torch.full((2,), 0.5))
-    ]
-    torch.testing.assert_close(agent._instrumental_target(returns, "value"), torch.full((2,), 0.0))
-    torch.testing.assert_close(
-        agent._instrumental_target(returns, "value_1"), torch.full((2,), 4.5)
-    )
-    before = {role: nets[role].net.layers[0].weight.clone() for role in agent.value_roles}
-    batch = transition([0.1, 0.2, 0.3], [0.0, 1.0, 0.0], [0.0, 0.1, 0.2], 1.0)
-    spread = torch.stack([nets[role].infer(batch.obs) for role in agent.value_roles]).std(0)
-    agent.update(batch)
-    assert agent.diagnostics()["agent/value_spread"] == pytest.approx(float(spread.mean()))
-    for role in agent.value_roles:  # every head learns from the minibatch
-        assert not torch.equal(nets[role].net.layers[0].weight, before[role]), role
-
-
-def test_policy_precision_samples_softmax_of_minus_g_and_evaluation_keeps_the_argmin():
-    free_energy = torch.tensor([[-1.0, -2.0, 0.5]]).expand(20_000, -1)
-    temperature = 0.5
-    torch.manual_seed(0)
-    counts = torch.bincount(select_action(free_energy, temperature), minlength=3)
-    expected = torch.softmax(torch.tensor([2.0, 4.0, -1.0]), dim=0)  # exp(-G / T), normalised
-    torch.testing.assert_close(counts / 20_000, expected, atol=0.01, rtol=0.0)
-    agent = small_agent(DISCRETE, learning_starts=0, action_temperature=temperature)
-    set_values(agent.value.net.layers, [0.0, 1.0, 0.0])
-    obs = torch.zeros(400, 3)
-    sampled = agent.act(obs)
-    assert 0 < int((sampled != 1).sum()) < 200  # mostly action 1, not only
-    assert agent.predict(obs.numpy(), deterministic=True)[0].tolist() == [1] * 400
-
-
 def test_double_q_target_evaluates_the_online_choice_with_the_target_copy():
     agent = small_agent(DISCRETE)
     set_values(agent.value.net.layers, [0.0, 3.0, 1.0])  # the online net prefers action 1
@@ -200,62 +136,13 @@ def test_compound_target_is_the_mean_of_the_n_step_targets():
     )
     by_three = torch.tensor([0.5 * 1.0 + 0.5 * 4.0, 0.5 * 2.0])  # c R + gamma^m (1 - term) Q'
     by_five = torch.tensor([0.5 * 3.0 + 0.125 * 4.0, 0.5 * 2.0])
-    torch.testing.assert_close(agent._instrumental_target([three], "value"), by_three)
-    torch.testing.assert_close(
-        agent._instrumental_target([three, five], "value"), (by_three + by_five) / 2
-    )
-
-
-def test_counterfactual_values_back_up_every_untaken_action_through_the_world_model():
-    agent = small_agent(DISCRETE, counterfactual_values=True, gamma=0.5)
-    with torch.no_grad():  # a world model that predicts s' - s = (0.1, 0, -0.2), c r = -1
-        agent.world_model.net.layers[-1].weight.zero_()
-        agent.world_model.net.layers[-1].bias.copy_(torch.tensor([0.1, 0.0, -0.2, -1.0]))
-    set_values(agent.value.net.layers, [0.0, 3.0, 1.0])  # online prefers 1, target rates it 4
-    set_values(agent.targets["value"], [9.0, 4.0, 5.0])
-    state = torch.tensor([[0.2, 0.3, 0.4], [-0.5, 0.0, 0.5]])
-    next_state, reward = agent._imagined_outcomes(state)
-    torch.testing.assert_close(
-        next_state, (state + torch.tensor([0.1, 0.0, -0.2])).repeat_interleave(3, 0)
-    )
-    torch.testing.assert_close(reward, torch.full((6,), -1.0))
-    # every action: c r_a + gamma Q_target(s'_a, argmax Q) = -1 + 0.5 * 4
-    imagined = agent._counterfactual_target("value", next_state, reward)
-    torch.testing.assert_close(imagined, torch.full((2, 3), 1.0))
-    # in an update: the taken action keeps its real target (r + gamma Q' = -2 + 0.5 * 4 = 0),
-    # untaken ones get the imagined target, except where the episode ended
-    batch = Transitions(
-        state,
-        torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),
-        torch.tensor([-2.0, -2.0]),
-        state,
-        torch.tensor([0.0, 1.0]),
-    )
-    sent = {}
-    value_error = agent._value_error
-
-    def spy(net, batch, target):
-        output, error = value_error(net, batch, target)
-        sent[net] = target, error
-        return output, error
-
-    agent._value_error = spy
-    agent.update(batch)
-    target, error = sent[agent.value]
-    torch.testing.assert_close(target, torch.tensor([[1.0, 0.0, 1.0], [-2.0, 1.0, 1.0]]))
-    q = torch.tensor([0.0, 3.0, 1.0])  # Q before the update, in every state
-    expected = torch.stack([(q - target[0]).clamp(-1, 1), torch.tensor([1.0, 0.0, 0.0])])
-    torch.testing.assert_close(error, expected)  # row 1 ended: only its taken action learns
-
-
-def test_counterfactual_values_need_discrete_actions():
-    with pytest.raises(BiocreditError, match="needs a Discrete action space"):
-        small_agent(BOX, counterfactual_values=True)
+    torch.testing.assert_close(agent._instrumental_target([three]), by_three)
+    torch.testing.assert_close(agent._instrumental_target([three, five]), (by_three + by_five) / 2)
 
 
 def test_target_copies_move_by_tau():
-    agent = small_agent(DISCRETE, target_tau=0.25, target_update_interval=1, value_heads=2)
-    roles = [*agent.value_roles, "epistemic"]
+    agent = small_agent(DISCRETE, target_tau=0.25, target_update_interval=1)
+    roles = ["value", "epistemic"]
     before = {role: [p.clone() for p in agent.targets[role].parameters()] for role in roles}
     run_steps(agent, 2)  # 2 envs: the 4th env step starts learning with one update
     assert int(agent.updates) == 1
@@ -287,13 +174,9 @@ def test_continuous_actions_come_from_the_candidates():
         ({"n_steps": 0}, "'n_steps' must be an int >= 1 or a non-empty list"),
         ({"n_steps": []}, "'n_steps' must be an int >= 1 or a non-empty list"),
         ({"n_steps": [3, 2.5]}, "'n_steps' must be an int >= 1 or a non-empty list"),
-        ({"action_temperature": -1.0}, "'action_temperature' must be >= 0"),
         ({"gamma": 1.5}, "'gamma' must be in"),
         ({"surprise_scale": -1.0}, "'surprise_scale' must be >= 0"),
         ({"normalize_observations": "yes"}, "must be bool"),
-        ({"value_heads": 0}, "'value_heads' must be >= 1"),
-        ({"novelty_weight": -0.5, "value_heads": 3}, "'novelty_weight' must be >= 0"),
-        ({"novelty_weight": 1.0}, "Set 'value_heads' to 2 or more"),
     ],
 )
 def test_bad_config(kwargs, match):
@@ -310,8 +193,8 @@ def test_learner_flag_replaces_every_module_learner():
 
 @pytest.mark.parametrize("action_space", [DISCRETE, BOX])
 def test_save_load_round_trip(action_space, tmp_path):
-    # learns from the compound target, with two value heads and the novelty term
-    agent = small_agent(action_space, n_steps=[1, 2], value_heads=2, novelty_weight=0.5)
+    # learns from the compound target
+    agent = small_agent(action_space, n_steps=[1, 2])
     run_steps(agent, 12)
     assert int(agent.updates) > 0 and len(agent.replay) == 24
     agent.save(tmp_path / "agent")
@@ -337,7 +220,6 @@ RESUME = [
     "agent_kwargs.batch_size=16",
     "agent_kwargs.target_update_interval=20",
     "agent_kwargs.modules.value.hidden=[16]",
-    "agent_kwargs.value_heads=2",
 ]
 
 

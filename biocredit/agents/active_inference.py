@@ -24,35 +24,6 @@ synapses: backprop's chain rule through mirrored weights, without weight transpo
   at termination: the end of an episode does not end what can be learned),
   ``y_E = k e^2 / (2 var) + gamma_E E_target(s', a*_E)``.
 
-With ``value_heads = K > 1``, ``Q`` is an ensemble of ``K`` networks ``Q_1 ... Q_K``, each with
-its own initialisation, optimizer and target copy, each learning the same minibatches by double
-Q-learning against its own target (Osband et al. 2016, "Deep exploration via bootstrapped DQN",
-without the bootstrap masks: the heads differ by initialisation). Actions use their mean plus
-``novelty_weight`` ``k`` times their spread (sample standard deviation over the heads)::
-
-    Q(s, a) = mean_i Q_i(s, a) + k std_i Q_i(s, a)
-
-The spread is large where the data have not yet pinned the value down, so ``k std`` is a
-novelty term: active inference's expected information gain about the parameters (Schwartenbeck
-et al. 2019, "Computational mechanisms of curiosity and goal-directed exploration", eLife),
-estimated by ensemble disagreement as in Chen et al. 2017 ("UCB exploration via Q-ensembles").
-Unlike ``E``, it is about the value, not the world's dynamics, and it does not fade with ``w``:
-it shrinks as the heads agree.
-
-With ``counterfactual_values``, the actions not taken learn too: in every replayed state ``s``,
-each untaken action ``a`` gets the one-step target of the outcome the world model imagines for
-it, ``(s'_a - s, c r_a) = m(s, a)``::
-
-    y_a = c r_a + gamma Q_target(s'_a, a*),    a* = argmax_a' Q(s'_a, a')
-
-(the taken action keeps its real, n-step target; untaken actions of transitions that ended the
-episode are skipped, as the model does not predict termination). This is Dyna's use of a learned
-model for value backups (Sutton 1990, "Integrated architectures for learning, planning, and
-reacting based on approximating dynamic programming", ICML), here over every action at once; in
-active inference's terms, the generative model supplies the outcomes of counterfactual actions,
-as it does when it scores policies (Friston et al. 2015), so that an action is not misjudged
-only because it was never tried in that state.
-
 The value networks learn from the Huber loss's derivative (the TD error clipped to
 ``+-error_clip``); each network's update is rescaled to a norm of at most ``max_grad_norm``,
 as in SB3's DQN.
@@ -63,11 +34,7 @@ Actions minimise the expected free energy over candidate actions (all actions wh
     G(a) = -(Q(s, a) + w E(s, a)),    a_t = argmin_a G(a)
 
 with the epistemic weight ``w`` decaying linearly from ``epistemic_weight`` to
-``epistemic_weight_final`` over ``epistemic_decay_steps`` env steps. With an
-``action_temperature`` ``T > 0``, training actions are instead sampled from active inference's
-posterior over policies, ``P(a) = softmax(-G(a) / T)`` (``1 / T`` the policy precision gamma of
-Friston et al. 2015, "Active inference and epistemic value"); evaluation (``deterministic``)
-keeps the argmin.
+``epistemic_weight_final`` over ``epistemic_decay_steps`` env steps.
 
 Why a learned epistemic value instead of the world model's surprise at decision time: the
 surprise of an action not taken is unknown (its outcome is never observed), and a world model
@@ -80,7 +47,7 @@ error as the intrinsic signal; keeping ``Q`` and ``E`` apart lets ``w`` decay wi
 relearning ``Q``.
 
 A replay buffer (``buffer_size`` transitions, saved with every checkpoint so a resumed run
-continues exactly) feeds minibatches to every network; each ``Q_i`` and ``E`` bootstrap from
+continues exactly) feeds minibatches to every network; ``Q`` and ``E`` bootstrap from
 target copies synchronised every ``target_update_interval`` updates (``target_tau < 1``: moved
 that fraction of the way, Polyak averaging). The surprise in each
 minibatch is recomputed by the current world model, so the intrinsic reward of old transitions
@@ -117,21 +84,9 @@ def expected_free_energy(instrumental: Tensor, epistemic: Tensor, weight: float)
     return -(instrumental + weight * epistemic)
 
 
-def ensemble_value(heads: Tensor, novelty_weight: float) -> Tensor:
-    """``mean_i Q_i + k std_i Q_i`` over the value heads (first dimension; ``std`` the sample
-    standard deviation); a single head's values as they are."""
-    if heads.shape[0] == 1:
-        return heads[0]
-    return heads.mean(0) + novelty_weight * heads.std(0)
-
-
-def select_action(free_energy: Tensor, temperature: float = 0.0) -> Tensor:
-    """Per row, the candidate with the least expected free energy (first one on ties) when
-    ``temperature`` is 0, else one sampled from ``softmax(-G / temperature)``."""
-    if temperature == 0.0:
-        return free_energy.argmin(dim=-1)
-    probabilities = torch.softmax(-free_energy / temperature, dim=-1)
-    return torch.multinomial(probabilities, 1).squeeze(-1)
+def select_action(free_energy: Tensor) -> Tensor:
+    """Per row, the candidate with the least expected free energy (first one on ties)."""
+    return free_energy.argmin(dim=-1)
 
 
 def gaussian_surprise(squared_error: Tensor, variance: Tensor) -> Tensor:
@@ -193,12 +148,6 @@ class ActiveInferenceAgent(SavableAgent):
                 "active-inference agent picks among all discrete actions or samples candidates "
                 "from a bounded box."
             )
-        if config.counterfactual_values and not self.discrete:
-            raise ConfigError(
-                "'counterfactual_values' rates every action the agent did not take through the "
-                f"world model, which needs a Discrete action space; got {action_space}. Set "
-                "'counterfactual_values' to false."
-            )
         self.obs_centre, self.obs_scale = self._observation_scaling(
             observation_space, config.normalize_observations
         )
@@ -217,15 +166,9 @@ class ActiveInferenceAgent(SavableAgent):
             "value": self.value,
             "epistemic": self.epistemic,
         }
-        self.value_roles = ["value", *(f"value_{i}" for i in range(1, config.value_heads))]
-        for role in self.value_roles[1:]:  # after the three, so head 0 starts as a lone Q would
-            self._trained[role] = make(value_in, modules.value, value_out)
         self.networks = nn.ModuleDict({role: net.net for role, net in self._trained.items()})
         self.targets = nn.ModuleDict(
-            {
-                role: copy.deepcopy(self._trained[role].net.layers)
-                for role in [*self.value_roles, "epistemic"]
-            }
+            {role: copy.deepcopy(self._trained[role].net.layers) for role in ("value", "epistemic")}
         )
         self.targets.requires_grad_(False)  # Polyak / hard copies, never trained
         self.replay = ReplayBuffer(config.buffer_size, n_obs, action_dim)
@@ -234,7 +177,6 @@ class ActiveInferenceAgent(SavableAgent):
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("update_rounds", torch.zeros((), dtype=torch.long))
         self.surprise = 0.0  # mean surprise of the last minibatch
-        self.value_spread = 0.0  # mean std over the value heads on the last minibatch
         self._state: Tensor | None = None
         self._code: Tensor | None = None
 
@@ -274,12 +216,8 @@ class ActiveInferenceAgent(SavableAgent):
         }
 
     def diagnostics(self) -> dict[str, float]:
-        """Values the online loop logs (with value heads, ``agent/value_spread``: their standard
-        deviation on the last minibatch, averaged: the novelty term's size before ``k``)."""
-        logged = {"agent/surprise": self.surprise, "agent/epistemic_weight": self.epistemic_weight}
-        if len(self.value_roles) > 1:
-            logged["agent/value_spread"] = self.value_spread
-        return logged
+        """Values the online loop logs."""
+        return {"agent/surprise": self.surprise, "agent/epistemic_weight": self.epistemic_weight}
 
     @property
     def epistemic_weight(self) -> float:
@@ -299,8 +237,7 @@ class ActiveInferenceAgent(SavableAgent):
         None), ``(batch, n_candidates)`` for the candidate codes ``(batch, n, action_dim)``."""
         inputs = state if codes is None else self._pairs(state, codes)
         shape = (state.shape[0], -1)
-        heads = [self._trained[role].infer(inputs).view(shape) for role in self.value_roles]
-        q = ensemble_value(torch.stack(heads), self.config.novelty_weight)
+        q = self.value.infer(inputs).view(shape)
         if weight == 0.0:  # no epistemic term: E need not be evaluated
             return -q
         return expected_free_energy(q, self.epistemic.infer(inputs).view(shape), weight)
@@ -317,17 +254,16 @@ class ActiveInferenceAgent(SavableAgent):
         return torch.rand(batch, self.config.candidates, len(self.action_centre)) * 2 - 1
 
     def _choose(self, state: Tensor, weight: float, greedy: bool) -> Tensor:
-        """Action codes of least ``G`` (``greedy``) or sampled by the policy precision: one-hot
-        rows (discrete) or codes in ``[-1, 1]^k``."""
-        temperature = 0.0 if greedy else self.config.action_temperature
+        """Action codes of least ``G``: one-hot rows (discrete) or codes in ``[-1, 1]^k``, among
+        the fixed Sobol candidates (``greedy``) or freshly sampled ones."""
         if self.discrete:
-            index = select_action(self.free_energy(state, None, weight), temperature)
+            index = select_action(self.free_energy(state, None, weight))
             return nn.functional.one_hot(index, self.n_actions).float()
         if greedy:
             codes = self.greedy_codes.expand(state.shape[0], -1, -1)
         else:
             codes = self._sample_codes(state.shape[0])
-        index = select_action(self.free_energy(state, codes, weight), temperature)
+        index = select_action(self.free_energy(state, codes, weight))
         return codes[torch.arange(state.shape[0]), index]
 
     def _action(self, code: Tensor) -> Tensor:
@@ -383,7 +319,7 @@ class ActiveInferenceAgent(SavableAgent):
                 self.update(self.replay.transitions(index), returns)
 
     def update(self, batch: Transitions, returns: list[NStepReturns] | None = None) -> None:
-        """One minibatch update of world model, value heads and epistemic value; each head's target
+        """One minibatch update of world model, instrumental and epistemic value; ``Q``'s target
         the mean of the targets from each of ``returns`` (one-step from ``batch`` when None)."""
         config = self.config
         if returns is None:
@@ -403,14 +339,7 @@ class ActiveInferenceAgent(SavableAgent):
         # the intrinsic reward leaves out log(var) / 2, the same for every transition at a time
         information = surprise - self.error_variance.log().mean() / 2
         # targets from the target copies, each value greedy in its own right
-        targets = {role: self._instrumental_target(returns, role) for role in self.value_roles}
-        if config.counterfactual_values:
-            imagined = self._imagined_outcomes(batch.obs)
-            taken = batch.action.argmax(1)
-            for role in self.value_roles:
-                every_action = self._counterfactual_target(role, *imagined)
-                every_action[torch.arange(size), taken] = targets[role]
-                targets[role] = every_action
+        targets = {"value": self._instrumental_target(returns)}
         next_e = self._double_q_value("epistemic", batch.next_obs)
         targets["epistemic"] = td_target(
             config.surprise_scale * information,
@@ -425,9 +354,6 @@ class ActiveInferenceAgent(SavableAgent):
             output, error = self._value_error(self._trained[role], batch, target)
             outputs.append(output)
             errors.append(error / size)
-        if len(self.value_roles) > 1:
-            heads = torch.stack([self._trained[role].last_output for role in self.value_roles])
-            self.value_spread = float(heads.detach().std(0).mean())
         with torch.enable_grad():
             torch.autograd.backward(outputs, errors)
         for net in self._trained.values():
@@ -437,12 +363,11 @@ class ActiveInferenceAgent(SavableAgent):
         if int(self.updates) % config.target_update_interval == 0:
             self._update_targets(config.target_tau)
 
-    def _instrumental_target(self, returns: list[NStepReturns], role: str) -> Tensor:
-        """The value head ``role``'s target: the mean over ``returns`` of ``c R + gamma^m
-        (1 - terminated) Q_target(s_m, a*)`` by its own online and target networks, every
-        horizon's bootstrap value from one pass of them."""
+    def _instrumental_target(self, returns: list[NStepReturns]) -> Tensor:
+        """``Q``'s target: the mean over ``returns`` of ``c R + gamma^m (1 - terminated)
+        Q_target(s_m, a*)``, every horizon's bootstrap value from one pass of the networks."""
         next_obs = torch.cat([part.next_obs for part in returns])
-        next_q = self._double_q_value(role, next_obs).view(len(returns), -1)
+        next_q = self._double_q_value("value", next_obs).view(len(returns), -1)
         targets = [
             td_target(
                 self.config.reward_scale * part.reward,
@@ -453,20 +378,6 @@ class ActiveInferenceAgent(SavableAgent):
             for part, value in zip(returns, next_q, strict=True)
         ]
         return torch.stack(targets).mean(0)
-
-    def _imagined_outcomes(self, state: Tensor) -> tuple[Tensor, Tensor]:
-        """The world model's ``(s'_a, c r_a)`` for every action ``a`` from each state, as rows
-        ``(batch * n_actions, ...)`` (state-major)."""
-        n = self.n_actions
-        codes = torch.eye(n).expand(state.shape[0], n, n)
-        outcome = self.world_model.infer(self._pairs(state, codes))
-        return state.repeat_interleave(n, 0) + outcome[:, :-1], outcome[:, -1]
-
-    def _counterfactual_target(self, role: str, next_state: Tensor, reward: Tensor) -> Tensor:
-        """``c r_a + gamma Q_target(s'_a, a*)`` from imagined outcomes, ``(batch, n_actions)``."""
-        next_q = self._double_q_value(role, next_state)
-        target = td_target(reward, torch.ones_like(reward), next_q, self.config.gamma)
-        return target.view(-1, self.n_actions)
 
     @torch.no_grad()
     def _update_targets(self, tau: float) -> None:
@@ -493,19 +404,12 @@ class ActiveInferenceAgent(SavableAgent):
         self, net: TrainedNetwork, batch: Transitions, target: Tensor
     ) -> tuple[Tensor, Tensor]:
         """The network's attached output on the batch and its clipped TD error there. When the
-        network outputs every action's value, only the taken action's output gets an error, unless
-        ``target`` holds every action's (counterfactual values): then every output does, except
-        the untaken actions' on transitions that ended the episode (the world model does not
-        predict termination)."""
+        network outputs every action's value, only the taken action's output gets an error."""
         if self.discrete:
             output = net.forward(batch.obs)
             taken = nn.functional.one_hot(batch.action.argmax(1), self.n_actions).bool()
-            if target.ndim == 1:
-                target, learns = target[:, None].expand_as(output), taken
-            else:
-                learns = taken | ~batch.terminated.bool()[:, None]
-            error = clipped_error(output, target, self.config.error_clip)
-            error = torch.where(learns, error, torch.zeros_like(error))
+            error = clipped_error(output, target[:, None].expand_as(output), self.config.error_clip)
+            error = torch.where(taken, error, torch.zeros_like(error))
         else:
             output = net.forward(torch.cat([batch.obs, batch.action], dim=1))
             error = clipped_error(output, target[:, None], self.config.error_clip)

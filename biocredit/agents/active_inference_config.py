@@ -7,7 +7,6 @@
     epistemic_weight: 1.0          # w at the start ...
     epistemic_weight_final: 0.0    # ... decaying linearly to this
     epistemic_decay_steps: 20000   # over this many env steps
-    action_temperature: 0.0        # T: training actions ~ softmax(-G / T); 0: argmin G
     surprise_scale: 1.0            # intrinsic reward: scale * (surprise - mean(log var) / 2)
     precision_decay: 0.99          # running error variance (1 / precision) per output
     candidates: 32                 # sampled actions per step (continuous action spaces)
@@ -20,8 +19,6 @@
     n_steps: 1                     # Q learns from n-step returns (1: one-step); a list such as
                                    # [3, 5]: from the mean of those n-step targets
     target_tau: 1.0                # fraction of the way each copy moves (1: hard copy)
-    value_heads: 1                 # K: Q as an ensemble of K networks (mean over the heads)
-    novelty_weight: 0.0            # k: actions rate Q by mean + k * std over the heads
     max_grad_norm: 10.0            # each network's update rescaled to at most this norm
     error_clip: 1.0                # Huber threshold: TD errors clipped to +-error_clip
     reward_scale: 1.0              # c: rewards scaled before learning
@@ -86,7 +83,6 @@ class ActiveInferenceConfig:
     epistemic_weight: float = 1.0
     epistemic_weight_final: float = 0.0
     epistemic_decay_steps: int = 20_000
-    action_temperature: float = 0.0
     surprise_scale: float = 1.0
     precision_decay: float = 0.99
     reward_scale: float = 1.0
@@ -102,9 +98,6 @@ class ActiveInferenceConfig:
     n_steps: int | list[int] = 1
     target_tau: float = 1.0
     max_grad_norm: float = 10.0
-    value_heads: int = 1
-    novelty_weight: float = 0.0
-    counterfactual_values: bool = False
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -121,9 +114,7 @@ class ActiveInferenceConfig:
         for key in (
             "epistemic_weight",
             "epistemic_weight_final",
-            "action_temperature",
             "surprise_scale",
-            "novelty_weight",
         ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"'{key}' must be >= 0, got {getattr(self, key)!r}.")
@@ -142,17 +133,10 @@ class ActiveInferenceConfig:
             "train_freq",
             "gradient_steps",
             "target_update_interval",
-            "value_heads",
         ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"'{key}' must be >= 1, got {getattr(self, key)!r}.")
         self._check_n_steps()
-        if self.novelty_weight > 0 and self.value_heads < 2:
-            raise ConfigError(
-                f"'novelty_weight' is {self.novelty_weight!r}, but the novelty term is the spread "
-                f"of the value heads and 'value_heads' is {self.value_heads}. Set 'value_heads' to "
-                "2 or more (e.g. 3), or 'novelty_weight' to 0."
-            )
         for key in ("epistemic_decay_steps", "learning_starts"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"'{key}' must be >= 0, got {getattr(self, key)!r}.")
