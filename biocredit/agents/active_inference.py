@@ -69,7 +69,7 @@ from biocredit.agents.active_inference_config import (
     ActiveInferenceConfig,
     active_inference_config_from_dict,
 )
-from biocredit.agents.checkpointing import SavableAgent
+from biocredit.agents.base import OnlineAgent
 from biocredit.agents.networks import TrainedNetwork
 from biocredit.agents.replay import NStepReturns, ReplayBuffer, Transitions
 from biocredit.errors import ConfigError
@@ -110,7 +110,7 @@ def clipped_error(prediction: Tensor, target: Tensor, clip: float) -> Tensor:
     return (prediction - target).clamp(-clip, clip)
 
 
-class ActiveInferenceAgent(SavableAgent):
+class ActiveInferenceAgent(OnlineAgent):
     """World model, instrumental and epistemic values; actions by expected free energy.
 
     See the module docstring for the equations. Speaks the online loop's language (``act``,

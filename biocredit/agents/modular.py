@@ -35,7 +35,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from biocredit.agents.checkpointing import SavableAgent
+from biocredit.agents.base import OnlineAgent
 from biocredit.agents.config import OPTIMIZERS, AgentConfig, agent_config_from_dict
 from biocredit.agents.memory import EqPropMemory
 from biocredit.agents.networks import TrainedNetwork
@@ -51,7 +51,7 @@ def _spec(n_in: int, config: Any, n_out: int) -> NetworkSpec:
     return NetworkSpec(n_in, tuple(config.hidden), n_out, config.activation)
 
 
-class ModularAgent(SavableAgent):
+class ModularAgent(OnlineAgent):
     """Modules wired perception -> memory -> policy, with an optional world model.
 
     Speaks SB3's ``predict(observation, state, episode_start, deterministic)``.
@@ -179,6 +179,22 @@ class ModularAgent(SavableAgent):
         if self.perception is not None:
             names["perception_learner"] = self.perception.net.learner.name
         return names
+
+    def guarded_modules(self) -> dict[str, nn.Module]:
+        """The networks, the memory and a learned ``log_std``."""
+        modules: dict[str, nn.Module] = dict(self.networks)
+        if self.memory is not None:
+            modules["memory"] = self.memory
+        if not self.discrete:
+            modules["log_std"] = nn.ParameterDict({"log_std": self.log_std})
+        return modules
+
+    def module_learners(self) -> dict[str, str]:
+        """The networks' learners, and ``eqprop`` for a memory."""
+        learners = super().module_learners()
+        if self.memory is not None:
+            learners["memory"] = "eqprop"
+        return learners
 
     def diagnostics(self) -> dict[str, float]:
         """Values the online loop logs: the world model's surprise, the memory's residual (the

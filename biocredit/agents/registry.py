@@ -14,12 +14,13 @@ from biocredit.agents.active_inference_config import (
     active_inference_config_from_dict,
     pc_network,
 )
+from biocredit.agents.base import OnlineAgent
 from biocredit.agents.config import AgentConfig, agent_config_from_dict
 from biocredit.agents.modular import ModularAgent
 from biocredit.errors import unknown_name
 from biocredit.mappings import merge
 
-Agent = ModularAgent | ActiveInferenceAgent
+Agent = OnlineAgent  # every named agent implements the contract of agents/base.py
 AnyAgentConfig = AgentConfig | ActiveInferenceConfig
 
 

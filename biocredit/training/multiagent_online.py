@@ -28,7 +28,6 @@ from biocredit.training.callbacks import RunProgress
 from biocredit.training.config import RunConfig
 from biocredit.training.guard import DivergenceGuard
 from biocredit.training.interrupt import catch_signals
-from biocredit.training.online import guarded_modules
 from biocredit.training.run import EVAL_SEED_OFFSET, TrainingRun
 from biocredit.training.team_eval import (
     evaluate_team,
@@ -90,7 +89,7 @@ class MultiAgentOnlineRun(TrainingRun):
         modules = {
             f"{unit}.{role}": module
             for unit, agent in self.team.units.items()
-            for role, module in guarded_modules(agent).items()
+            for role, module in agent.guarded_modules().items()
         }
         self.guard = DivergenceGuard(modules, lambda: self.steps)
 

@@ -76,18 +76,6 @@ def bootstrap_observations(next_obs: np.ndarray, done: np.ndarray, info: dict) -
     return boot
 
 
-def guarded_modules(agent: Agent) -> dict[str, nn.Module]:
-    """Every module whose weights an agent's updates change, by role, for the divergence
-    guard: its networks, its memory and a learned ``log_std``."""
-    modules: dict[str, nn.Module] = dict(agent.networks)
-    memory = getattr(agent, "memory", None)  # only modular agents have one
-    if memory is not None:
-        modules["memory"] = memory
-    if isinstance(getattr(agent, "log_std", None), nn.Parameter):
-        modules["log_std"] = nn.ParameterDict({"log_std": agent.log_std})
-    return modules
-
-
 class OnlineRun(TrainingRun):
     """One run of a native agent: fresh (:meth:`start`) or from a checkpoint (:meth:`resume`).
 
@@ -103,7 +91,7 @@ class OnlineRun(TrainingRun):
         self.steps = self.episodes = 0
         self.next_log = LOG_EVERY_STEPS
         self.returns: deque[float] = deque(maxlen=100)
-        self.guard = DivergenceGuard(guarded_modules(self.agent), lambda: self.steps)
+        self.guard = DivergenceGuard(self.agent.guarded_modules(), lambda: self.steps)
         self.monitors = attach_monitors(self.agent.networks, config.alignment_every)
 
     validate = staticmethod(validate_online)
@@ -124,11 +112,7 @@ class OnlineRun(TrainingRun):
         return self.agent.optimizers()
 
     def identity(self) -> dict[str, Any]:
-        modules = {
-            role: net.net.learner.name for role, net in self.agent.trained_networks().items()
-        }
-        if getattr(self.agent, "memory", None) is not None:
-            modules["memory"] = "eqprop"
+        modules = self.agent.module_learners()
         return {"env": self.config.env, "agent": self.config.agent, "modules": modules}
 
     def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
