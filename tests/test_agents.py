@@ -349,3 +349,16 @@ def test_neuromodulated_ac_first_update_is_the_td_error_times_the_eligibility():
         torch.testing.assert_close(
             net.layers[-1].bias.detach() - before[role][-1], lr * delta @ post_out
         )
+
+
+def test_every_named_agent_implements_the_online_contract():
+    from biocredit.agents.base import OnlineAgent
+    from biocredit.agents.registry import AGENTS
+
+    assert all(issubclass(entry["class"], OnlineAgent) for entry in AGENTS.values())
+
+    class Incomplete(OnlineAgent):  # no act, learn ...: cannot be built
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()
