@@ -10,25 +10,21 @@ resume of multi-agent runs is not supported.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
-from stable_baselines3.common.logger import configure
 from torch import nn
 
 from biocredit.agents.team import Team, multiagent_config
 from biocredit.envs.multiagent import check_multiagent_env_id, make_parallel_env
 from biocredit.envs.team_episodes import TeamEpisodes
 from biocredit.errors import ConfigError
-from biocredit.training.callbacks import RunProgress
 from biocredit.training.config import RunConfig
 from biocredit.training.guard import DivergenceGuard
-from biocredit.training.interrupt import catch_signals
-from biocredit.training.run import EVAL_SEED_OFFSET, TrainingRun
+from biocredit.training.run import EVAL_SEED_OFFSET
+from biocredit.training.stepped import LOG_EVERY_STEPS, SteppedRun
 from biocredit.training.team_eval import (
     evaluate_team,
     progress_detail,
@@ -36,7 +32,6 @@ from biocredit.training.team_eval import (
     team_report,
 )
 
-LOG_EVERY_STEPS = 2000
 NO_RESUME = (
     "Multi-agent runs cannot be resumed: their checkpoints hold the team's weights, learner "
     "state and optimizers for `biocredit eval`, but not the PettingZoo envs' state. Start a new "
@@ -73,7 +68,7 @@ def validate_multiagent_online(config: RunConfig) -> None:
     env.close()
 
 
-class MultiAgentOnlineRun(TrainingRun):
+class MultiAgentOnlineRun(SteppedRun):
     """A team of native agents trained online on a PettingZoo env."""
 
     def __init__(self, config: RunConfig) -> None:
@@ -175,51 +170,10 @@ class MultiAgentOnlineRun(TrainingRun):
                 self.episodes.end(copy)
                 self.obs[copy], _ = env.reset()
 
-    def run(
-        self,
-        console: Console | None = None,
-        progress: bool = True,
-        callback: Callable[[Team, int], None] | None = None,
-    ) -> dict[str, Any]:
-        """Train to ``config.steps`` agent steps; checkpoint every ``checkpoint_freq`` steps and
-        at the end; return the summary also written to ``summary.json``."""
-        config = self.config
-        logger = configure(str(self.run_dir), ["csv", "tensorboard"])
-        display = RunProgress(
-            config.steps, f"{config.agent} {config.env} seed {config.seed}", console
-        )
-        every = config.checkpoint_freq
-        next_checkpoint = every or None
-        if progress:
-            display.start()
-        start = time.perf_counter()
-        with catch_signals() as stop:
-            while self.steps < config.steps and not stop:
-                self.step()
-                if callback is not None:
-                    callback(self.team, self.steps)
-                if self.steps >= self.next_log or self.steps >= config.steps:
-                    rows = self.log(logger, time.perf_counter() - start)
-                    if progress:
-                        display.update(
-                            self.steps, rows.get("rollout/ep_rew_mean"), progress_detail(rows)
-                        )
-                if next_checkpoint is not None and self.steps >= next_checkpoint:
-                    self.guard.check_step()
-                    self.save(time.perf_counter() - start)
-                    next_checkpoint += every
-        wall_time = time.perf_counter() - start
-        if progress:
-            display.stop()
-        self.guard.check_step()
-        self.save(wall_time)
-        for env in self.envs:
-            env.close()
-        return self.finish(wall_time, stop.signal_name)
+    def learning(self) -> Team:
+        return self.team
 
-    def log(self, logger: Any, elapsed: float) -> dict[str, float]:
-        while self.next_log <= self.steps:
-            self.next_log += LOG_EVERY_STEPS
+    def record(self, logger: Any, elapsed: float) -> tuple[float | None, str]:
         rows = recent_returns(self.episodes, self.team.groups)
         for key, value in rows.items():
             logger.record(key, value)
@@ -227,5 +181,8 @@ class MultiAgentOnlineRun(TrainingRun):
         logger.record("time/env_steps", self.env_steps)
         logger.record("time/episodes", self.episodes.count)
         logger.record("time/fps", int(self.steps / max(elapsed, 1e-9)))
-        logger.dump(self.steps)
-        return rows
+        return rows.get("rollout/ep_rew_mean"), progress_detail(rows)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

@@ -9,7 +9,6 @@ RNG, every env's state, counters.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -18,20 +17,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 from rich.console import Console
-from stable_baselines3.common.logger import configure
 from torch import nn
 
 from biocredit.agents import Agent, agent_config, make_agent
 from biocredit.envs import check_env_id
 from biocredit.envs.state import capture_env, restore_env
 from biocredit.training.alignment import attach_monitors, fresh_alignment
-from biocredit.training.callbacks import RunProgress
 from biocredit.training.config import RunConfig
 from biocredit.training.guard import DivergenceGuard
-from biocredit.training.interrupt import catch_signals
-from biocredit.training.run import TrainingRun
-
-LOG_EVERY_STEPS = 2000
+from biocredit.training.stepped import LOG_EVERY_STEPS, SteppedRun
 
 
 def make_online_envs(config: RunConfig) -> gym.vector.VectorEnv:
@@ -76,7 +70,7 @@ def bootstrap_observations(next_obs: np.ndarray, done: np.ndarray, info: dict) -
     return boot
 
 
-class OnlineRun(TrainingRun):
+class OnlineRun(SteppedRun):
     """One run of a native agent: fresh (:meth:`start`) or from a checkpoint (:meth:`resume`).
 
     Checkpoints can be taken after any step.
@@ -171,52 +165,13 @@ class OnlineRun(TrainingRun):
             self.returns.extend(float(r) for r in info["episode"]["r"][finished])
             self.episodes += int(finished.sum())
 
-    def run(
-        self,
-        console: Console | None = None,
-        progress: bool = True,
-        callback: Callable[[Agent, int], None] | None = None,
-    ) -> dict[str, Any]:
-        """Train to ``config.steps``; checkpoint every ``checkpoint_freq`` steps, on SIGINT or
-        SIGTERM, and at the end; return the summary also written to ``summary.json``.
-
-        ``callback(agent, steps)`` is called after every step's update.
-        """
-        config = self.config
-        logger = configure(str(self.run_dir), ["csv", "tensorboard"])
-        label = f"{config.agent} {config.env} seed {config.seed}"
-        display = RunProgress(config.steps, label, console)
-        every = config.checkpoint_freq
-        next_checkpoint = self.steps + every if every else None
-        if progress:
-            display.start()
-        start = time.perf_counter()
-        with catch_signals() as stop:
-            while self.steps < config.steps and not stop:
-                self.step()
-                if callback is not None:
-                    callback(self.agent, self.steps)
-                if self.steps >= self.next_log or self.steps >= config.steps:
-                    self.log(logger, self.elapsed + time.perf_counter() - start)
-                    if progress:
-                        display.update(self.steps, self.recent())
-                if next_checkpoint is not None and self.steps >= next_checkpoint:
-                    self.guard.check_step()  # never save a bad state
-                    self.save(self.elapsed + time.perf_counter() - start)
-                    next_checkpoint += every
-        wall_time = self.elapsed + time.perf_counter() - start
-        if progress:
-            display.stop()
-        self.guard.check_step()  # the last step's update
-        self.save(wall_time)
-        self.envs.close()
-        return self.finish(wall_time, stop.signal_name)
+    def learning(self) -> Agent:
+        return self.agent
 
     def recent(self) -> float | None:
         return float(np.mean(self.returns)) if self.returns else None
 
-    def log(self, logger: Any, elapsed: float) -> None:
-        self.next_log += LOG_EVERY_STEPS
+    def record(self, logger: Any, elapsed: float) -> tuple[float | None, str]:
         if (recent := self.recent()) is not None:
             logger.record("rollout/ep_rew_mean", recent)
         for key, value in {**self.agent.diagnostics(), **fresh_alignment(self.monitors)}.items():
@@ -224,7 +179,10 @@ class OnlineRun(TrainingRun):
         logger.record("time/total_timesteps", self.steps)
         logger.record("time/episodes", self.episodes)
         logger.record("time/fps", int(self.steps / max(elapsed, 1e-9)))
-        logger.dump(self.steps)
+        return recent, ""
+
+    def close(self) -> None:
+        self.envs.close()
 
 
 def train_online(
