@@ -139,7 +139,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--steps", type=int, help="train every run for this many env steps")
     bench.add_argument(
-        "--seeds", type=int, nargs="+", help="run the spec on these seeds instead of its own"
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="run only these seeds now; seeds the spec lacks are added to its table",
     )
     for flag, what in (("learners", "learner rows"), ("envs", "envs"), ("algos", "algorithms")):
         bench.add_argument(

@@ -177,10 +177,11 @@ class BenchSpec:
 class Selection:
     """Which part of a spec's matrix one invocation runs (``None``: all of it).
 
-    ``seeds`` replace the spec's seeds (the matrix and its table then have these seeds);
-    ``learners``, ``envs`` and ``algos`` name rows of the spec whose runs this invocation
-    executes, bp always among them: the table stays the spec's, partial until the other runs
-    are done by a later invocation."""
+    ``seeds``, ``learners``, ``envs`` and ``algos`` name the runs of the matrix this invocation
+    executes, bp always among them. Seeds outside the spec's add to the matrix: the table covers
+    the spec's seeds, the ones asked for and every seed already in the results folder, and stays
+    partial until each of them has run every row (a variant with its own seeds keeps them).
+    """
 
     seeds: list[int] | None = None
     learners: list[str] | None = None
@@ -205,37 +206,29 @@ class Selection:
         ):
             raise ConfigError(f"--seeds must be integers >= 0, got {self.seeds!r}.")
 
-    def with_seeds(self, spec: BenchSpec) -> BenchSpec:
-        """``spec`` on this selection's seeds: a variant with its own seeds keeps those among
-        them, and leaves the matrix if none is left."""
-        if self.seeds is None:
-            return spec
-        seeds = sorted(set(self.seeds))
-        variants, dropped = {}, set()
-        for label, variant in spec.variants.items():
-            own = [seed for seed in variant.get("seeds", seeds) if seed in seeds]
-            if own:
-                variants[label] = {**variant, "seeds": own}
-            else:
-                dropped.add(label)
-        learners: list[str] | dict[str, list[str]] = (
-            {
-                algo: [l for l in labels if l not in dropped]
-                for algo, labels in spec.learners.items()
-            }
-            if isinstance(spec.learners, dict)
-            else [l for l in spec.learners if l not in dropped]
-        )
-        return replace(spec, seeds=seeds, learners=learners, variants=variants)
+    def matrix(self, spec: BenchSpec, out_dir: Path) -> BenchSpec:
+        """``spec`` on its own seeds, the selection's and those of the runs in ``out_dir``."""
+        seeds = set(spec.seeds) | set(self.seeds or ()) | seeds_in(out_dir)
+        return spec if seeds == set(spec.seeds) else replace(spec, seeds=sorted(seeds))
 
-    def includes(self, spec: BenchSpec, label: str, env: str) -> bool:
-        """Whether the run of row ``label`` on ``env`` is this invocation's to execute."""
+    def includes(self, spec: BenchSpec, label: str, env: str, seed: int) -> bool:
+        """Whether the run of row ``label`` on ``env`` with ``seed`` is this invocation's."""
         algo, learner = label.split("+", 1) if len(spec.algos) > 1 else (spec.algos[0], label)
         return (
-            (self.envs is None or env in self.envs)
+            (self.seeds is None or seed in self.seeds)
+            and (self.envs is None or env in self.envs)
             and (self.algos is None or algo in self.algos)
             and (self.learners is None or learner in self.learners or learner == BASELINE)
         )
+
+
+def seeds_in(out_dir: Path) -> set[int]:
+    """The seeds of the run folders under ``out_dir/runs/<env>/<row>/seed<n>``."""
+    return {
+        int(run.name.removeprefix("seed"))
+        for run in out_dir.glob("runs/*/*/seed*")
+        if run.name.removeprefix("seed").isdigit()
+    }
 
 
 def load_spec(path: str | Path) -> BenchSpec:
@@ -466,8 +459,8 @@ def run_benchmark(
     check_options(workers, backend, ray_address, steps)
     selection = selection or Selection()
     selection.check(spec)
-    spec = selection.with_seeds(spec)
     out_dir = Path(out or spec.out or Path("experiments") / "results" / spec.name)
+    spec = selection.matrix(spec, out_dir)
     plan = plan_runs(spec, out_dir, steps)
     where = "Ray" if backend == "ray" else "process"
     command = "biocredit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
@@ -485,7 +478,8 @@ def run_benchmark(
         tasks = [
             (index, config, state == RESUME)
             for index, ((_, config), state) in enumerate(zip(plan, states, strict=True))
-            if state != DONE and selection.includes(spec, plan[index][0], config.env)
+            if state != DONE
+            and selection.includes(spec, plan[index][0], config.env, config.seed)
         ]
         pending = sum(state != DONE for state in states)
         console.print(
