@@ -478,8 +478,7 @@ def run_benchmark(
         tasks = [
             (index, config, state == RESUME)
             for index, ((_, config), state) in enumerate(zip(plan, states, strict=True))
-            if state != DONE
-            and selection.includes(spec, plan[index][0], config.env, config.seed)
+            if state != DONE and selection.includes(spec, plan[index][0], config.env, config.seed)
         ]
         pending = sum(state != DONE for state in states)
         console.print(
