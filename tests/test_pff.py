@@ -15,6 +15,7 @@ from stable_baselines3 import PPO
 from biocredit.agents import ModularAgent, agent_config
 from biocredit.errors import ConfigError
 from biocredit.learners import LocalNetwork, NetworkSpec, make_learner
+from biocredit.learners.cost import measure_cost
 from biocredit.learners.pff import SettledCache
 from biocredit.sb3 import BioActorCriticPolicy, BioFeaturesExtractor
 
@@ -320,3 +321,19 @@ def test_sb3_extractor_changes_by_its_own_rule_alone():
 def test_bad_options_are_refused_clearly(options, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         make_learner("pff", **options)
+
+
+def test_cost_is_the_hand_count():
+    """``[3, 4, 5, 2]``, batch 5, 3 steps: a pass ``P = B sum_l n_{l-1} n_l``, the top-down
+    products ``C = B sum_l n_l n_{l+1}`` per step; the recorded pass is ``P + T (P + C)`` at
+    depth ``L + T``; an update settles the negatives so, takes every layer's W and V updates at
+    every step of both settlings (``2 T (P + C)``) and the generative predictions and updates
+    (``2 P``), at depth ``L + T + 1``."""
+    b, steps = 5, 3
+    p = b * (3 * 4 + 4 * 5 + 5 * 2)
+    c = b * (4 * 5 + 5 * 2)
+    cost = measure_cost("pff", None, NetworkSpec(3, (4, 5), 2), b)
+    forward = p + steps * (p + c)
+    assert (cost.forward_macs, cost.forward_depth) == (forward, 3 + steps)
+    assert cost.credit_macs == forward + 2 * steps * (p + c) + 2 * p
+    assert cost.credit_depth == 3 + steps + 1

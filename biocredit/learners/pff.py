@@ -152,13 +152,13 @@ class PredictiveForwardForward(GoodnessLearner):
         super().build_state(spec, generator)
         sizes = spec.sizes
         for l in range(len(sizes) - 2):  # V: layer l + 2 -> layer l + 1 (weight layer l)
-            matrix = random_feedback((sizes[l + 1], sizes[l + 2]), sizes[l + 2], "uniform", 1.0,
-                                     generator)  # fmt: skip
+            shape = (sizes[l + 1], sizes[l + 2])
+            matrix = random_feedback(shape, sizes[l + 2], "uniform", 1.0, generator)
             self.register_parameter(f"context_{l}", nn.Parameter(matrix))
             self._context.append(getattr(self, f"context_{l}"))
         for l in range(len(sizes) - 1):  # G: layer l + 1 -> a prediction of layer l
-            matrix = random_feedback((sizes[l], sizes[l + 1]), sizes[l + 1], "uniform", 1.0,
-                                     generator)  # fmt: skip
+            shape = (sizes[l], sizes[l + 1])
+            matrix = random_feedback(shape, sizes[l + 1], "uniform", 1.0, generator)
             self.register_parameter(f"generative_{l}", nn.Parameter(matrix))
             self.register_parameter(f"generative_bias_{l}", nn.Parameter(torch.zeros(sizes[l])))
             self._generative.append(
