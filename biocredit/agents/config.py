@@ -13,9 +13,9 @@ ones learn from it on eligibility traces, error-driven ones from the one-step ou
 world model learns from its prediction error, so it needs an error-driven learner. Perception
 takes an error-driven learner, which then needs some error-driven module downstream (an
 error-driven actor or critic, or a world model) to send it an error, or a signal-free one
-(``softhebb``, ``hebbian``, ``ff``), which learns from the observations alone: no error from
-downstream reaches it (with ``modulator: td_sign``, each env's TD-error sign scales its
-update). Every mismatch is a :class:`ConfigError` that names the fix.
+(``softhebb``, ``hebbian``, ``ff``, ``pff``), which learns from the observations alone: no
+error from downstream reaches it (with ``modulator: td_sign``, each env's TD-error sign scales
+its update). Every mismatch is a :class:`ConfigError` that names the fix.
 """
 
 from __future__ import annotations

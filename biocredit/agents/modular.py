@@ -12,7 +12,7 @@ online, at every step, for every env in parallel (batch of one per env, no repla
     error-driven learners:     output error -delta * post through the autograd boundary
     world model: predicts (o', r) from (s, a); error (prediction - target), its size the
                  surprise; its input error, like the actor's and critic's, flows to perception
-    signal-free perception (softhebb, hebbian, ff): learns from o alone, its features detached:
+    signal-free perception (softhebb, hebbian, ff, pff): learns from o alone, features detached:
                  no error from the actor, critic or world model reaches it (optionally scaled
                  per env by sign(delta), ``modulator: td_sign``)
 

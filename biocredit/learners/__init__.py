@@ -18,6 +18,7 @@ from biocredit.learners import (  # noqa: F401  (registers the learners)
     local,
     lra,
     pc,
+    pff,
     sigprop,
     softhebb,
 )

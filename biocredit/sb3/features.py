@@ -1,9 +1,10 @@
 """A Stable-Baselines3 features extractor whose layers learn by a signal-free learner.
 
-``features = network(observation)``, a :class:`LocalNetwork` trained by ``softhebb``, ``hebbian``
-or ``ff`` from the observations alone, with its own optimizer; the policy and value networks
-above it learn by their own (error-driven) learner from the features, detached: no loss, and no
-head's error, reaches the extractor, and its update is the rule's and nothing else.
+``features = network(observation)``, a :class:`LocalNetwork` trained by ``softhebb``,
+``hebbian``, ``ff`` or ``pff`` from the observations alone, with its own optimizer (which also
+trains the learner's own synapses: pff's top-down and generative ones); the policy and value
+networks above it learn by their own (error-driven) learner from the features, detached: no loss,
+and no head's error, reaches the extractor, and its update is the rule's and nothing else.
 
 It learns on the batches the algorithm trains on: every forward pass in training mode with
 gradients enabled (PPO: each minibatch of each epoch; A2C: each rollout) records the pass, hands
@@ -38,7 +39,7 @@ class BioFeaturesExtractor(BaseFeaturesExtractor):
     features_extractor_class=BioFeaturesExtractor,
     features_extractor_kwargs=dict(learner="softhebb", hidden=[64], features_dim=32)))``
 
-    :param learner: a signal-free learner (``softhebb``, ``hebbian``, ``ff``)
+    :param learner: a signal-free learner (``softhebb``, ``hebbian``, ``ff``, ``pff``)
     :param learner_kwargs: its options
     :param hidden: hidden layer widths (``[]``: one layer)
     :param features_dim: number of features handed to the policy and value networks
