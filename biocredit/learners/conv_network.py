@@ -22,14 +22,14 @@ from biocredit.learners.base import ErrorDrivenLearner, ForwardCache, Learner
 from biocredit.learners.conv import ConvCache, ConvLearner, conv_forward
 from biocredit.learners.conv_spec import ConvSpec
 from biocredit.learners.network import LocalNetwork
-from biocredit.learners.registry import learners_of_kind
+from biocredit.learners.registry import learner_class, learners_of_kind
 
 
-def conv_refusal(learner: Learner) -> ConfigError:
-    """The error for a learner that cannot train conv layers: why, and which learners can."""
+def conv_refusal(name: str) -> ConfigError:
+    """The error for learner ``name`` if it cannot train conv layers: why, and which can."""
     return ConfigError(
-        f"Learner '{learner.name}' cannot train a convolutional network: "
-        f"{learner.conv_refusal}. Learners whose rule extends to conv layers: "
+        f"Learner '{name}' cannot train a convolutional network: "
+        f"{learner_class(name).conv_refusal}. Learners whose rule extends to conv layers: "
         f"{learners_of_kind(ConvLearner)}. Use one of them for the conv layers (convs), or "
         "drop the conv layers to use a dense network."
     )
@@ -69,7 +69,7 @@ class ConvNetwork(LocalNetwork):
 
     def check_learner(self, learner: Learner) -> None:
         if not isinstance(learner, ConvLearner):
-            raise conv_refusal(learner)
+            raise conv_refusal(learner.name)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.reshape(x.shape[0], *self.spec.in_shape)
