@@ -31,9 +31,9 @@ def test_conv_perception_learns_from_the_policy_errors(learner):
     assert isinstance(perception, ConvNetwork) and perception.spec.in_shape == (2, 12, 12)
     before = [p.detach().clone() for p in perception.parameters()]
     for _ in range(3):
-        bot.act(torch.rand(2, 2 * 12 * 12))
+        bot.act(torch.rand(2, 2, 12, 12))
         done = torch.tensor([False, False])
-        bot.learn(torch.ones(2), done, torch.rand(2, 2 * 12 * 12), done)
+        bot.learn(torch.ones(2), done, torch.rand(2, 2, 12, 12), done)
     after = list(perception.parameters())
     assert all(bool(p.isfinite().all()) for p in after)
     assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))

@@ -227,7 +227,9 @@ class ModularAgent(OnlineAgent):
     def encode(self, obs: Tensor) -> Tensor:
         """Observation normalisation (its statistics take in ``obs``), perception, then memory
         (committing its next state); keeps the autograd nodes, so errors sent into the result
-        reach both."""
+        reach both. Observations are read as flat rows (a conv perception reads them as maps
+        again)."""
+        obs = obs.flatten(1)
         if self.obs_norm is not None:
             self.obs_norm.update(obs)
             obs = self.obs_norm(obs)
@@ -243,6 +245,7 @@ class ModularAgent(OnlineAgent):
     def encode_infer(self, obs: Tensor, memory_start: Tensor | None = None) -> Tensor:
         """What :meth:`encode` would return, without recording or committing anything; the
         memory settles from ``memory_start`` (default: its committed state)."""
+        obs = obs.flatten(1)
         if self.obs_norm is not None:
             obs = self.obs_norm(obs)
         features = obs if self.perception is None else self.perception.infer(obs)
@@ -313,7 +316,7 @@ class ModularAgent(OnlineAgent):
             with torch.enable_grad():  # the input keeps perception's node
                 model_input = torch.cat([self._state, self._action_code], dim=1)
             self.world_model.forward(model_input)
-            target = torch.cat([next_obs, reward[:, None]], dim=1)
+            target = torch.cat([next_obs.flatten(1), reward[:, None]], dim=1)
             output = self.world_model.last_output
             outputs.append(output)
             error = output.detach() - target  # d/dy of 0.5 ||y - target||^2
