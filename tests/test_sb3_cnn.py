@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from stable_baselines3 import PPO
+from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.vec_env import VecTransposeImage
 
@@ -72,6 +72,17 @@ def test_ppo_step_trains_the_conv_network_channels_first():
     after = list(ppo.policy.parameters())
     assert all(bool(p.isfinite().all()) for p in after)
     assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_a2c_step_trains_the_conv_network():
+    a2c = A2C(
+        BioCnnPolicy, BrighterSide(), n_steps=8, seed=0, device="cpu",
+        policy_kwargs={"learner": "fa", "features_extractor_kwargs": dict(SMALL)},
+    )  # fmt: skip
+    net = a2c.policy.features_extractor.network
+    before = [p.detach().clone() for p in net.parameters()]
+    a2c.learn(16)
+    assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 
 def test_conv_layers_get_dfa_updates_not_backprop():
