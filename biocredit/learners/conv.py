@@ -59,7 +59,9 @@ def conv_weight_grads(delta: Tensor, pre: Tensor, geometry: Geometry) -> tuple[T
     return weight, delta.sum((0, 2, 3))
 
 
-def conv_message(delta: Tensor, feedback: Tensor, geometry: Geometry, in_shape: Sequence[int]):
+def conv_message(
+    delta: Tensor, feedback: Tensor, geometry: Geometry, in_shape: Sequence[int]
+) -> Tensor:
     """``delta`` sent down through the kernel ``feedback`` (shaped like the layer's weight): the
     transposed convolution, an ``in_shape`` map with one value per input unit."""
     return torch.nn.grad.conv2d_input(

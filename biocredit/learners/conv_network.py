@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from biocredit.errors import ConfigError
-from biocredit.learners.base import ErrorDrivenLearner, ForwardCache, Learner
+from biocredit.learners.base import ErrorDrivenLearner, ForwardCache, Learner, RunContext
 from biocredit.learners.conv import ConvCache, ConvLearner, conv_forward
 from biocredit.learners.conv_spec import ConvSpec
 from biocredit.learners.network import LocalNetwork
@@ -49,7 +49,7 @@ class ConvNetwork(LocalNetwork):
         self,
         spec: ConvSpec,
         learner: Learner | str = "bp",
-        context: Any = None,
+        context: RunContext | None = None,
         **learner_kwargs: Any,
     ) -> None:
         super().__init__(spec, learner, context, **learner_kwargs)  # type: ignore[arg-type]
