@@ -2,6 +2,8 @@
 
     modules:
       perception: {learner: dfa, hidden: [64], features: 32}   # or null: passthrough
+      # image observations (channels, height, width): conv layers before the dense ones
+      # perception: {learner: dfa, convs: [{channels: 16, kernel: 8, stride: 4}], hidden: []}
       memory: {kind: eqprop, units: 32}                         # or passthrough / null
       policy:
         actor:  {learner: hebbian3f, hidden: [64, 64], lr: 1.0e-3}
@@ -27,12 +29,14 @@ import torch
 
 from biocredit.agents.memory import check_delay_line_gains
 from biocredit.errors import ConfigError, check_keys, unknown_name
-from biocredit.learners import learner_class
+from biocredit.learners import ConvLayerSpec, ConvLearner, learner_class
 from biocredit.learners.base import (
     ErrorDrivenLearner,
     ModulatorDrivenLearner,
     SignalFreeLearner,
 )
+from biocredit.learners.conv_network import conv_refusal
+from biocredit.learners.conv_spec import POOLINGS
 from biocredit.learners.registry import learners_of_kind, learns_from
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -76,15 +80,32 @@ class NetworkConfig:
 @dataclass
 class PerceptionConfig(NetworkConfig):
     """Observation -> features; ``features`` is the output width; ``modulator`` (``none`` or
-    ``td_sign``) is what a signal-free learner gets as its modulator."""
+    ``td_sign``) is what a signal-free learner gets as its modulator. ``convs`` (conv layers:
+    ``channels``, ``kernel``, ``stride``, ``padding``, ``pool``) put a local conv network
+    before the ``hidden`` dense layers, for observations of shape (channels, height, width);
+    ``pooling`` (``max`` or ``avg``) is their pooling."""
 
     learner: str = "dfa"
     hidden: list[int] = field(default_factory=lambda: [64])
     features: int = 32
     modulator: str = "none"
+    convs: list[dict[str, int]] | None = None
+    pooling: str = "max"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.convs is not None:
+            if not isinstance(self.convs, list):
+                raise ConfigError(
+                    "modules.perception.convs must be a list of conv layers such as "
+                    f"[{{channels: 16, kernel: 8, stride: 4}}], got {self.convs!r}."
+                )
+            for i, conv in enumerate(self.convs):
+                ConvLayerSpec.parse(conv, f"modules.perception.convs[{i}]")
+            if not issubclass(learner_class(self.learner), ConvLearner):
+                raise conv_refusal(self.learner)
+        if self.pooling not in POOLINGS:
+            raise unknown_name("perception pooling", self.pooling, POOLINGS)
         if self.modulator not in PERCEPTION_MODULATORS:
             raise unknown_name("perception modulator", self.modulator, PERCEPTION_MODULATORS)
         if self.modulator != "none" and not self.signal_free:
