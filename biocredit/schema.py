@@ -36,6 +36,7 @@ import math
 import types
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from biocredit.errors import ConfigError, check_keys, unknown_name
@@ -45,6 +46,8 @@ C = TypeVar("C")
 #: metadata keys the engine reads (anything else in a field's metadata is ignored)
 LIMIT_KEYS = ("min", "max", "exclusive_min", "exclusive_max", "finite")
 Choices = Collection[str] | Callable[[], Collection[str]]
+#: a field's help up to this long (and without parentheses) names the key in errors about it
+SHORT_HELP = 60
 
 
 def option(
@@ -148,9 +151,14 @@ class _At:
     path: str = ""
     source: str = ""
 
-    def key(self) -> str:
-        """``Key 'modules.memory.steps' in the command line``"""
-        return f"Key '{self.path}'" + (f" in {self.source}" if self.source else "")
+    def key(self, meta: Mapping[str, Any] = MappingProxyType({})) -> str:
+        """``Key 'memory.steps' (settling steps per phase) in the command line``: a short
+        ``help`` (one phrase: at most :data:`SHORT_HELP` characters, no parentheses) says what
+        the key means."""
+        meaning = meta.get("help", "")
+        short = meaning and len(meaning) <= SHORT_HELP and "(" not in meaning
+        label = f" ({meaning})" if short else ""
+        return f"Key '{self.path}'{label}" + (f" in {self.source}" if self.source else "")
 
     def place(self) -> str:
         """Where a mapping sits, for unknown or missing keys."""
@@ -210,7 +218,7 @@ def validate(config: Any) -> None:
 
 def _check(value: Any, hint: Any, meta: Mapping[str, Any], at: _At) -> Any:
     """``value`` converted to ``hint`` (nested configs built) and checked against ``meta``."""
-    value = _convert(value, hint, at, meta.get("hint", ""))
+    value = _convert(value, hint, at, meta)
     _check_limits(value, meta, at)
     return value
 
@@ -224,32 +232,32 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
-def _convert(value: Any, hint: Any, at: _At, note: str) -> Any:
+def _convert(value: Any, hint: Any, at: _At, meta: Mapping[str, Any]) -> Any:
     origin, args = get_origin(hint), get_args(hint)
     if hint is Any:
         return value
     if origin in (Union, types.UnionType):
         arm = next((arg for arg in args if _matches(value, arg)), None)
         if arm is None:
-            raise _type_error(value, hint, at, note)
-        return _convert(value, arm, at, note)
+            raise _type_error(value, hint, at, meta)
+        return _convert(value, arm, at, meta)
     if origin is Literal:
         if value not in args:
             raise _unknown_choice(value, [str(arg) for arg in args], None, at)
         return value
     if dataclasses.is_dataclass(hint):
         if value is None or not (isinstance(value, (hint, Mapping))):
-            raise _type_error(value, hint, at, note)
+            raise _type_error(value, hint, at, meta)
         return _build(hint, value, at)  # type: ignore[arg-type]
     if not _matches(value, hint):
-        raise _type_error(value, hint, at, note)
+        raise _type_error(value, hint, at, meta)
     if origin is list and args:
-        return [_convert(item, args[0], at.child(i), note) for i, item in enumerate(value)]
+        return [_convert(item, args[0], at.child(i), meta) for i, item in enumerate(value)]
     if origin is dict and args:
         for key in value:
             if not isinstance(key, str):
-                raise ConfigError(f"{at.key()} must have names as keys, got {key!r}.{_s(note)}")
-        return {key: _convert(item, args[1], at.child(key), note) for key, item in value.items()}
+                raise ConfigError(f"{at.key(meta)} must have names as keys, got {key!r}.{_s(meta)}")
+        return {key: _convert(item, args[1], at.child(key), meta) for key, item in value.items()}
     return value
 
 
@@ -276,9 +284,8 @@ def _matches(value: Any, hint: Any) -> bool:
 
 
 def _check_limits(value: Any, meta: Mapping[str, Any], at: _At) -> None:
-    note = meta.get("hint", "")
     if meta.get("nonempty") and isinstance(value, (list, Mapping, str)) and not value:
-        raise ConfigError(f"{at.key()} must not be empty, got {value!r}.{_s(note)}")
+        raise ConfigError(f"{at.key(meta)} must not be empty, got {value!r}.{_s(meta)}")
     for place, leaf in _leaves(value, at):
         if isinstance(leaf, str) and "choices" in meta:
             valid = meta["choices"]
@@ -288,7 +295,7 @@ def _check_limits(value: Any, meta: Mapping[str, Any], at: _At) -> None:
         if isinstance(leaf, (int, float)) and not isinstance(leaf, bool):
             expected = limits_text(meta)
             if expected and not _within(leaf, meta):
-                raise ConfigError(f"{place.key()} must be {expected}, got {leaf!r}.{_s(note)}")
+                raise ConfigError(f"{place.key(meta)} must be {expected}, got {leaf!r}.{_s(meta)}")
 
 
 def _leaves(value: Any, at: _At) -> Iterator[tuple[_At, Any]]:
@@ -338,13 +345,14 @@ def limits_text(meta: Mapping[str, Any]) -> str:
     return text
 
 
-def _type_error(value: Any, hint: Any, at: _At, note: str) -> ConfigError:
+def _type_error(value: Any, hint: Any, at: _At, meta: Mapping[str, Any]) -> ConfigError:
     got = "null" if value is None else f"{type(value).__name__} {value!r}"
-    return ConfigError(f"{at.key()} must be {type_name(hint)}, got {got}.{_s(note)}")
+    return ConfigError(f"{at.key(meta)} must be {type_name(hint)}, got {got}.{_s(meta)}")
 
 
-def _s(note: str) -> str:
-    return f" {note}" if note else ""
+def _s(meta: Mapping[str, Any]) -> str:
+    """The field's ``hint``, as a sentence after the error."""
+    return f" {meta['hint']}" if meta.get("hint") else ""
 
 
 def type_name(hint: Any) -> str:

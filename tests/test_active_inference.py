@@ -174,7 +174,7 @@ def test_continuous_actions_come_from_the_candidates():
         ({"n_steps": 0}, "'agent_kwargs.n_steps' must be >= 1, got 0"),
         ({"n_steps": []}, "'agent_kwargs.n_steps' must not be empty"),
         ({"n_steps": [3, 2.5]}, r"'agent_kwargs.n_steps\[1\]' must be int, got float 2.5"),
-        ({"gamma": 1.5}, "'agent_kwargs.gamma' must be in"),
+        ({"gamma": 1.5}, r"'agent_kwargs.gamma' \(discount of the instrumental value\) must be in"),
         ({"surprise_scale": -1.0}, "'agent_kwargs.surprise_scale' must be >= 0"),
         ({"normalize_observations": "yes"}, "must be bool"),
     ],

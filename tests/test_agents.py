@@ -189,7 +189,7 @@ def test_signal_free_perception_update_is_the_rule_alone():
         ({"modules": {"policy": {"actor": {"learner": "hebb"}}}}, "Unknown learner 'hebb'"),
         ({"modules": {"policy": {"critic": {"lr": -1.0}}}}, "must be > 0"),
         ({"modules": {"policy": {"critic": {"optimizer": "adan"}}}}, "Did you mean 'adam'"),
-        ({"gamma": 1.5}, r"'agent_kwargs.gamma' must be in \[0, 1\], got 1.5"),
+        ({"gamma": 1.5}, r"'agent_kwargs.gamma' \(discount\) must be in \[0, 1\], got 1.5"),
     ],
 )
 def test_bad_agent_config(kwargs, match):

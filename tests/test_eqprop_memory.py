@@ -247,11 +247,17 @@ def test_predict_carries_the_memory_state_like_sb3_recurrent_policies():
     "kwargs, match",
     [
         ({"modules": {"memory": {"kind": "eqpro"}}}, "Did you mean 'eqprop'"),
-        ({"modules": {"memory": {"units": 0}}}, "memory.units' must be >= 1, got 0"),
-        ({"modules": {"memory": {"dt": 2.0}}}, r"memory.dt' must be in \(0, 1\], got 2.0"),
+        (
+            {"modules": {"memory": {"units": 0}}},
+            r"memory.units' \(state units\) must be >= 1, got 0",
+        ),
+        (
+            {"modules": {"memory": {"dt": 2.0}}},
+            r"memory.dt' \(settling step size\) must be in \(0, 1\], got 2.0",
+        ),
         (
             {"modules": {"memory": {"self_excitation": 1.5}}},
-            r"memory.self_excitation' must be in \[0, 1\)",
+            r"memory.self_excitation' \(each unit's self-coupling\) must be in \[0, 1\)",
         ),
         ({"modules": {"memory": {"unit": 8}}}, "Did you mean 'units'"),
         (

@@ -39,7 +39,7 @@ from biocredit.schema import Config, at_least, build, choice, in_range, option, 
 MEMORY_KINDS = ("passthrough", "eqprop")
 #: what a signal-free perception module gets as its modulator: nothing, or each env's TD-error sign
 PERCEPTION_MODULATORS = ("none", "td_sign")
-LR_HELP = "the optimizer's learning rate (with sgd: the rule's own rate eta)"
+LR_HELP = "learning rate; with sgd, the rule's own rate eta"
 
 
 @dataclass
