@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import textwrap
 import types
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -425,11 +426,30 @@ def describe(cls: type, prefix: str = "") -> list[FieldHelp]:
     return rows
 
 
+def help_text(cls: type, width: int = 100) -> str:
+    """:func:`describe` as indented plain text (for ``--help``): one paragraph per key."""
+    lines = []
+    for row in describe(cls):
+        shown = "" if row.default == "{...}" else f"default {_yaml(row.default)}"
+        facts = [row.type, row.limits, shown]
+        head = f"  {row.key} ({', '.join(fact for fact in facts if fact)})"
+        text = f"{head}: {row.help}" if row.help else head
+        lines += textwrap.wrap(text, width, subsequent_indent="      ")
+    return "\n".join(lines)
+
+
+def _yaml(value: Any) -> str:
+    """A default as YAML spells it: ``null``, ``true``, ``'ppo'``, ``[64, 64]``."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return repr(value)
+
+
 def help_table(cls: type, prefix: str = "") -> str:
     """:func:`describe` as a Markdown table."""
     lines = ["| key | type | default | limits | meaning |", "|---|---|---|---|---|"]
     for row in describe(cls, prefix):
-        default = "" if row.default == "{...}" else f"`{row.default!r}`"
+        default = "" if row.default == "{...}" else f"`{_yaml(row.default)}`"
         cells = (f"`{row.key}`", row.type, default, row.limits, row.help)
         lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
     return "\n".join(lines)

@@ -182,3 +182,15 @@ def test_one_optimizer_registry():
     assert optimizer_class("adamw") is torch.optim.AdamW
     message = "Unknown optimizer_class 'sgdd'. Did you mean 'sgd'?"
     assert message in error(optimizer_class, "sgdd", "optimizer_class")
+
+
+def test_train_help_lists_the_run_config_keys():
+    from biocredit.cli import _parser
+    from biocredit.schema import help_text
+    from biocredit.training.config import RunConfig
+
+    text = help_text(RunConfig)
+    assert "  steps (int, >= 1, default 100000): env steps" in text
+    assert "  out (str or null, default null):" in text
+    train = _parser()._subparsers._group_actions[0].choices["train"]
+    assert text in train.format_help()
