@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from biocredit.errors import BiocreditError, ConfigError
+from biocredit.schema import help_text
 from biocredit.training.config import RunConfig
 from biocredit.training.interrupt import INTERRUPTED_EXIT_CODE, Stopped
 
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
         "train",
         help="train an agent into a run folder",
         description=f"Train an agent. With no options: {DEFAULT_RUN}.",
+        epilog="config keys (in a --config file, or --set key=value):\n" + help_text(RunConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument(
         "--algo",

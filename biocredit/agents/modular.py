@@ -36,13 +36,14 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 from biocredit.agents.base import OnlineAgent
-from biocredit.agents.config import OPTIMIZERS, AgentConfig, agent_config_from_dict
+from biocredit.agents.config import AgentConfig, agent_config_from_dict
 from biocredit.agents.memory import EqPropMemory
 from biocredit.agents.networks import TrainedNetwork
 from biocredit.agents.normalization import ObservationNorm
 from biocredit.errors import ConfigError
 from biocredit.learners import ConvSpec, NetworkSpec
 from biocredit.learners.base import ModulatorDrivenLearner
+from biocredit.optimizers import OPTIMIZERS
 
 LOG_STD_MIN, LOG_STD_MAX = -3.0, 1.0
 

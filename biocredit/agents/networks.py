@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from biocredit.agents.config import OPTIMIZERS, NetworkConfig
+from biocredit.agents.config import NetworkConfig
 from biocredit.learners import ConvNetwork, ConvSpec, LocalNetwork, NetworkSpec
 from biocredit.learners.base import (
     ErrorDrivenLearner,
@@ -14,6 +14,7 @@ from biocredit.learners.base import (
     RunContext,
     SignalFreeLearner,
 )
+from biocredit.optimizers import OPTIMIZERS
 
 
 class TrainedNetwork:
