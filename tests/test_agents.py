@@ -96,10 +96,13 @@ def test_signal_free_perception_learns_under_any_policy(learner, policy):
     assert changed(agent.networks["actor"], lambda: run_steps(agent))
 
 
-def perception_after(learner: str, rewards: list[float], modulator: str = "none") -> list:
+def perception_after(
+    learner: str, rewards: list[float], modulator: str = "none", frozen: bool = False
+) -> list:
     """Perception weights after steps with these rewards (same seeds and observations), under
     a dfa actor and critic, whose errors reach their input."""
     perception = {"learner": learner, "hidden": [8], "features": 5, "modulator": modulator}
+    perception["frozen"] = frozen
     modules = {
         "perception": perception,
         "policy": {"actor": {"learner": "dfa"}, "critic": {"learner": "dfa"}},
@@ -129,6 +132,17 @@ def test_no_error_reaches_a_signal_free_perception(learner):
     modulated = perception_after(learner, [1.0, 1.0, 1.0], "td_sign")
     other = perception_after(learner, [-5, 9, 0.3], "td_sign")
     assert any(not torch.equal(a, b) for a, b in zip(modulated, other, strict=True))
+
+
+@pytest.mark.parametrize("learner", ["dfa", "softhebb"])
+def test_a_frozen_perception_keeps_its_initial_weights(learner):
+    """Neither the policy's errors (dfa perception) nor its own rule (softhebb) move a frozen
+    perception; the same perception unfrozen moves."""
+    initial = perception_after(learner, [], frozen=True)  # the same network, no step taken
+    frozen = perception_after(learner, [1.0, -2.0, 0.5], frozen=True)
+    assert all(torch.equal(a, b) for a, b in zip(initial, frozen, strict=True))
+    learned = perception_after(learner, [1.0, -2.0, 0.5])
+    assert any(not torch.equal(a, b) for a, b in zip(frozen, learned, strict=True))
 
 
 def test_signal_free_perception_update_is_the_rule_alone():

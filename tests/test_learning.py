@@ -52,3 +52,21 @@ def test_ppo_learns_cartpole(learner, tmp_path):
     baseline = random_return("CartPole-v1")
     assert baseline < 30  # a random CartPole policy lasts about 22 steps
     assert summary["final_return_mean"] > 4 * baseline, (summary, baseline)
+
+
+@pytest.mark.slow
+def test_a2c_learns_cartpole(tmp_path):
+    """A2C with dfa at the RL Zoo's CartPole entry (8 envs): 500 at 10k steps when measured."""
+    flags = {"algo": "a2c", "learner": "dfa", "steps": 10_000, "seed": 1, "out": str(tmp_path)}
+    summary = train(resolve_config(flags=flags), progress=False)
+    assert summary["final_return_mean"] > 4 * random_return("CartPole-v1"), summary
+
+
+@pytest.mark.slow
+def test_dqn_learns_cartpole(tmp_path):
+    """DQN with dfa at the Zoo's CartPole entry with a 64x64 Q-network and half the gradient steps
+    (for time): 151 at 10k steps when measured, a random policy about 22."""
+    flags = {"algo": "dqn", "learner": "dfa", "steps": 10_000, "seed": 1, "out": str(tmp_path)}
+    overrides = ["algo_kwargs.gradient_steps=64", "policy_kwargs.net_arch=[64, 64]"]
+    summary = train(resolve_config(flags=flags, overrides=overrides), progress=False)
+    assert summary["final_return_mean"] > 4 * random_return("CartPole-v1"), summary

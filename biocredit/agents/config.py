@@ -74,7 +74,8 @@ class PerceptionConfig(NetworkConfig):
     ``td_sign``) is what a signal-free learner gets as its modulator. ``convs`` (conv layers:
     ``channels``, ``kernel``, ``stride``, ``padding``, ``pool``) put a local conv network
     before the ``hidden`` dense layers, for observations of shape (channels, height, width);
-    ``pooling`` (``max`` or ``avg``) is their pooling."""
+    ``pooling`` (``max`` or ``avg``) is their pooling. A ``frozen`` perception keeps its initial
+    weights: no error reaches it and its own rule does not run."""
 
     learner: str = choice("dfa", list_learners, kind="learner", help="its learner")
     hidden: list[int] = at_least(1, [64], help="hidden layer widths")
@@ -89,6 +90,11 @@ class PerceptionConfig(NetworkConfig):
         None, help="conv layers (channels, kernel, stride, padding, pool) before the dense ones"
     )
     pooling: str = choice("max", POOLINGS, kind="perception pooling", help="the convs' pooling")
+    frozen: bool = option(
+        False,
+        help="never learns: fixed random features at the learner's initialisation (the "
+        "baseline a learned perception is measured against)",
+    )
 
     def check(self) -> None:
         super().check()

@@ -112,10 +112,12 @@ class ModularAgent(OnlineAgent):
 
         self.obs_norm = ObservationNorm(n_obs) if config.normalize_observations else None
         self.perception = None
+        self.perception_frozen = False
         state_dim = n_obs
         if modules.perception is not None:
             p = modules.perception
             self.perception = make(_perception_spec(observation_space.shape, p), p)
+            self.perception_frozen = p.frozen
             state_dim = p.features
         self.memory = None
         if modules.memory is not None and modules.memory.learned:
@@ -235,7 +237,9 @@ class ModularAgent(OnlineAgent):
             self.obs_norm.update(obs)
             obs = self.obs_norm(obs)
         features = obs
-        if self.perception is not None:
+        if self.perception is not None and self.perception_frozen:
+            features = self.perception.infer(obs)
+        elif self.perception is not None:
             self.perception.forward(obs)
             features = self.perception.last_output
         if self.memory is None:
@@ -326,7 +330,11 @@ class ModularAgent(OnlineAgent):
         if outputs:
             with torch.enable_grad():
                 torch.autograd.backward(outputs, errors)
-        if self.perception is not None and self.perception.signal_free:
+        if (
+            self.perception is not None
+            and self.perception.signal_free
+            and not self.perception_frozen
+        ):
             self.perception.learn_from_inputs(self.perception_modulator(delta, active))
         for net in self._trained.values():
             net.optimizer.step()
