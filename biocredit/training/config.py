@@ -63,6 +63,8 @@ class RunConfig:
     # env steps between checkpoints (0: only at the end and on a stop); a SIGKILL or a machine
     # stop loses at most this many steps of a run
     checkpoint_freq: int = 10_000
+    # complete checkpoints a run keeps (the newest first); older ones are removed as new ones land
+    keep_checkpoints: int = 2
     on_divergence: str = "stop"  # or "rollback": resume the last checkpoint, learning rates halved
     max_rollbacks: int = 3
     # every this many credit assignments of each network, log each layer's cosine to backprop's
@@ -77,6 +79,7 @@ class RunConfig:
             "n_envs": self.n_envs,
             "eval_episodes": self.eval_episodes,
             "threads": self.threads,
+            "keep_checkpoints": self.keep_checkpoints,
         }
         for key, value in positive.items():
             if value < 1:
