@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from biocredit.errors import BiocreditError, ConfigError
+from biocredit.schema import help_text
 from biocredit.training.config import RunConfig
 from biocredit.training.interrupt import INTERRUPTED_EXIT_CODE, Stopped
 
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
         "train",
         help="train an agent into a run folder",
         description=f"Train an agent. With no options: {DEFAULT_RUN}.",
+        epilog="config keys (in a --config file, or --set key=value):\n" + help_text(RunConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument(
         "--algo",
@@ -139,7 +142,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--steps", type=int, help="train every run for this many env steps")
     bench.add_argument(
-        "--seeds", type=int, nargs="+", help="run the spec on these seeds instead of its own"
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="run only these seeds now; seeds the spec lacks are added to its table",
     )
     for flag, what in (("learners", "learner rows"), ("envs", "envs"), ("algos", "algorithms")):
         bench.add_argument(

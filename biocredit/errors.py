@@ -53,12 +53,12 @@ MAX_LISTED = 12
 
 
 def unknown_name(
-    kind: str, name: str, choices: Iterable[str], full_list: str = ""
+    kind: str, name: str, choices: Iterable[str], full_list: str = "", where: str = ""
 ) -> UnknownNameError:
     """Build the error for an unknown ``kind`` called ``name``, suggesting the closest choice.
 
     Up to :data:`MAX_LISTED` choices are listed; past that, the nearest few and ``full_list``
-    (how to see them all).
+    (how to see them all). ``where`` (a key path, a file) says where the name was given.
     """
     choices = sorted(choices)
     suggestion = closest(name, choices)
@@ -68,4 +68,5 @@ def unknown_name(
     else:
         near = difflib.get_close_matches(name, choices, n=5, cutoff=0.0)
         listing = f"Nearest of {len(choices)} valid choices: {', '.join(near)}. {full_list}"
-    return UnknownNameError(f"Unknown {kind} '{name}'.{hint} {listing}".strip())
+    at = f" in {where}" if where else ""
+    return UnknownNameError(f"Unknown {kind} '{name}'{at}.{hint} {listing}".strip())

@@ -180,7 +180,7 @@ def test_signal_free_perception_update_is_the_rule_alone():
         ),
         ({"modules": {"world_model": {"learner": "hebbian3f"}}}, "only receives errors"),
         ({"modules": {"perception": {"learner": "dfa"}}}, "would never learn"),
-        ({"modules": {"policy": None}}, "every agent needs a policy"),
+        ({"modules": {"policy": None}}, "Every agent needs a policy"),
         ({"modules": {"vision": {}}}, "Unknown key 'vision'"),
         ({"modules": {"memory": {"kind": "lstm"}}}, "Unknown memory kind 'lstm'"),
         ({"modulse": {}}, "Did you mean 'modules'"),
@@ -188,8 +188,8 @@ def test_signal_free_perception_update_is_the_rule_alone():
         ({"modules": {"policy": {"actor": {"hiden": [8]}}}}, "Did you mean 'hidden'"),
         ({"modules": {"policy": {"actor": {"learner": "hebb"}}}}, "Unknown learner 'hebb'"),
         ({"modules": {"policy": {"critic": {"lr": -1.0}}}}, "must be > 0"),
-        ({"modules": {"policy": {"critic": {"optimizer": "adamw"}}}}, "Did you mean 'adam'"),
-        ({"gamma": 1.5}, "'gamma' must be in"),
+        ({"modules": {"policy": {"critic": {"optimizer": "adan"}}}}, "Did you mean 'adam'"),
+        ({"gamma": 1.5}, r"'agent_kwargs.gamma' \(discount\) must be in \[0, 1\], got 1.5"),
     ],
 )
 def test_bad_agent_config(kwargs, match):

@@ -151,8 +151,6 @@ def test_per_algorithm_learners_and_per_env_algorithms(tmp_path):
     assert spec.labels("Pendulum-v1") == ["ppo+bp", "ppo+fa", "ppo+few"]
     assert spec.learner_labels == ["bp", "fa", "few", "dfa"]
     assert spec.baseline("dqn+dfa") == "dqn+bp"
-    first = Selection(seeds=[0]).with_seeds(spec)
-    assert first.learners == {"ppo": ["bp", "fa"], "dqn": ["bp", "dfa"]}
     bad_learners = dict(TINY, algo=["ppo", "dqn"], learners={"ppo": ["fa"]})
     with pytest.raises(ConfigError, match="must name each of the spec's algorithms"):
         load_spec(write_spec(tmp_path, bad_learners))
@@ -174,28 +172,30 @@ def test_a_variant_can_run_on_part_of_the_seeds(tmp_path):
             load_spec(write_spec(tmp_path, spec))
 
 
-def test_seeds_replace_the_specs_and_cut_the_variants_own(tmp_path):
+def test_seeds_outside_the_spec_add_to_its_matrix(tmp_path):
     spec = dict(TINY, learners=["bp", "fa", "few"], seeds=[0, 1, 2])
     spec["variants"] = {"few": {"learner": "dfa", "seeds": [1]}}
     spec = load_spec(write_spec(tmp_path, spec))
-    more = Selection(seeds=[7, 1]).with_seeds(spec)
-    plan = plan_runs(more, tmp_path / "out")
-    assert [(label, config.seed) for label, config in plan] == [
-        ("bp", 1), ("fa", 1), ("few", 1), ("bp", 7), ("fa", 7)
-    ]  # fmt: skip
-    assert plan[0][1].out == plan_runs(spec, tmp_path / "out")[2][1].out  # the same folders
-    first = Selection(seeds=[0]).with_seeds(spec)
-    assert (first.learners, first.variants) == (["bp", "fa"], {})
-    assert Selection().with_seeds(spec) is spec
+    out = tmp_path / "out"
+    assert Selection(seeds=[1]).matrix(spec, out) is spec  # the spec's own seeds
+    more = Selection(seeds=[7, 1])
+    plan = plan_runs(more.matrix(spec, out), out)
+    assert [(label, config.seed) for label, config in plan][-2:] == [("bp", 7), ("fa", 7)]
+    assert plan[0][1].out == plan_runs(spec, out)[0][1].out  # the same folders
+    ran = [(label, c.seed) for label, c in plan if more.includes(spec, label, c.env, c.seed)]
+    assert ran == [("bp", 1), ("fa", 1), ("few", 1), ("bp", 7), ("fa", 7)]
+    (out / "runs" / "CartPole-v1" / "bp" / "seed7").mkdir(parents=True)
+    assert Selection().matrix(spec, out).seeds == [0, 1, 2, 7]  # a later plain run keeps seed 7
 
 
 def test_a_selection_names_rows_of_the_spec(tmp_path):
     spec = load_spec(write_spec(tmp_path, dict(TINY, algo=["ppo", "a2c"], learners=["fa", "dfa"])))
     selection = Selection(learners=["dfa"], algos=["a2c"])
     selection.check(spec)
-    chosen = [label for label in spec.labels() if selection.includes(spec, label, "CartPole-v1")]
+    chosen = [l for l in spec.labels() if selection.includes(spec, l, "CartPole-v1", 0)]
     assert chosen == ["a2c+bp", "a2c+dfa"]  # bp always runs beside
-    assert not Selection(envs=["Acrobot-v1"]).includes(spec, "ppo+bp", "CartPole-v1")
+    assert not Selection(envs=["Acrobot-v1"]).includes(spec, "ppo+bp", "CartPole-v1", 0)
+    assert not Selection(seeds=[1]).includes(spec, "ppo+bp", "CartPole-v1", 0)
     for bad, match in (
         (Selection(learners=["pc"]), "--learners names 'pc', which is not in spec 'tiny'"),
         (Selection(envs=["Acrobot-v1"]), "Choose from: CartPole-v1"),

@@ -57,11 +57,11 @@ def test_linear_schedule():
     [
         ({"stpes": 10}, "Did you mean 'steps'"),
         ({"steps": "many"}, "must be int"),
-        ({"steps": 0}, "'steps' must be >= 1"),
-        ({"steps": -5}, "'steps' must be >= 1"),
+        ({"steps": 0}, "Key 'steps' in config must be >= 1, got 0"),
+        ({"steps": -5}, "Key 'steps' in config must be >= 1, got -5"),
         ({"seed": 1.5}, "must be int"),
         ({"algo": "ppp"}, "Did you mean 'ppo'"),
-        ({"learner_kwargs": [1]}, "must be dict"),
+        ({"learner_kwargs": [1]}, "must be a mapping, got list"),
         ({"checkpoint_freq": -1}, "checkpoint_freq"),
     ],
 )

@@ -247,14 +247,35 @@ def test_predict_carries_the_memory_state_like_sb3_recurrent_policies():
     "kwargs, match",
     [
         ({"modules": {"memory": {"kind": "eqpro"}}}, "Did you mean 'eqprop'"),
-        ({"modules": {"memory": {"units": 0}}}, "units must be an integer >= 1"),
-        ({"modules": {"memory": {"dt": 2.0}}}, r"dt must be in \(0, 1\]"),
-        ({"modules": {"memory": {"self_excitation": 1.5}}}, r"self_excitation must be in \[0, 1\)"),
+        (
+            {"modules": {"memory": {"units": 0}}},
+            r"memory.units' \(state units\) must be >= 1, got 0",
+        ),
+        (
+            {"modules": {"memory": {"dt": 2.0}}},
+            r"memory.dt' \(settling step size\) must be in \(0, 1\], got 2.0",
+        ),
+        (
+            {"modules": {"memory": {"self_excitation": 1.5}}},
+            r"memory.self_excitation' \(each unit's self-coupling\) must be in \[0, 1\)",
+        ),
         ({"modules": {"memory": {"unit": 8}}}, "Did you mean 'units'"),
-        ({"modules": {"memory": {"copy_gain": -0.4}}}, "copy_gain must be a number >= 0"),
-        ({"modules": {"memory": {"change_gain": "big"}}}, "change_gain must be a number >= 0"),
-        ({"modules": {"memory": {"copy_gain": float("nan")}}}, "copy_gain must be a number"),
-        ({"modules": {"memory": {"copy_gain": float("inf")}}}, "copy_gain must be finite"),
+        (
+            {"modules": {"memory": {"copy_gain": -0.4}}},
+            "copy_gain' must be a finite number >= 0, got -0.4",
+        ),
+        (
+            {"modules": {"memory": {"change_gain": "big"}}},
+            "change_gain' must be a number, got str 'big'",
+        ),
+        (
+            {"modules": {"memory": {"copy_gain": float("nan")}}},
+            "copy_gain' must be a finite number >= 0, got nan",
+        ),
+        (
+            {"modules": {"memory": {"copy_gain": float("inf")}}},
+            "copy_gain' must be a finite number >= 0, got inf",
+        ),
         ({"modules": {"memory": {"change_gain": 25.0}}}, "change_gain=25.0 needs copy_gain > 0"),
         (
             {

@@ -46,6 +46,7 @@ LOCAL_ARGUMENTS = {
     "pre", "post", "delta", "error", "beta", "potential", "slope", "weight",
     "pre_a", "post_a", "pre_b", "post_b", "span", "phase", "threshold",
     "trace", "trace_w", "trace_b", "decay", "modulator", "out",
+    "geometry",  # a conv layer's fixed wiring (kernel size, stride, padding): no activity
 }  # fmt: skip
 FORWARD_MATMULS = {"mm", "matmul", "__matmul__", "addmm", "addmm_", "linear"}
 VIEWS = {"t", "transpose", "T", "mT"}

@@ -32,20 +32,19 @@ receives errors only, so each must use an error- or target-driven learner.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
-from biocredit.agents.config import NetworkConfig, build_section
+from biocredit.agents.config import NetworkConfig
 from biocredit.errors import ConfigError
 from biocredit.learners.base import ErrorDrivenLearner
 from biocredit.learners.registry import learners_of_kind, learns_from
+from biocredit.schema import Config, at_least, build, in_range, option, positive
 
-
-def _is(value: Any, kind: str) -> bool:
-    """Whether ``value`` is of the YAML scalar type ``kind`` (an int counts as a float)."""
-    if isinstance(value, bool) or kind == "bool":
-        return kind == "bool" and isinstance(value, bool)
-    return isinstance(value, int) or (kind == "float" and isinstance(value, float))
+NEEDS_ALL = (
+    "The active-inference agent needs all three modules (world_model, value, epistemic). "
+    "Give it a network, e.g. {learner: pc, hidden: [64, 64]}."
+)
 
 
 def pc_network() -> NetworkConfig:
@@ -64,91 +63,22 @@ def pc_network() -> NetworkConfig:
 
 
 @dataclass
-class ActiveInferenceModules:
+class ActiveInferenceModules(Config):
     """The three networks: generative world model, instrumental and epistemic values (every
     value head is built from ``value``)."""
 
-    world_model: NetworkConfig = field(default_factory=pc_network)
-    value: NetworkConfig = field(default_factory=pc_network)
-    epistemic: NetworkConfig = field(default_factory=pc_network)
+    world_model: NetworkConfig = option(
+        factory=pc_network, help="generative model: (s, a) -> (ds, r)", hint=NEEDS_ALL
+    )
+    value: NetworkConfig = option(factory=pc_network, help="instrumental Q", hint=NEEDS_ALL)
+    epistemic: NetworkConfig = option(factory=pc_network, help="epistemic Q", hint=NEEDS_ALL)
 
+    def check(self) -> None:
+        self.check_modules_learn_from_errors()
 
-@dataclass
-class ActiveInferenceConfig:
-    """Everything that defines an active-inference agent; see the module docstring."""
-
-    modules: ActiveInferenceModules = field(default_factory=ActiveInferenceModules)
-    gamma: float = 0.99
-    epistemic_gamma: float = 0.99
-    epistemic_weight: float = 1.0
-    epistemic_weight_final: float = 0.0
-    epistemic_decay_steps: int = 20_000
-    surprise_scale: float = 1.0
-    precision_decay: float = 0.99
-    reward_scale: float = 1.0
-    error_clip: float = 1.0
-    normalize_observations: bool = True
-    candidates: int = 32
-    buffer_size: int = 50_000
-    batch_size: int = 64
-    learning_starts: int = 1000
-    train_freq: int = 1
-    gradient_steps: int = 1
-    target_update_interval: int = 500
-    n_steps: int | list[int] = 1
-    target_tau: float = 1.0
-    max_grad_norm: float = 10.0
-
-    def __post_init__(self) -> None:
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if item.type in ("int", "float", "bool") and not _is(value, item.type):
-                raise ConfigError(
-                    f"'agent_kwargs.{item.name}' must be {item.type}, got "
-                    f"{type(value).__name__} {value!r}."
-                )
-        for key in ("gamma", "epistemic_gamma", "precision_decay"):
-            value = getattr(self, key)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"'{key}' must be in [0, 1], got {value!r}.")
-        for key in (
-            "epistemic_weight",
-            "epistemic_weight_final",
-            "surprise_scale",
-        ):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"'{key}' must be >= 0, got {getattr(self, key)!r}.")
-        if not 0.0 < self.target_tau <= 1.0:
-            raise ConfigError(
-                f"'target_tau' must be in (0, 1], got {self.target_tau!r}: 1 copies the networks "
-                "every target_update_interval updates, e.g. 0.005 averages them in (Polyak)."
-            )
-        for key in ("reward_scale", "error_clip", "max_grad_norm"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"'{key}' must be > 0, got {getattr(self, key)!r}.")
-        for key in (
-            "candidates",
-            "buffer_size",
-            "batch_size",
-            "train_freq",
-            "gradient_steps",
-            "target_update_interval",
-        ):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"'{key}' must be >= 1, got {getattr(self, key)!r}.")
-        self._check_n_steps()
-        for key in ("epistemic_decay_steps", "learning_starts"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"'{key}' must be >= 0, got {getattr(self, key)!r}.")
-        modules = self.modules
+    def check_modules_learn_from_errors(self) -> None:
         for role in ("world_model", "value", "epistemic"):
-            config = getattr(modules, role)
-            if config is None:
-                raise ConfigError(
-                    f"modules.{role} is null, but the active-inference agent needs all three "
-                    "modules (world_model, value, epistemic). Give it a network, e.g. "
-                    "{learner: pc, hidden: [64, 64]}."
-                )
+            config = getattr(self, role)
             if not config.error_driven:
                 raise ConfigError(
                     f"modules.{role} uses learner '{config.learner}', which learns from "
@@ -157,29 +87,62 @@ class ActiveInferenceConfig:
                     f"error- or target-driven learner: {learners_of_kind(ErrorDrivenLearner)}."
                 )
 
+
+@dataclass
+class ActiveInferenceConfig(Config):
+    """Everything that defines an active-inference agent; see the module docstring."""
+
+    modules: ActiveInferenceModules = option(
+        factory=ActiveInferenceModules, help="the three networks"
+    )
+    gamma: float = in_range(0, 1, 0.99, help="discount of the instrumental value")
+    epistemic_gamma: float = in_range(0, 1, 0.99, help="discount of the epistemic value")
+    epistemic_weight: float = at_least(0, 1.0, help="w at the start")
+    epistemic_weight_final: float = at_least(0, 0.0, help="w after epistemic_decay_steps")
+    epistemic_decay_steps: int = at_least(0, 20_000, help="env steps over which w decays")
+    surprise_scale: float = at_least(
+        0, 1.0, help="intrinsic reward: scale * (surprise - mean(log var) / 2)"
+    )
+    precision_decay: float = in_range(
+        0, 1, 0.99, help="decay of the running error variance (1 / precision) per output"
+    )
+    reward_scale: float = positive(1.0, help="c: rewards scaled before learning")
+    error_clip: float = positive(1.0, help="Huber threshold: TD errors clipped to +-error_clip")
+    normalize_observations: bool = option(
+        True, help="bounded observation dimensions scaled to [-1, 1]"
+    )
+    candidates: int = at_least(1, 32, help="sampled actions per step (continuous actions)")
+    buffer_size: int = at_least(1, 50_000, help="replay buffer (transitions), saved with the run")
+    batch_size: int = at_least(1, 64, help="transitions per update")
+    learning_starts: int = at_least(0, 1000, help="env steps before the first update")
+    train_freq: int = at_least(1, 1, help="env steps (over all envs) between updates")
+    gradient_steps: int = at_least(1, 1, help="updates each time")
+    target_update_interval: int = at_least(1, 500, help="updates between target-network copies")
+    n_steps: int | list[int] = at_least(
+        1,
+        1,
+        nonempty=True,
+        help="Q learns from n-step returns; a list: from the mean of those n-step targets",
+        hint="Give an int >= 1 or a non-empty list of them (Q's target the mean of those "
+        "n-step targets, e.g. [3, 5]).",
+    )
+    target_tau: float = in_range(
+        0,
+        1,
+        1.0,
+        exclusive_min=True,
+        help="fraction of the way each target copy moves (1: hard copy)",
+        hint="target_tau: 1 copies the networks every target_update_interval updates, e.g. "
+        "0.005 averages them in (Polyak).",
+    )
+    max_grad_norm: float = positive(10.0, help="each network's update rescaled to at most this")
+
     @property
     def horizons(self) -> tuple[int, ...]:
         """The ``n`` of each n-step target that Q's target averages."""
         return (self.n_steps,) if isinstance(self.n_steps, int) else tuple(self.n_steps)
 
-    def _check_n_steps(self) -> None:
-        value = self.n_steps
-        items = value if isinstance(value, list) else [value]
-        if not items or not all(_is(n, "int") and n >= 1 for n in items):
-            raise ConfigError(
-                f"'n_steps' must be an int >= 1 or a non-empty list of them (Q's target the "
-                f"mean of those n-step targets, e.g. [3, 5]), got {value!r}."
-            )
-
-
-NESTED: dict[tuple[type, str], type] = {
-    (ActiveInferenceConfig, "modules"): ActiveInferenceModules,
-    (ActiveInferenceModules, "world_model"): NetworkConfig,
-    (ActiveInferenceModules, "value"): NetworkConfig,
-    (ActiveInferenceModules, "epistemic"): NetworkConfig,
-}
-
 
 def active_inference_config_from_dict(data: dict[str, Any]) -> ActiveInferenceConfig:
     """Validate ``agent_kwargs`` into an :class:`ActiveInferenceConfig`."""
-    return build_section(ActiveInferenceConfig, data, "agent_kwargs", NESTED)
+    return build(ActiveInferenceConfig, data, "agent_kwargs")

@@ -2,6 +2,8 @@
 
     modules:
       perception: {learner: dfa, hidden: [64], features: 32}   # or null: passthrough
+      # image observations (channels, height, width): conv layers before the dense ones
+      # perception: {learner: dfa, convs: [{channels: 16, kernel: 8, stride: 4}], hidden: []}
       memory: {kind: eqprop, units: 32}                         # or passthrough / null
       policy:
         actor:  {learner: hebbian3f, hidden: [64, 64], lr: 1.0e-3}
@@ -13,54 +15,47 @@ ones learn from it on eligibility traces, error-driven ones from the one-step ou
 world model learns from its prediction error, so it needs an error-driven learner. Perception
 takes an error-driven learner, which then needs some error-driven module downstream (an
 error-driven actor or critic, or a world model) to send it an error, or a signal-free one
-(``softhebb``, ``hebbian``, ``ff``), which learns from the observations alone: no error from
-downstream reaches it (with ``modulator: td_sign``, each env's TD-error sign scales its
-update). Every mismatch is a :class:`ConfigError` that names the fix.
+(``softhebb``, ``hebbian``, ``ff``, ``pff``), which learns from the observations alone: no
+error from downstream reaches it (with ``modulator: td_sign``, each env's TD-error sign scales
+its update). Every mismatch is a :class:`ConfigError` that names the fix.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from biocredit.agents.memory import check_delay_line_gains
-from biocredit.errors import ConfigError, check_keys, unknown_name
-from biocredit.learners import learner_class
+from biocredit.errors import ConfigError
+from biocredit.learners import ConvLayerSpec, ConvLearner, learner_class
+from biocredit.learners.activations import ACTIVATIONS
 from biocredit.learners.base import (
     ErrorDrivenLearner,
     ModulatorDrivenLearner,
     SignalFreeLearner,
 )
-from biocredit.learners.registry import learners_of_kind, learns_from
+from biocredit.learners.conv_network import conv_refusal
+from biocredit.learners.conv_spec import POOLINGS
+from biocredit.learners.registry import learners_of_kind, learns_from, list_learners
+from biocredit.optimizers import OPTIMIZERS
+from biocredit.schema import Config, at_least, build, choice, in_range, option, positive
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-}
 MEMORY_KINDS = ("passthrough", "eqprop")
 #: what a signal-free perception module gets as its modulator: nothing, or each env's TD-error sign
 PERCEPTION_MODULATORS = ("none", "td_sign")
+LR_HELP = "learning rate; with sgd, the rule's own rate eta"
 
 
 @dataclass
-class NetworkConfig:
+class NetworkConfig(Config):
     """A module's network: hidden sizes, activation, learner and its optimizer."""
 
-    learner: str = "hebbian3f"
-    learner_kwargs: dict[str, Any] = field(default_factory=dict)
-    hidden: list[int] = field(default_factory=lambda: [64, 64])
-    activation: str = "tanh"
-    lr: float = 1e-3
-    optimizer: str = "sgd"
-
-    def __post_init__(self) -> None:
-        learner_class(self.learner)
-        if self.optimizer not in OPTIMIZERS:
-            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
-        if not self.lr > 0:
-            raise ConfigError(f"Learning rate 'lr' must be > 0, got {self.lr!r}.")
+    learner: str = choice("hebbian3f", list_learners, kind="learner", help="its learner")
+    learner_kwargs: dict[str, Any] = option({}, help="the learner's options")
+    hidden: list[int] = at_least(1, [64, 64], help="hidden layer widths")
+    activation: str = choice("tanh", ACTIVATIONS, kind="activation", help="hidden activation")
+    lr: float = positive(1e-3, help=LR_HELP)
+    optimizer: str = choice("sgd", OPTIMIZERS, kind="optimizer", help="torch optimizer")
 
     @property
     def error_driven(self) -> bool:
@@ -76,17 +71,40 @@ class NetworkConfig:
 @dataclass
 class PerceptionConfig(NetworkConfig):
     """Observation -> features; ``features`` is the output width; ``modulator`` (``none`` or
-    ``td_sign``) is what a signal-free learner gets as its modulator."""
+    ``td_sign``) is what a signal-free learner gets as its modulator. ``convs`` (conv layers:
+    ``channels``, ``kernel``, ``stride``, ``padding``, ``pool``) put a local conv network
+    before the ``hidden`` dense layers, for observations of shape (channels, height, width);
+    ``pooling`` (``max`` or ``avg``) is their pooling."""
 
-    learner: str = "dfa"
-    hidden: list[int] = field(default_factory=lambda: [64])
-    features: int = 32
-    modulator: str = "none"
+    learner: str = choice("dfa", list_learners, kind="learner", help="its learner")
+    hidden: list[int] = at_least(1, [64], help="hidden layer widths")
+    features: int = at_least(1, 32, help="output width: the features handed on")
+    modulator: str = choice(
+        "none",
+        PERCEPTION_MODULATORS,
+        kind="perception modulator",
+        help="a signal-free learner's modulator: none, or each env's TD-error sign",
+    )
+    convs: list[dict[str, int]] | None = option(
+        None, help="conv layers (channels, kernel, stride, padding, pool) before the dense ones"
+    )
+    pooling: str = choice("max", POOLINGS, kind="perception pooling", help="the convs' pooling")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.modulator not in PERCEPTION_MODULATORS:
-            raise unknown_name("perception modulator", self.modulator, PERCEPTION_MODULATORS)
+    def check(self) -> None:
+        super().check()
+        self.check_modulator_fits_learner()
+        self.check_convs()
+
+    def check_convs(self) -> None:
+        """Each conv layer is well formed and the learner has a conv rule."""
+        if self.convs is None:
+            return
+        for i, conv in enumerate(self.convs):
+            ConvLayerSpec.parse(conv, f"modules.perception.convs[{i}]")
+        if not issubclass(learner_class(self.learner), ConvLearner):
+            raise conv_refusal(self.learner)
+
+    def check_modulator_fits_learner(self) -> None:
         if self.modulator != "none" and not self.signal_free:
             raise ConfigError(
                 f"modules.perception.modulator '{self.modulator}' is for signal-free learners "
@@ -97,58 +115,44 @@ class PerceptionConfig(NetworkConfig):
 
 
 @dataclass
-class MemoryConfig:
+class MemoryConfig(Config):
     """Features + previous state -> state: ``passthrough`` (no memory) or ``eqprop``, an
     energy-based recurrent memory learned by equilibrium propagation
     (:mod:`biocredit.agents.memory`); the other keys configure ``eqprop``. ``copy_gain`` and
     ``change_gain`` (both 0, off, by default) start it as a delay line that holds a copy of the
     features and their one-step change (:class:`~biocredit.agents.memory.EqPropMemory`)."""
 
-    kind: str = "passthrough"
-    units: int = 32
-    steps: int = 20
-    beta: float = 0.1
-    dt: float = 1.0
-    self_excitation: float = 0.5
-    recurrence: float = 1.0
-    copy_gain: float = 0.0
-    change_gain: float = 0.0
-    lr: float = 1e-3
-    optimizer: str = "sgd"
+    kind: str = choice(
+        "passthrough", MEMORY_KINDS, kind="memory kind", help="passthrough (none) or eqprop"
+    )
+    units: int = at_least(1, 32, help="state units")
+    steps: int = at_least(1, 20, help="settling steps per phase")
+    beta: float = positive(0.1, help="nudging strength of the nudged phase")
+    dt: float = in_range(0, 1, 1.0, exclusive_min=True, help="settling step size")
+    self_excitation: float = in_range(
+        0,
+        1,
+        0.5,
+        exclusive_max=True,
+        help="each unit's self-coupling",
+        hint="At 1 or more a unit's energy is not convex, its only stable states are the "
+        "bounds, where the gradient through the settled state is 0, and equilibrium "
+        "propagation has nothing to compute. Hold information across steps with "
+        "recurrence instead (recurrence / (1 - self_excitation) > 1), e.g. the defaults "
+        "self_excitation: 0.5, recurrence: 1.0.",
+    )
+    recurrence: float = option(1.0, help="gain of the state's recurrent weights")
+    copy_gain: float = at_least(
+        0, 0.0, finite=True, help="delay line: gain of the copy of the features (0: off)"
+    )
+    change_gain: float = at_least(
+        0, 0.0, finite=True, help="delay line: gain of the features' one-step change (0: off)"
+    )
+    lr: float = positive(1e-3, help=LR_HELP)
+    optimizer: str = choice("sgd", OPTIMIZERS, kind="optimizer", help="torch optimizer")
 
-    def __post_init__(self) -> None:
-        if self.kind not in MEMORY_KINDS:
-            raise unknown_name("memory kind", self.kind, MEMORY_KINDS)
-        for key in ("units", "steps"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"modules.memory.{key} must be an integer >= 1, got {value!r}.")
-        if not self.beta > 0:
-            raise ConfigError(f"modules.memory.beta must be > 0, got {self.beta!r}.")
-        if not 0 < self.dt <= 1:
-            raise ConfigError(f"modules.memory.dt must be in (0, 1], got {self.dt!r}.")
-        if not self.lr > 0:
-            raise ConfigError(f"modules.memory.lr must be > 0, got {self.lr!r}.")
-        if not 0 <= self.self_excitation < 1:
-            raise ConfigError(
-                f"modules.memory.self_excitation must be in [0, 1), got {self.self_excitation!r}: "
-                "at 1 or more a unit's energy is not convex, its only stable states are the "
-                "bounds, where the gradient through the settled state is 0, and equilibrium "
-                "propagation has nothing to compute. Hold information across steps with "
-                "recurrence instead (recurrence / (1 - self_excitation) > 1), e.g. the defaults "
-                "self_excitation: 0.5, recurrence: 1.0."
-            )
-        for key in ("copy_gain", "change_gain"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ConfigError(
-                    f"modules.memory.{key} must be a number >= 0 (0: off), got {value!r}."
-                )
-            if value == float("inf"):
-                raise ConfigError(f"modules.memory.{key} must be finite, got {value!r}.")
+    def check(self) -> None:
         check_delay_line_gains(self.copy_gain, self.change_gain)
-        if self.optimizer not in OPTIMIZERS:
-            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
 
     @property
     def learned(self) -> bool:
@@ -156,38 +160,49 @@ class MemoryConfig:
 
 
 @dataclass
-class PolicyConfig:
+class PolicyConfig(Config):
     """State -> action distribution (actor) and value (critic)."""
 
-    actor: NetworkConfig = field(default_factory=NetworkConfig)
-    critic: NetworkConfig = field(default_factory=NetworkConfig)
+    actor: NetworkConfig = option(factory=NetworkConfig, help="state -> action distribution")
+    critic: NetworkConfig = option(factory=NetworkConfig, help="state -> value")
 
 
 @dataclass
-class ModulesConfig:
-    perception: PerceptionConfig | None = None
-    memory: MemoryConfig | None = None
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    world_model: NetworkConfig | None = None
+class ModulesConfig(Config):
+    """Which module fills each role; ``null`` leaves an optional role out."""
+
+    perception: PerceptionConfig | None = option(None, help="observation -> features")
+    memory: MemoryConfig | None = option(None, help="features + state -> state")
+    policy: PolicyConfig = option(
+        factory=PolicyConfig,
+        help="actor and critic",
+        hint="Every agent needs a policy (actor and critic).",
+    )
+    world_model: NetworkConfig | None = option(None, help="(state, action) -> (next obs, reward)")
 
 
 @dataclass
-class AgentConfig:
+class AgentConfig(Config):
     """Everything that defines a modular agent."""
 
-    modules: ModulesConfig = field(default_factory=ModulesConfig)
-    gamma: float = 0.99
-    ortho_init: bool = False
-    # the actor's and critic's output layers start at zero (after ortho_init, if both)
-    zero_output_init: bool = False
-    log_std_init: float = 0.0
-    log_std_lr: float = 1e-3
-    # centre and scale observations by their running mean and variance (ObservationNorm)
-    normalize_observations: bool = False
+    modules: ModulesConfig = option(factory=ModulesConfig, help="the modules, by role")
+    gamma: float = in_range(0, 1, 0.99, help="discount")
+    ortho_init: bool = option(False, help="orthogonal initial weights")
+    zero_output_init: bool = option(
+        False, help="the actor's and critic's output layers start at zero (after ortho_init)"
+    )
+    log_std_init: float = option(0.0, help="initial log std of a continuous action")
+    log_std_lr: float = positive(1e-3, help="learning rate of the action log std")
+    normalize_observations: bool = option(
+        False, help="centre and scale observations by their running mean and variance"
+    )
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"'gamma' must be in [0, 1], got {self.gamma!r}.")
+    def check(self) -> None:
+        self.check_roles_fit_learners()
+        self.check_every_learned_module_is_taught()
+
+    def check_roles_fit_learners(self) -> None:
+        """Each role's learner is reached by the signal that role receives."""
         modules = self.modules
         perception, world_model = modules.perception, modules.world_model
         if perception is not None and not (perception.error_driven or perception.signal_free):
@@ -216,12 +231,16 @@ class AgentConfig:
                     f"{learners_of_kind(ErrorDrivenLearner)} or "
                     f"{learners_of_kind(ModulatorDrivenLearner)}."
                 )
+
+    def check_every_learned_module_is_taught(self) -> None:
+        """An error-driven perception or a learned memory needs a module that sends errors."""
+        modules, policy = self.modules, self.modules.policy
         senders = [
             policy.actor.error_driven,
             policy.critic.error_driven,
-            world_model is not None,
+            modules.world_model is not None,
         ]
-        learned = {"perception": perception is not None and perception.error_driven}
+        learned = {"perception": modules.perception is not None and modules.perception.error_driven}
         learned["memory"] = modules.memory is not None and modules.memory.learned
         for role, present in learned.items():
             if present and not any(senders):
@@ -233,47 +252,6 @@ class AgentConfig:
                 )
 
 
-def build_section(
-    cls: type, data: Any, where: str, nested: dict[tuple[type, str], type] | None = None
-) -> Any:
-    """Instantiate the dataclass ``cls`` from a mapping, checking keys and the nested sections
-    that ``nested`` maps ``(class, key)`` to (the modular agent's by default)."""
-    nested = NESTED if nested is None else nested
-    if not isinstance(data, dict):
-        raise ConfigError(f"'{where}' must be a mapping, got {type(data).__name__} {data!r}.")
-    check_keys(data, [f.name for f in fields(cls)], where)
-    kwargs = {}
-    for key, value in data.items():
-        section = nested.get((cls, key))
-        kwargs[key] = (
-            value
-            if section is None or value is None
-            else build_section(section, value, f"{where}.{key}", nested)
-        )
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"Bad value in {where}: {exc}.") from None
-
-
-NESTED: dict[tuple[type, str], type] = {
-    (AgentConfig, "modules"): ModulesConfig,
-    (ModulesConfig, "perception"): PerceptionConfig,
-    (ModulesConfig, "memory"): MemoryConfig,
-    (ModulesConfig, "policy"): PolicyConfig,
-    (ModulesConfig, "world_model"): NetworkConfig,
-    (PolicyConfig, "actor"): NetworkConfig,
-    (PolicyConfig, "critic"): NetworkConfig,
-}
-
-
 def agent_config_from_dict(data: dict[str, Any]) -> AgentConfig:
     """Validate ``agent_kwargs`` into an :class:`AgentConfig`."""
-    if "modules" in data and not isinstance(data["modules"], dict):
-        raise ConfigError("agent_kwargs.modules must be a mapping of roles to modules.")
-    modules = data.get("modules") or {}
-    if "policy" in modules and modules["policy"] is None:
-        raise ConfigError(
-            "modules.policy is missing: every agent needs a policy (actor and critic)."
-        )
-    return build_section(AgentConfig, data, "agent_kwargs")
+    return build(AgentConfig, data, "agent_kwargs")

@@ -12,7 +12,7 @@ online, at every step, for every env in parallel (batch of one per env, no repla
     error-driven learners:     output error -delta * post through the autograd boundary
     world model: predicts (o', r) from (s, a); error (prediction - target), its size the
                  surprise; its input error, like the actor's and critic's, flows to perception
-    signal-free perception (softhebb, hebbian, ff): learns from o alone, its features detached:
+    signal-free perception (softhebb, hebbian, ff, pff): learns from o alone, features detached:
                  no error from the actor, critic or world model reaches it (optionally scaled
                  per env by sign(delta), ``modulator: td_sign``)
 
@@ -36,19 +36,40 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 from biocredit.agents.base import OnlineAgent
-from biocredit.agents.config import OPTIMIZERS, AgentConfig, agent_config_from_dict
+from biocredit.agents.config import AgentConfig, agent_config_from_dict
 from biocredit.agents.memory import EqPropMemory
 from biocredit.agents.networks import TrainedNetwork
 from biocredit.agents.normalization import ObservationNorm
 from biocredit.errors import ConfigError
-from biocredit.learners import NetworkSpec
+from biocredit.learners import ConvSpec, NetworkSpec
 from biocredit.learners.base import ModulatorDrivenLearner
+from biocredit.optimizers import OPTIMIZERS
 
 LOG_STD_MIN, LOG_STD_MAX = -3.0, 1.0
 
 
 def _spec(n_in: int, config: Any, n_out: int) -> NetworkSpec:
     return NetworkSpec(n_in, tuple(config.hidden), n_out, config.activation)
+
+
+def _perception_spec(shape: tuple[int, ...], config: Any) -> NetworkSpec | ConvSpec:
+    """A dense perception network, or a conv one (``convs``) reading ``shape`` maps."""
+    if config.convs is None:
+        return _spec(int(np.prod(shape)), config, config.features)
+    if len(shape) != 3:
+        raise ConfigError(
+            f"modules.perception.convs reads image observations of shape (channels, height, "
+            f"width), got observation shape {shape}. Remove convs for vector observations; "
+            "move an image's channels first with a wrapper."
+        )
+    return ConvSpec(
+        shape,  # type: ignore[arg-type]
+        tuple(config.convs),
+        tuple(config.hidden),
+        config.features,
+        config.activation,
+        config.pooling,
+    )
 
 
 class ModularAgent(OnlineAgent):
@@ -94,7 +115,7 @@ class ModularAgent(OnlineAgent):
         state_dim = n_obs
         if modules.perception is not None:
             p = modules.perception
-            self.perception = make(_spec(n_obs, p, p.features), p)
+            self.perception = make(_perception_spec(observation_space.shape, p), p)
             state_dim = p.features
         self.memory = None
         if modules.memory is not None and modules.memory.learned:
@@ -207,7 +228,9 @@ class ModularAgent(OnlineAgent):
     def encode(self, obs: Tensor) -> Tensor:
         """Observation normalisation (its statistics take in ``obs``), perception, then memory
         (committing its next state); keeps the autograd nodes, so errors sent into the result
-        reach both."""
+        reach both. Observations are read as flat rows (a conv perception reads them as maps
+        again)."""
+        obs = obs.flatten(1)
         if self.obs_norm is not None:
             self.obs_norm.update(obs)
             obs = self.obs_norm(obs)
@@ -223,6 +246,7 @@ class ModularAgent(OnlineAgent):
     def encode_infer(self, obs: Tensor, memory_start: Tensor | None = None) -> Tensor:
         """What :meth:`encode` would return, without recording or committing anything; the
         memory settles from ``memory_start`` (default: its committed state)."""
+        obs = obs.flatten(1)
         if self.obs_norm is not None:
             obs = self.obs_norm(obs)
         features = obs if self.perception is None else self.perception.infer(obs)
@@ -293,7 +317,7 @@ class ModularAgent(OnlineAgent):
             with torch.enable_grad():  # the input keeps perception's node
                 model_input = torch.cat([self._state, self._action_code], dim=1)
             self.world_model.forward(model_input)
-            target = torch.cat([next_obs, reward[:, None]], dim=1)
+            target = torch.cat([next_obs.flatten(1), reward[:, None]], dim=1)
             output = self.world_model.last_output
             outputs.append(output)
             error = output.detach() - target  # d/dy of 0.5 ||y - target||^2

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from biocredit.agents.config import OPTIMIZERS, NetworkConfig
-from biocredit.learners import LocalNetwork, NetworkSpec
+from biocredit.agents.config import NetworkConfig
+from biocredit.learners import ConvNetwork, ConvSpec, LocalNetwork, NetworkSpec
 from biocredit.learners.base import (
     ErrorDrivenLearner,
     ForwardCache,
@@ -14,6 +14,7 @@ from biocredit.learners.base import (
     RunContext,
     SignalFreeLearner,
 )
+from biocredit.optimizers import OPTIMIZERS
 
 
 class TrainedNetwork:
@@ -28,9 +29,12 @@ class TrainedNetwork:
     anything upstream.
     """
 
-    def __init__(self, spec: NetworkSpec, config: NetworkConfig, gamma: float, n_envs: int):
+    def __init__(
+        self, spec: NetworkSpec | ConvSpec, config: NetworkConfig, gamma: float, n_envs: int
+    ):
         context = RunContext(gamma=gamma, n_envs=n_envs)
-        self.net = LocalNetwork(spec, config.learner, context, **config.learner_kwargs)
+        network = ConvNetwork if isinstance(spec, ConvSpec) else LocalNetwork
+        self.net = network(spec, config.learner, context, **config.learner_kwargs)
         learner = self.net.learner
         self.error_driven = isinstance(learner, ErrorDrivenLearner)
         self.modulated = isinstance(learner, ModulatorDrivenLearner)
@@ -44,7 +48,7 @@ class TrainedNetwork:
     def forward(self, x: Tensor) -> Tensor:
         """Output for ``x``; remembers what this step's update needs."""
         if not self.error_driven:
-            y, self._cache = self.net.learner.forward_pass(self.net.layers, x.detach(), True)
+            y, self._cache = self.net.forward_pass(x.detach(), record=True)
             self._output = y.detach()
             return self._output
         with torch.enable_grad():
@@ -61,7 +65,7 @@ class TrainedNetwork:
     def infer(self, x: Tensor) -> Tensor:
         """Output for ``x`` without recording anything."""
         with torch.no_grad():
-            return self.net.learner.forward_pass(self.net.layers, x, record=False)[0]
+            return self.net.forward_pass(x, record=False)[0]
 
     def modulate(self, post: Tensor, modulator: Tensor) -> None:
         """Three-factor update: add ``post x pre`` to the traces, write ``-M e`` to ``.grad``."""

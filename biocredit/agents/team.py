@@ -25,7 +25,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,54 +37,56 @@ from biocredit.agents.config import AgentConfig
 from biocredit.agents.modular import ModularAgent
 from biocredit.agents.registry import AGENTS, agent_config
 from biocredit.envs.parallel_vec_env import with_agent_id
-from biocredit.errors import ConfigError, check_keys, unknown_name
+from biocredit.errors import ConfigError
 from biocredit.mappings import merge
+from biocredit.schema import Config, build, choice, option
 
 SCHEMES = ("shared", "independent")
 
 
 @dataclass
-class GroupConfig:
+class GroupConfig(Config):
     """Agents (``fnmatch`` patterns over PettingZoo names) and what learns for them."""
 
-    agents: list[str]
-    agent: str | None = None
-    agent_kwargs: dict[str, Any] = field(default_factory=dict)
-    learner: str | None = None
+    agents: list[str] | str = option(
+        help="name patterns over the env's agents, e.g. 'adversary_*' (one or a list)"
+    )
+    agent: str | None = option(None, help="the group's named agent (default: the run's)")
+    agent_kwargs: dict[str, Any] = option({}, help="refine the run's agent_kwargs")
+    learner: str | None = option(None, help="the learner of the group's actor and critic")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.agents, str):
+            self.agents = [self.agents]
 
 
 @dataclass
-class MultiAgentConfig:
+class MultiAgentConfig(Config):
     """The ``multiagent`` section of a run config."""
 
-    scheme: str = "shared"
-    groups: dict[str, GroupConfig] = field(default_factory=dict)
-    aec_wrappers: list[str] = field(default_factory=list)
+    scheme: str = choice(
+        "shared",
+        SCHEMES,
+        kind="multiagent scheme",
+        help="shared: one network per group; independent: one per agent",
+    )
+    groups: dict[str, GroupConfig] = option(
+        {}, help="groups by name (default: one group per role, the name without '_<n>')"
+    )
+    aec_wrappers: list[str] | str = option(
+        [], help="PettingZoo wrappers applied to an AEC env (one or a list)"
+    )
 
     def __post_init__(self) -> None:
-        if self.scheme not in SCHEMES:
-            raise unknown_name("multiagent scheme", self.scheme, SCHEMES)
+        super().__post_init__()
+        if isinstance(self.aec_wrappers, str):
+            self.aec_wrappers = [self.aec_wrappers]
 
 
 def multiagent_config(data: Mapping[str, Any]) -> MultiAgentConfig:
     """Validate the ``multiagent`` mapping of a run config."""
-    check_keys(data, [f.name for f in fields(MultiAgentConfig)], "multiagent")
-    groups = {}
-    for name, group in (data.get("groups") or {}).items():
-        where = f"multiagent.groups.{name}"
-        if not isinstance(group, dict) or "agents" not in group:
-            raise ConfigError(
-                f"{where} must be a mapping with 'agents' (name patterns, e.g. 'adversary_*'), "
-                f"got {group!r}."
-            )
-        check_keys(group, [f.name for f in fields(GroupConfig)], where)
-        patterns = group["agents"]
-        patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-        groups[name] = GroupConfig(**{**group, "agents": patterns})
-    wrappers = data.get("aec_wrappers") or []
-    if isinstance(wrappers, str):
-        wrappers = [wrappers]
-    return MultiAgentConfig(data.get("scheme", "shared"), groups, list(wrappers))
+    return build(MultiAgentConfig, {k: v for k, v in data.items() if v is not None}, "multiagent")
 
 
 def role_of(agent: str) -> str:

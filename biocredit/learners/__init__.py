@@ -18,10 +18,14 @@ from biocredit.learners import (  # noqa: F401  (registers the learners)
     local,
     lra,
     pc,
+    pff,
     sigprop,
     softhebb,
 )
 from biocredit.learners.base import ForwardCache, Learner, linear_grads
+from biocredit.learners.conv import ConvLearner
+from biocredit.learners.conv_network import ConvNetwork
+from biocredit.learners.conv_spec import NATURE_CONVS, ConvLayerSpec, ConvSpec
 from biocredit.learners.network import LocalNetwork
 from biocredit.learners.plausibility import CRITERIA, Plausibility
 from biocredit.learners.registry import learner_class, list_learners, make_learner, register
@@ -29,6 +33,11 @@ from biocredit.learners.spec import NetworkSpec
 
 __all__ = [
     "CRITERIA",
+    "NATURE_CONVS",
+    "ConvLayerSpec",
+    "ConvLearner",
+    "ConvNetwork",
+    "ConvSpec",
     "ForwardCache",
     "Learner",
     "LocalNetwork",

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 
 def layer_cosines(update: Sequence[Tensor], reference: Sequence[Tensor]) -> list[float]:
@@ -38,13 +39,13 @@ def layer_cosines(update: Sequence[Tensor], reference: Sequence[Tensor]) -> list
     return cosines
 
 
-def forward_gradient(learner: nn.Module, layers: Sequence[nn.Linear], x: Tensor, error: Tensor):
+def forward_gradient(network: Any, x: Tensor, error: Tensor) -> list[Tensor]:
     """``J^T e``: backprop's parameter gradient for the output error ``e``, by autograd through
-    the learner's own forward pass on ``x``."""
-    params = [p for layer in layers for p in (layer.weight, layer.bias)]
+    the network's own forward pass on ``x`` (``network``: a
+    :class:`~biocredit.learners.network.LocalNetwork`)."""
     with torch.enable_grad():
-        y, _ = learner.forward_pass(layers, x.detach(), record=False)
-        return list(torch.autograd.grad(y, params, grad_outputs=error))
+        y, _ = network.forward_pass(x.detach(), record=False)
+        return list(torch.autograd.grad(y, network.parameters_in_order(), grad_outputs=error))
 
 
 class AlignmentMonitor:

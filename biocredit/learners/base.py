@@ -98,6 +98,9 @@ class Learner(nn.Module):
     #: the pure functions that compute a layer's weight change; their arguments are all the
     #: rule may use (the locality proof that ``tests/test_plausibility.py`` reads)
     update_kernels: ClassVar[tuple[Callable[..., Any], ...]] = ()
+    #: why the rule does not train conv layers, for the refusal of a conv network; learners
+    #: that do are :class:`~biocredit.learners.conv.ConvLearner` subclasses
+    conv_refusal: ClassVar[str] = "its rule is implemented for dense layers only"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Learner:
         # the options this learner is made with, defaults included, for :attr:`options`

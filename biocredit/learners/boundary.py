@@ -19,16 +19,19 @@ the update is the output of a local rule, not a derivative, and differentiating 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from biocredit.errors import BiocreditError
 from biocredit.learners.alignment import forward_gradient
-from biocredit.learners.base import ErrorDrivenLearner, Learner
+from biocredit.learners.base import ErrorDrivenLearner, ForwardCache
 from biocredit.learners.registry import learner_class, learners_of_kind, learns_from, list_learners
+
+if TYPE_CHECKING:
+    from biocredit.learners.network import LocalNetwork
 
 
 class SecondOrderError(BiocreditError):
@@ -36,23 +39,19 @@ class SecondOrderError(BiocreditError):
 
 
 class CreditBoundary(torch.autograd.Function):
-    """``y = network(x)`` whose backward is ``learner.assign_credit(e)``."""
+    """``y = network(x)`` whose backward is the network's learner assigning credit from ``e``
+    (``network.assign_credit``: the learner's rule for the network's kind of layers)."""
 
     @staticmethod
-    def forward(
-        ctx: FunctionCtx,
-        learner: Learner,
-        layers: nn.ModuleList,
-        x: Tensor,
-        *params: Tensor,
-    ) -> Tensor:
-        y, cache = learner.forward_pass(layers, x, record=True)
-        ctx.learner, ctx.layers, ctx.cache = learner, layers, cache  # type: ignore[attr-defined]
+    def forward(ctx: FunctionCtx, network: LocalNetwork, x: Tensor, *params: Tensor) -> Tensor:
+        y, cache = network.forward_pass(x, record=True)
+        ctx.network, ctx.cache = network, cache  # type: ignore[attr-defined]
         return y
 
     @staticmethod
     def backward(ctx: Any, error: Tensor) -> tuple[Tensor | None, ...]:
-        learner = ctx.learner
+        network = ctx.network
+        learner = network.learner
         if not isinstance(learner, ErrorDrivenLearner):
             raise BiocreditError(
                 f"'{learner.name}' learns from {learns_from(learner.name)}, not from a loss: "
@@ -60,33 +59,35 @@ class CreditBoundary(torch.autograd.Function):
                 "biocredit.learners.base), or use a learner that a loss reaches: "
                 f"{learners_of_kind(ErrorDrivenLearner)}."
             )
-        input_grad = ctx.needs_input_grad[2]
+        input_grad = ctx.needs_input_grad[1]
         error = error.contiguous()
         if torch.is_grad_enabled():  # backward(create_graph=True): the result is differentiated
-            return (None, None, *_second_order_credit(learner, ctx, error, input_grad))
-        grad_x, param_grads = learner.assign_credit(ctx.layers, ctx.cache, error, input_grad)
+            return (None, *_second_order_credit(network, ctx.cache, error, input_grad))
+        grad_x, param_grads = network.assign_credit(ctx.cache, error, input_grad)
         monitor = learner.alignment
         if monitor is not None and monitor.due():
             x = ctx.cache.inputs[0]
-            monitor.record(param_grads, forward_gradient(learner, ctx.layers, x, error))
-        return (None, None, grad_x, *param_grads)
+            monitor.record(param_grads, forward_gradient(network, x, error))
+        return (None, grad_x, *param_grads)
 
 
 def _second_order_credit(
-    learner: ErrorDrivenLearner, ctx: Any, error: Tensor, input_grad: bool
+    network: LocalNetwork, cache: ForwardCache, error: Tensor, input_grad: bool
 ) -> tuple[Tensor | None, ...]:
     """The credit of ``backward(create_graph=True)``: differentiable where the learner can give
     it, else its first-order update behind a node that refuses to be differentiated."""
-    x = ctx.cache.inputs[0]
+    learner = network.learner
+    assert isinstance(learner, ErrorDrivenLearner)
+    x = cache.inputs[0]
     if learner.second_order:
-        grad_x, grads = learner.differentiable_credit(ctx.layers, x, error, input_grad)
+        grad_x, grads = network.differentiable_credit(x, error, input_grad)
         return (grad_x, *grads)
     with torch.no_grad():
-        grad_x, grads = learner.assign_credit(ctx.layers, ctx.cache, error, input_grad)
+        grad_x, grads = network.assign_credit(cache, error, input_grad)
     updates = [t for t in (grad_x, *grads) if t is not None]
     # the update's sources as the refusal's inputs: differentiating it toward any of them,
     # the parameters included, reaches the refusal
-    sources = [error, x, *(p for layer in ctx.layers for p in (layer.weight, layer.bias))]
+    sources = [error, x, *network.parameters_in_order()]
     refused = iter(RefuseSecondOrder.apply(learner.name, len(updates), *updates, *sources))
     return tuple(None if t is None else next(refused) for t in (grad_x, *grads))
 

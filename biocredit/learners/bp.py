@@ -18,14 +18,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from biocredit.learners.base import ErrorDrivenLearner, ForwardCache
+from biocredit.learners.base import ForwardCache
+from biocredit.learners.conv import ConvCache, ConvLearner, conv_backward_chain
+from biocredit.learners.conv_spec import ConvSpec
 from biocredit.learners.fa import backward_chain
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 
 
 @register
-class Backprop(ErrorDrivenLearner):
+class Backprop(ConvLearner):
     """Exact gradients: the error returns through the transpose of the forward weights."""
 
     name = "bp"
@@ -43,6 +45,20 @@ class Backprop(ErrorDrivenLearner):
         assert self.activation is not None
         weights = [layer.weight for layer in layers]
         return backward_chain(layers, cache, error, weights, self.activation.derivative, input_grad)
+
+    def assign_conv_credit(
+        self,
+        layers: Sequence[nn.Module],
+        spec: ConvSpec,
+        cache: ConvCache,
+        error: Tensor,
+        input_grad: bool,
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        """On a conv layer the error crosses by the transposed convolution with ``W_l``."""
+        assert self.activation is not None
+        weights = [layer.weight for layer in layers]
+        derivative = self.activation.derivative
+        return conv_backward_chain(layers, spec, cache, error, weights, derivative, input_grad)
 
     def differentiable_credit(
         self, layers: Sequence[nn.Linear], x: Tensor, error: Tensor, input_grad: bool

@@ -11,6 +11,17 @@ The output error is broadcast to every hidden layer through its own fixed random
 The error signal handed to an upstream module (the network's input) is ``e D_0``, a direct
 projection as well.
 
+On a conv layer (Launay, Poli & Krzakala 2019, "Principled training of NNs with direct feedback
+alignment"; Launay et al. 2020, NeurIPS, "Direct feedback alignment scales to modern deep
+learning tasks and architectures") ``D_l`` projects ``e`` onto the layer's whole output map, one
+value per unit (``n_out x C H W``, before any pooling), and the weight update is the
+correlation of that local error with the layer's input:
+
+    delta_l = (e D_l) * f'(a_l)           reshaped to the (C, H, W) map
+    dW_l = conv2d_weight(h_{l-1}, delta_l),  db_l = sum_{batch, positions} delta_l
+
+A conv network reading observations keeps no ``D_0`` (``ConvSpec.input_error``).
+
 Feedback scale (``fan``): by default ``D_l`` entries spread ``scale / sqrt(n_out)``, so ``e D_l``
 is as large as ``e``. With ``fan="layer"`` they spread ``scale / sqrt(n_l)``, like the forward
 weights of a layer reading layer ``l`` (PyTorch's ``nn.Linear`` default, the spread fa gives its
@@ -27,7 +38,9 @@ import torch
 from torch import Tensor, nn
 
 from biocredit.errors import unknown_name
-from biocredit.learners.base import ErrorDrivenLearner, ForwardCache, linear_grads
+from biocredit.learners.base import ForwardCache, linear_grads
+from biocredit.learners.conv import ConvCache, ConvLearner, layer_grads
+from biocredit.learners.conv_spec import ConvSpec
 from biocredit.learners.feedback import RandomFeedbackLearner
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
@@ -43,7 +56,7 @@ def dfa_delta(error: Tensor, feedback: Tensor, fprime: Tensor) -> Tensor:
 
 
 @register
-class DirectFeedbackAlignment(RandomFeedbackLearner, ErrorDrivenLearner):
+class DirectFeedbackAlignment(RandomFeedbackLearner, ConvLearner):
     """Direct feedback alignment: the output error reaches each hidden layer in one hop.
 
     ``D_l`` entries spread ``scale / sqrt(n_out)``, so ``e D_l`` has the size of ``e``
@@ -79,10 +92,12 @@ class DirectFeedbackAlignment(RandomFeedbackLearner, ErrorDrivenLearner):
             control=True,
         )
 
-    def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
+    def build_state(self, spec: NetworkSpec | ConvSpec, generator: torch.Generator) -> None:
         n_out = spec.out_features
         for l, width in enumerate(spec.sizes[:-1]):  # D_0 feeds the input, D_l hidden layer l
-            fan = width if self.fan == "layer" else n_out
+            if l == 0 and not spec.input_error:
+                width = 0  # no error goes to the input: an empty D_0 keeps the indices
+            fan = max(width, 1) if self.fan == "layer" else n_out
             self.add_feedback(l, (n_out, width), fan, generator)
 
     def assign_credit(
@@ -97,6 +112,25 @@ class DirectFeedbackAlignment(RandomFeedbackLearner, ErrorDrivenLearner):
             delta = dfa_delta(error, feedback[l], derivative(a, h))
             grads[:0] = linear_grads(delta, cache.inputs[l - 1])
         grad_x = error.mm(feedback[0]) if input_grad else None
+        return grad_x, grads
+
+    def assign_conv_credit(
+        self,
+        layers: Sequence[nn.Module],
+        spec: ConvSpec,
+        cache: ConvCache,
+        error: Tensor,
+        input_grad: bool,
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        assert self.activation is not None
+        derivative = self.activation.derivative
+        feedback = self.feedback()
+        grads = list(linear_grads(error, cache.inputs[-1]))
+        for l in range(len(layers) - 1, 0, -1):  # hidden layer l - 1 is weight layer l's input
+            a, h = cache.pre_activations[l - 1], cache.activities[l - 1]
+            delta = dfa_delta(error, feedback[l], derivative(a, h).flatten(1)).view_as(a)
+            grads[:0] = layer_grads(layers[l - 1], delta, cache.inputs[l - 1])
+        grad_x = error.mm(feedback[0]).view_as(cache.inputs[0]) if input_grad else None
         return grad_x, grads
 
     def extra_repr(self) -> str:

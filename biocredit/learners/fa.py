@@ -11,13 +11,15 @@ weight (no weight transport). The forward weights come to align with ``B``:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
 
-from biocredit.learners.base import ErrorDrivenLearner, ForwardCache, linear_grads
+from biocredit.learners.base import ForwardCache, linear_grads
+from biocredit.learners.conv import ConvCache, ConvLearner, conv_backward_chain
+from biocredit.learners.conv_spec import ConvSpec
 from biocredit.learners.feedback import RandomFeedbackLearner
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
@@ -53,11 +55,14 @@ def backward_chain(
 
 
 @register
-class FeedbackAlignment(RandomFeedbackLearner, ErrorDrivenLearner):
+class FeedbackAlignment(RandomFeedbackLearner, ConvLearner):
     """Feedback alignment: fixed random feedback ``B_l`` in place of ``W_l^T`` at every layer.
 
-    ``B_l`` entries have the spread of default ``nn.Linear`` weights times ``scale``; see
-    :class:`RandomFeedbackLearner` for ``init``, ``scale`` and ``seed``.
+    ``B_l`` entries have the spread of default ``nn.Linear`` (``nn.Conv2d``) weights times
+    ``scale``; see :class:`RandomFeedbackLearner` for ``init``, ``scale`` and ``seed``. On a
+    conv layer ``B_l`` is a fixed random kernel of the layer's shape and the error crosses the
+    layer by the transposed convolution with ``B_l`` in place of ``W_l``
+    (:func:`~biocredit.learners.conv.conv_backward_chain`).
     """
 
     name = "fa"
@@ -74,9 +79,9 @@ class FeedbackAlignment(RandomFeedbackLearner, ErrorDrivenLearner):
             control=True,
         )
 
-    def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
-        for l, (n_in, n_out) in enumerate(pairwise(spec.sizes)):  # B_l shaped like W_l
-            self.add_feedback(l, (n_out, n_in), n_in, generator)
+    def build_state(self, spec: NetworkSpec | ConvSpec, generator: torch.Generator) -> None:
+        for l, shape in enumerate(spec.weight_shapes):  # B_l shaped like W_l, fan-in spread
+            self.add_feedback(l, shape, math.prod(shape[1:]), generator)
 
     def assign_credit(
         self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
@@ -84,4 +89,18 @@ class FeedbackAlignment(RandomFeedbackLearner, ErrorDrivenLearner):
         assert self.activation is not None
         return backward_chain(
             layers, cache, error, self.feedback(), self.activation.derivative, input_grad
+        )
+
+    def assign_conv_credit(
+        self,
+        layers: Sequence[nn.Module],
+        spec: ConvSpec,
+        cache: ConvCache,
+        error: Tensor,
+        input_grad: bool,
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        assert self.activation is not None
+        derivative = self.activation.derivative
+        return conv_backward_chain(
+            layers, spec, cache, error, self.feedback(), derivative, input_grad
         )

@@ -12,7 +12,7 @@ FEEDBACK_INITS = ("uniform", "gaussian")
 
 
 def random_feedback(
-    shape: tuple[int, int], fan: int, init: str, scale: float, generator: torch.Generator
+    shape: tuple[int, ...], fan: int, init: str, scale: float, generator: torch.Generator
 ) -> Tensor:
     """A fixed random matrix with entries of standard deviation ``scale / sqrt(3 fan)``.
 
@@ -49,7 +49,7 @@ class RandomFeedbackLearner(Learner):
         self._feedback: list[Tensor] = []
 
     def add_feedback(
-        self, index: int, shape: tuple[int, int], fan: int, generator: torch.Generator
+        self, index: int, shape: tuple[int, ...], fan: int, generator: torch.Generator
     ) -> None:
         """Draw the fixed matrix ``feedback_<index>`` of ``shape``, spread ``scale/sqrt(fan)``."""
         matrix = random_feedback(shape, fan, self.init, self.scale, generator)

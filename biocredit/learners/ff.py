@@ -61,8 +61,55 @@ def goodness_delta(post: Tensor, slope: Tensor, phase: float, threshold: float) 
     return post * slope * coefficient
 
 
+class GoodnessLearner(SignalFreeLearner):
+    """What the goodness learners share (ff, pff): a goodness threshold per unit and the bank of
+    recent observations that negatives are made from (module docstring).
+
+    :param threshold: goodness threshold per unit, ``theta_l = threshold * n_l``
+    :param bank_size: how many recent observations the negatives' features are drawn from
+    :param seed: unused (negatives come from torch's global RNG); accepted like every learner's
+    """
+
+    def __init__(
+        self, threshold: float = 0.5, bank_size: int = 1024, seed: int | None = None
+    ) -> None:
+        super().__init__(seed)
+        name = self.name
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise ConfigError(f"{name} 'threshold' must be a number, got {threshold!r}.")
+        if not 0 < threshold < float("inf"):
+            raise ConfigError(
+                f"{name} 'threshold' must be > 0 and finite, got {threshold!r}; it is the "
+                "goodness per unit above which data count as positive. Try threshold: 0.5."
+            )
+        if isinstance(bank_size, bool) or not isinstance(bank_size, int) or bank_size < 2:
+            raise ConfigError(
+                f"{name} 'bank_size' must be an integer >= 2, got {bank_size!r}: negatives mix "
+                "the features of that many recent observations. Try bank_size: 1024."
+            )
+        self.threshold, self.bank_size = float(threshold), bank_size
+
+    def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
+        self.register_buffer("bank", torch.zeros(self.bank_size, spec.in_features))
+        self.register_buffer("bank_filled", torch.zeros((), dtype=torch.long))
+        self.register_buffer("bank_next", torch.zeros((), dtype=torch.long))
+
+    def remember(self, x: Tensor) -> None:
+        """Add the rows of ``x`` to the ring buffer of recent observations."""
+        x = x[-self.bank_size :]
+        rows = (self.bank_next + torch.arange(x.shape[0])) % self.bank_size
+        self.bank.index_copy_(0, rows, x)
+        self.bank_next.copy_((self.bank_next + x.shape[0]) % self.bank_size)
+        self.bank_filled.copy_((self.bank_filled + x.shape[0]).clamp(max=self.bank_size))
+
+    def negatives(self, batch: int) -> Tensor:
+        """``batch`` negatives: feature ``j`` of row ``b`` from a random remembered row."""
+        rows = torch.randint(int(self.bank_filled), (batch, self.bank.shape[1]))
+        return self.bank.gather(0, rows)
+
+
 @register
-class ForwardForward(SignalFreeLearner):
+class ForwardForward(GoodnessLearner):
     """Forward-forward: every layer pushes its goodness ``sum h^2`` above ``threshold * n_l`` for
     the observations met and below it for negatives made by shuffling their features.
 
@@ -75,24 +122,6 @@ class ForwardForward(SignalFreeLearner):
     family = "forward-forward (per-layer goodness, positive and negative passes)"
     paper = "Hinton 2022, arXiv 2212.13345"
     update_kernels = (goodness_delta, linear_grads)
-
-    def __init__(
-        self, threshold: float = 0.5, bank_size: int = 1024, seed: int | None = None
-    ) -> None:
-        super().__init__(seed)
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-            raise ConfigError(f"ff 'threshold' must be a number, got {threshold!r}.")
-        if not 0 < threshold < float("inf"):
-            raise ConfigError(
-                f"ff 'threshold' must be > 0 and finite, got {threshold!r}; it is the goodness "
-                "per unit above which data count as positive. Try threshold: 0.5."
-            )
-        if isinstance(bank_size, bool) or not isinstance(bank_size, int) or bank_size < 2:
-            raise ConfigError(
-                f"ff 'bank_size' must be an integer >= 2, got {bank_size!r}: negatives mix the "
-                "features of that many recent observations. Try bank_size: 1024."
-            )
-        self.threshold, self.bank_size = float(threshold), bank_size
 
     @property
     def plausibility(self) -> Plausibility:
@@ -107,11 +136,6 @@ class ForwardForward(SignalFreeLearner):
             architecture_agnostic=True,
             control=True,
         )
-
-    def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
-        self.register_buffer("bank", torch.zeros(self.bank_size, spec.in_features))
-        self.register_buffer("bank_filled", torch.zeros((), dtype=torch.long))
-        self.register_buffer("bank_next", torch.zeros((), dtype=torch.long))
 
     def forward_pass(
         self, layers: Sequence[nn.Linear], x: Tensor, record: bool
@@ -131,19 +155,6 @@ class ForwardForward(SignalFreeLearner):
         out = layers[-1]
         y = torch.addmm(out.bias, h, out.weight.t())
         return y, (ForwardCache(inputs, pre_activations, y) if record else None)
-
-    def remember(self, x: Tensor) -> None:
-        """Add the rows of ``x`` to the ring buffer of recent observations."""
-        x = x[-self.bank_size :]
-        rows = (self.bank_next + torch.arange(x.shape[0])) % self.bank_size
-        self.bank.index_copy_(0, rows, x)
-        self.bank_next.copy_((self.bank_next + x.shape[0]) % self.bank_size)
-        self.bank_filled.copy_((self.bank_filled + x.shape[0]).clamp(max=self.bank_size))
-
-    def negatives(self, batch: int) -> Tensor:
-        """``batch`` negatives: feature ``j`` of row ``b`` from a random remembered row."""
-        rows = torch.randint(int(self.bank_filled), (batch, self.bank.shape[1]))
-        return self.bank.gather(0, rows)
 
     def layer_activities(self, cache: ForwardCache) -> list[tuple[Tensor, Tensor]]:
         """``(h_l, f'(a_l))`` of every layer, output (``y``, 1) last: what goodness is made of."""

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from biocredit.learners.base import Learner, RunContext
+from biocredit.learners.base import ErrorDrivenLearner, ForwardCache, Learner, RunContext
 from biocredit.learners.boundary import CreditBoundary
 from biocredit.learners.registry import make_learner
 from biocredit.learners.spec import NetworkSpec
@@ -39,20 +39,51 @@ class LocalNetwork(nn.Module):
     ) -> None:
         super().__init__()
         self.spec = spec
-        self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in pairwise(spec.sizes))
+        self.layers = self.build_layers(spec)
         if isinstance(learner, str):
             learner = make_learner(learner, **learner_kwargs)
         elif learner_kwargs:
             raise TypeError("learner_kwargs are only used when the learner is given by name")
+        self.check_learner(learner)
         self.learner = learner
         learner.attach(spec, context)
         with torch.no_grad():
             learner.init_weights(self.layers)
 
+    @staticmethod
+    def build_layers(spec: Any) -> nn.ModuleList:
+        """The weight layers for ``spec``, input first."""
+        return nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in pairwise(spec.sizes))
+
+    def check_learner(self, learner: Learner) -> None:
+        """Refuse a learner whose rule does not apply to these layers; every learner applies to
+        dense layers."""
+
     def forward(self, x: Tensor) -> Tensor:
         if not torch.is_grad_enabled():
-            return self.learner.forward_pass(self.layers, x, record=False)[0]
-        return CreditBoundary.apply(self.learner, self.layers, x, *self.parameters_in_order())
+            return self.forward_pass(x, record=False)[0]
+        return CreditBoundary.apply(self, x, *self.parameters_in_order())
+
+    def forward_pass(self, x: Tensor, record: bool) -> tuple[Tensor, ForwardCache | None]:
+        """The learner's inference on ``x`` (with ``record``, what its rule needs is kept)."""
+        return self.learner.forward_pass(self.layers, x, record)
+
+    def assign_credit(
+        self, cache: ForwardCache, error: Tensor, input_grad: bool
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        """The learner's rule from the output error ``e = dL/dy``: the input's error signal
+        (``None`` unless ``input_grad``) and the gradients in :meth:`parameters_in_order`."""
+        learner = self.learner
+        assert isinstance(learner, ErrorDrivenLearner)
+        return learner.assign_credit(self.layers, cache, error, input_grad)
+
+    def differentiable_credit(
+        self, x: Tensor, error: Tensor, input_grad: bool
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        """:meth:`assign_credit` as a differentiable function (learners with ``second_order``)."""
+        learner = self.learner
+        assert isinstance(learner, ErrorDrivenLearner)
+        return learner.differentiable_credit(self.layers, x, error, input_grad)
 
     def parameters_in_order(self) -> list[Tensor]:
         """``[W_1, b_1, ..., W_L, b_L]``, the order in which the learner returns gradients."""

@@ -268,6 +268,12 @@ class PredictiveCoding(TargetDrivenLearner):
     family = "predictive coding / neural generative coding"
     paper = "Whittington & Bogacz 2017, Neural Comput. 29:1229; Ororbia & Kifer 2022"
     update_kernels = (pc_weight_grads,)
+    conv_refusal = (
+        "its inference is written for dense layers (each hidden unit's step is bounded by the "
+        "row sums of dense error synapses, and mirror feedback reads dense weights' response "
+        "to noise); a conv form of its value nodes, predictions and stiffness bound is not "
+        "implemented"
+    )
     variants: ClassVar[dict[str, dict[str, Any]]] = {
         "learned": {"feedback": "learned"},
         "random": {"feedback": "random"},

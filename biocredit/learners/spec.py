@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from biocredit.errors import ConfigError
 from biocredit.learners.activations import get_activation
@@ -37,6 +38,16 @@ class NetworkSpec:
     def sizes(self) -> tuple[int, ...]:
         """All layer widths, input first: ``(in, h1, ..., out)``."""
         return (self.in_features, *self.hidden, self.out_features)
+
+    @property
+    def weight_shapes(self) -> list[tuple[int, ...]]:
+        """Each weight layer's weight shape, ``(n_out, n_in)``."""
+        return [(n_out, n_in) for n_in, n_out in pairwise(self.sizes)]
+
+    @property
+    def input_error(self) -> bool:
+        """A dense network may hand an error to its input (an upstream module)."""
+        return True
 
     @property
     def n_layers(self) -> int:

@@ -1,6 +1,7 @@
 """Stable-Baselines3 policies whose networks are trained end to end by a biocredit learner."""
 
-from biocredit.sb3.actor_critic import BioActorCriticNetworks, BioActorCriticPolicy
+from biocredit.sb3.actor_critic import BioActorCriticNetworks, BioActorCriticPolicy, BioCnnPolicy
+from biocredit.sb3.conv_features import BioCnnExtractor
 from biocredit.sb3.features import BioFeaturesExtractor
 from biocredit.sb3.multi_input import BioCombinedExtractor
 from biocredit.sb3.off_policy import BioDQNPolicy, BioSACPolicy, BioTD3Policy
@@ -8,6 +9,8 @@ from biocredit.sb3.off_policy import BioDQNPolicy, BioSACPolicy, BioTD3Policy
 __all__ = [
     "BioActorCriticNetworks",
     "BioActorCriticPolicy",
+    "BioCnnExtractor",
+    "BioCnnPolicy",
     "BioCombinedExtractor",
     "BioDQNPolicy",
     "BioFeaturesExtractor",

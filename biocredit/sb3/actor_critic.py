@@ -28,6 +28,7 @@ from biocredit.sb3.common import (
     build_network,
     hidden_sizes,
 )
+from biocredit.sb3.conv_features import BioCnnExtractor
 from biocredit.sb3.features import BioFeaturesExtractor
 from biocredit.sb3.multi_input import check_extractors, default_extractor
 
@@ -35,6 +36,7 @@ from biocredit.sb3.multi_input import check_extractors, default_extractor
 EXTRACTORS: dict[str, type[nn.Module]] = {
     "FlattenExtractor": FlattenExtractor,
     "BioFeaturesExtractor": BioFeaturesExtractor,
+    "BioCnnExtractor": BioCnnExtractor,
 }
 
 
@@ -77,9 +79,12 @@ class BioActorCriticPolicy(ActorCriticPolicy):
     The other arguments are SB3's; ``net_arch`` is a list (both networks) or
     ``dict(pi=[...], vf=[...])``; ``activation_fn`` must have a known derivative (tanh, relu ...).
     ``features_extractor_class`` is SB3's ``FlattenExtractor`` (the networks read the
-    observation) or :class:`~biocredit.sb3.features.BioFeaturesExtractor`, whose layers learn by
+    observation), :class:`~biocredit.sb3.features.BioFeaturesExtractor`, whose layers learn by
     a signal-free learner with their own optimizer while the policy and value networks learn from
-    its features by ``learner``. Dict observations get
+    its features by ``learner``, or :class:`~biocredit.sb3.conv_features.BioCnnExtractor` for
+    images (:class:`BioCnnPolicy`), whose conv network learns, by ``learner`` unless its own
+    ``learner`` is given, from the errors the policy and value networks send into its
+    features. Dict observations get
     :class:`~biocredit.sb3.multi_input.BioCombinedExtractor` (every key flattened and
     concatenated, SB3's ``MultiInputPolicy`` convention without its CNNs). gSDE and features
     extractors with parameters outside local networks are refused: backprop would train them.
@@ -104,6 +109,7 @@ class BioActorCriticPolicy(ActorCriticPolicy):
             )
         self.choice = LearnerChoice(learner, learner_kwargs, critic_learner, critic_learner_kwargs)
         default_extractor(observation_space, kwargs)
+        conv_extractor_defaults(kwargs, learner, learner_kwargs)
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
         check_extractors(self)
 
@@ -153,3 +159,45 @@ class BioActorCriticPolicy(ActorCriticPolicy):
 
     def extra_repr(self) -> str:
         return self.choice.describe()
+
+
+def conv_extractor_defaults(
+    kwargs: dict[str, Any], learner: str, learner_kwargs: dict[str, Any] | None
+) -> None:
+    """A :class:`BioCnnExtractor` learns by the policy's learner (and its options) unless its
+    own kwargs name one; with ``normalize_images=False`` it takes the images as scaled (SB3's
+    ``normalized_image``, as SB3 sets it for ``NatureCNN``)."""
+    extractor_class = kwargs.get("features_extractor_class")
+    if not (isinstance(extractor_class, type) and issubclass(extractor_class, BioCnnExtractor)):
+        return
+    extractor = dict(kwargs.get("features_extractor_kwargs") or {})
+    extractor.setdefault("learner", learner)
+    if extractor["learner"] == learner:
+        extractor.setdefault("learner_kwargs", dict(learner_kwargs or {}))
+    if not kwargs.get("normalize_images", True):
+        extractor.setdefault("normalized_image", True)
+    kwargs["features_extractor_kwargs"] = extractor
+
+
+class BioCnnPolicy(BioActorCriticPolicy):
+    """SB3's ``CnnPolicy`` for PPO and A2C with every layer trained by a learner:
+    :class:`~biocredit.sb3.conv_features.BioCnnExtractor` (NatureCNN's layers) shared by the
+    policy and value networks, which are single output layers on its 512 features unless
+    ``net_arch`` says otherwise (SB3's ``CnnPolicy`` default).
+
+    ``PPO(BioCnnPolicy, env, policy_kwargs=dict(learner="dfa"))``; the conv network learns by
+    the policy's ``learner`` unless ``features_extractor_kwargs`` names another.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("features_extractor_class", BioCnnExtractor)
+        if not args:  # net_arch is SB3's first optional argument
+            kwargs.setdefault("net_arch", [])
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)

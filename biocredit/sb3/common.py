@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from gymnasium import spaces
 from torch import nn
 
@@ -42,21 +41,6 @@ def torch_activation(name: str) -> type[nn.Module]:
     if name not in by_name:
         raise unknown_name("activation", name, by_name)
     return by_name[name]
-
-
-OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-    "rmsprop": torch.optim.RMSprop,
-}
-
-
-def optimizer_class(name: Any) -> type[torch.optim.Optimizer]:
-    """The torch optimizer class for a name in config files (``adam``, ``sgd`` ...)."""
-    if not isinstance(name, str) or name not in OPTIMIZER_CLASSES:
-        raise unknown_name("optimizer_class", str(name), OPTIMIZER_CLASSES)
-    return OPTIMIZER_CLASSES[name]
 
 
 def action_param_dim(action_space: spaces.Space) -> int:

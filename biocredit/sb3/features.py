@@ -1,9 +1,10 @@
 """A Stable-Baselines3 features extractor whose layers learn by a signal-free learner.
 
-``features = network(observation)``, a :class:`LocalNetwork` trained by ``softhebb``, ``hebbian``
-or ``ff`` from the observations alone, with its own optimizer; the policy and value networks
-above it learn by their own (error-driven) learner from the features, detached: no loss, and no
-head's error, reaches the extractor, and its update is the rule's and nothing else.
+``features = network(observation)``, a :class:`LocalNetwork` trained by ``softhebb``,
+``hebbian``, ``ff`` or ``pff`` from the observations alone, with its own optimizer (which also
+trains the learner's own synapses: pff's top-down and generative ones); the policy and value
+networks above it learn by their own (error-driven) learner from the features, detached: no loss,
+and no head's error, reaches the extractor, and its update is the rule's and nothing else.
 
 It learns on the batches the algorithm trains on: every forward pass in training mode with
 gradients enabled (PPO: each minibatch of each epoch; A2C: each rollout) records the pass, hands
@@ -23,12 +24,12 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import Tensor, nn
 
-from biocredit.errors import ConfigError, unknown_name
+from biocredit.errors import ConfigError
 from biocredit.learners.base import SignalFreeLearner
 from biocredit.learners.network import LocalNetwork
 from biocredit.learners.registry import learner_class, learners_of_kind, learns_from
 from biocredit.learners.spec import NetworkSpec
-from biocredit.sb3.common import OPTIMIZER_CLASSES
+from biocredit.optimizers import optimizer_class
 
 
 class BioFeaturesExtractor(BaseFeaturesExtractor):
@@ -38,13 +39,14 @@ class BioFeaturesExtractor(BaseFeaturesExtractor):
     features_extractor_class=BioFeaturesExtractor,
     features_extractor_kwargs=dict(learner="softhebb", hidden=[64], features_dim=32)))``
 
-    :param learner: a signal-free learner (``softhebb``, ``hebbian``, ``ff``)
+    :param learner: a signal-free learner (``softhebb``, ``hebbian``, ``ff``, ``pff``)
     :param learner_kwargs: its options
     :param hidden: hidden layer widths (``[]``: one layer)
     :param features_dim: number of features handed to the policy and value networks
     :param activation: hidden units' activation
     :param lr: the extractor optimizer's learning rate (the rule's rate ``eta`` with ``sgd``)
-    :param optimizer: ``sgd``, ``adam``, ``adamw`` or ``rmsprop``
+    :param optimizer: a name in :data:`biocredit.optimizers.OPTIMIZERS` (``sgd``, ``adam``,
+        ``adamw``, ``rmsprop``)
     """
 
     def __init__(
@@ -66,8 +68,7 @@ class BioFeaturesExtractor(BaseFeaturesExtractor):
                 f"{learners_of_kind(SignalFreeLearner)}; an error-driven learner trains the "
                 "policy and value networks from the observation directly (net_arch)."
             )
-        if optimizer not in OPTIMIZER_CLASSES:
-            raise unknown_name("features extractor optimizer", optimizer, OPTIMIZER_CLASSES)
+        optimizer_type = optimizer_class(optimizer, "features extractor optimizer")
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
             raise ConfigError(f"features_extractor_kwargs.lr must be > 0, got {lr!r}.")
         super().__init__(observation_space, features_dim)
@@ -75,7 +76,7 @@ class BioFeaturesExtractor(BaseFeaturesExtractor):
         spec = NetworkSpec(n_in, tuple(hidden), features_dim, activation)
         self.flatten = nn.Flatten()
         self.network = LocalNetwork(spec, learner, **(learner_kwargs or {}))
-        self.optimizer = OPTIMIZER_CLASSES[optimizer](self.network.parameters(), lr=lr)
+        self.optimizer = optimizer_type(self.network.parameters(), lr=lr)
 
     def forward(self, observations: Tensor) -> Tensor:
         x = self.flatten(observations)

@@ -47,7 +47,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from types import FrameType
@@ -57,9 +57,10 @@ import numpy as np
 from rich.console import Console
 
 from biocredit.envs.multiagent import is_multiagent
-from biocredit.errors import ConfigError, check_keys, unknown_name
+from biocredit.errors import ConfigError, unknown_name
 from biocredit.learners.registry import make_learner
 from biocredit.mappings import merge
+from biocredit.schema import Config, at_least, build, choice, option
 from biocredit.training.bench_state import (
     DONE,
     RESUME,
@@ -82,40 +83,86 @@ from biocredit.training.team_eval import evaluate_team, team_report
 
 BASELINE = "bp"
 BACKENDS = ("local", "ray")
-ENV_OPTIONS = ("threshold", "steps", "set", "algos")
-VARIANT_KEYS = {"learner", "algo", "agent", "set", "seeds"}
+#: a variant's ``agent`` when it names none: its runs take the spec's ``agent``
+SPEC_AGENT = "<the spec's agent>"
 
 
 @dataclass
-class BenchSpec:
-    """A validated benchmark spec."""
+class BenchEnv(Config):
+    """One env of a spec: its threshold, run length, settings and algorithms."""
 
-    name: str
-    algo: str | list[str] = "ppo"
-    agent: str | None = None
-    learners: list[str] | dict[str, list[str]] = field(
-        default_factory=lambda: [BASELINE, "fa", "dfa"]
+    threshold: float | None = option(None, help="return counted as solved")
+    steps: int | dict[str, int] | None = at_least(
+        1, None, help="steps per run, or per algorithm ({ppo: 50000, sac: 20000})"
     )
-    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    envs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    set: dict[str, Any] = field(default_factory=dict)
-    out: str | None = None
+    set: dict[str, Any] = option({}, help="RunConfig keys for this env's runs")
+    algos: list[str] | None = choice(
+        None, ALGOS, kind="algo", nonempty=True, help="only these of the spec's algorithms"
+    )
 
-    def __post_init__(self) -> None:
-        if not self.envs:
-            raise ConfigError("A benchmark spec needs at least one entry under 'envs'.")
-        for algo in self.algos:
-            if algo not in ALGOS:
-                raise unknown_name("algo", algo, ALGOS)
-        for env, options in self.envs.items():
-            check_keys(options, ENV_OPTIONS, f"the benchmark spec's envs.{env}")
-            algos = options.get("algos", self.algos)
-            if not isinstance(algos, list) or not algos or set(algos) - set(self.algos):
+
+@dataclass
+class Variant(Config):
+    """A learner label that is a learner plus options (and possibly another algo or agent)."""
+
+    learner: str | None = option(None, help="the learner (default: the label itself)")
+    algo: str | None = choice(None, ALGOS, kind="algo", help="another algorithm")
+    agent: str | None = option(
+        SPEC_AGENT, help="another native agent, or null for an SB3 algorithm (default: the spec's)"
+    )
+    set: dict[str, Any] = option({}, help="RunConfig keys for this variant's runs")
+    seeds: list[int] | None = at_least(
+        0,
+        None,
+        nonempty=True,
+        help="run on these of the spec's seeds only",
+        hint="Give a non-empty list taken from the spec's seeds.",
+    )
+
+    def agent_of(self, spec: BenchSpec) -> str | None:
+        return spec.agent if self.agent == SPEC_AGENT else self.agent
+
+
+@dataclass
+class BenchSpec(Config):
+    """A validated benchmark spec (see the module docstring)."""
+
+    name: str = option(help="the results folder's name")
+    algo: str | list[str] = choice("ppo", ALGOS, kind="algo", nonempty=True, help="algorithms")
+    agent: str | None = option(None, help="a native agent instead of an SB3 algorithm")
+    learners: list[str] | dict[str, list[str]] = option(
+        [BASELINE, "fa", "dfa"],
+        nonempty=True,
+        help="learner labels (bp added if missing), or per algorithm",
+    )
+    variants: dict[str, Variant] = option({}, help="labels that are a learner plus options")
+    seeds: list[int] = at_least(0, [0, 1, 2, 3, 4], nonempty=True, help="seeds of every row")
+    envs: dict[str, BenchEnv] = option(
+        {},
+        nonempty=True,
+        help="envs and their options",
+        hint="A benchmark spec needs at least one entry under 'envs', e.g. "
+        "envs: {CartPole-v1: {threshold: 475}}.",
+    )
+    set: dict[str, Any] = option({}, help="RunConfig keys applied to every run")
+    out: str | None = option(None, help="results folder (default: experiments/results/<name>)")
+
+    def check(self) -> None:
+        self.check_env_algos()
+        self.check_learners_per_algo()
+        self.check_variant_seeds()
+
+    def check_env_algos(self) -> None:
+        for env in self.envs:
+            algos = self.env_algos(env)
+            if set(algos) - set(self.algos):
                 raise ConfigError(
                     f"envs.{env}.algos is {algos!r}; it must be a non-empty list taken from the "
                     f"spec's algorithms {self.algos}."
                 )
+
+    def check_learners_per_algo(self) -> None:
+        """Per-algorithm learners name each algorithm once; bp is added to every list."""
         if isinstance(self.learners, dict):
             if set(self.learners) != set(self.algos):
                 raise ConfigError(
@@ -127,19 +174,19 @@ class BenchSpec:
                     labels.insert(0, BASELINE)
         elif BASELINE not in self.learners:
             self.learners.insert(0, BASELINE)
+
+    def check_variant_seeds(self) -> None:
         for label, variant in self.variants.items():
-            if not isinstance(variant, dict) or set(variant) - VARIANT_KEYS:
-                raise ConfigError(
-                    f"Variant '{label}' must be a mapping with 'learner' and optional 'algo', "
-                    "'agent', 'set' and 'seeds', "
-                    f"got {variant!r}."
-                )
-            seeds = variant.get("seeds", self.seeds)
-            if not isinstance(seeds, list) or not seeds or set(seeds) - set(self.seeds):
+            seeds = variant.seeds or self.seeds
+            if set(seeds) - set(self.seeds):
                 raise ConfigError(
                     f"Variant '{label}' has seeds {seeds!r}; they must be a non-empty list taken "
                     f"from the spec's seeds {self.seeds}."
                 )
+
+    def variant(self, label: str) -> Variant:
+        """The variant called ``label``, or the plain learner ``label``."""
+        return self.variants.get(label) or Variant()
 
     @property
     def algos(self) -> list[str]:
@@ -160,7 +207,7 @@ class BenchSpec:
 
     def env_algos(self, env: str) -> list[str]:
         """The algorithms run on ``env``: its own ``algos``, else all of the spec's."""
-        return self.envs[env].get("algos", self.algos)
+        return self.envs[env].algos or self.algos
 
     def labels(self, env: str | None = None) -> list[str]:
         """The rows of the table (of one env's part of it)."""
@@ -177,10 +224,11 @@ class BenchSpec:
 class Selection:
     """Which part of a spec's matrix one invocation runs (``None``: all of it).
 
-    ``seeds`` replace the spec's seeds (the matrix and its table then have these seeds);
-    ``learners``, ``envs`` and ``algos`` name rows of the spec whose runs this invocation
-    executes, bp always among them: the table stays the spec's, partial until the other runs
-    are done by a later invocation."""
+    ``seeds``, ``learners``, ``envs`` and ``algos`` name the runs of the matrix this invocation
+    executes, bp always among them. Seeds outside the spec's add to the matrix: the table covers
+    the spec's seeds, the ones asked for and every seed already in the results folder, and stays
+    partial until each of them has run every row (a variant with its own seeds keeps them).
+    """
 
     seeds: list[int] | None = None
     learners: list[str] | None = None
@@ -205,49 +253,41 @@ class Selection:
         ):
             raise ConfigError(f"--seeds must be integers >= 0, got {self.seeds!r}.")
 
-    def with_seeds(self, spec: BenchSpec) -> BenchSpec:
-        """``spec`` on this selection's seeds: a variant with its own seeds keeps those among
-        them, and leaves the matrix if none is left."""
-        if self.seeds is None:
-            return spec
-        seeds = sorted(set(self.seeds))
-        variants, dropped = {}, set()
-        for label, variant in spec.variants.items():
-            own = [seed for seed in variant.get("seeds", seeds) if seed in seeds]
-            if own:
-                variants[label] = {**variant, "seeds": own}
-            else:
-                dropped.add(label)
-        learners: list[str] | dict[str, list[str]] = (
-            {
-                algo: [l for l in labels if l not in dropped]
-                for algo, labels in spec.learners.items()
-            }
-            if isinstance(spec.learners, dict)
-            else [l for l in spec.learners if l not in dropped]
-        )
-        return replace(spec, seeds=seeds, learners=learners, variants=variants)
+    def matrix(self, spec: BenchSpec, out_dir: Path) -> BenchSpec:
+        """``spec`` on its own seeds, the selection's and those of the runs in ``out_dir``."""
+        seeds = set(spec.seeds) | set(self.seeds or ()) | seeds_in(out_dir)
+        return spec if seeds == set(spec.seeds) else replace(spec, seeds=sorted(seeds))
 
-    def includes(self, spec: BenchSpec, label: str, env: str) -> bool:
-        """Whether the run of row ``label`` on ``env`` is this invocation's to execute."""
+    def includes(self, spec: BenchSpec, label: str, env: str, seed: int) -> bool:
+        """Whether the run of row ``label`` on ``env`` with ``seed`` is this invocation's."""
         algo, learner = label.split("+", 1) if len(spec.algos) > 1 else (spec.algos[0], label)
         return (
-            (self.envs is None or env in self.envs)
+            (self.seeds is None or seed in self.seeds)
+            and (self.envs is None or env in self.envs)
             and (self.algos is None or algo in self.algos)
             and (self.learners is None or learner in self.learners or learner == BASELINE)
         )
 
 
+def seeds_in(out_dir: Path) -> set[int]:
+    """The seeds of the run folders under ``out_dir/runs/<env>/<row>/seed<n>``."""
+    return {
+        int(run.name.removeprefix("seed"))
+        for run in out_dir.glob("runs/*/*/seed*")
+        if run.name.removeprefix("seed").isdigit()
+    }
+
+
 def load_spec(path: str | Path) -> BenchSpec:
     data = read_yaml(path)
-    check_keys(data, list(BenchSpec.__dataclass_fields__), f"benchmark spec '{path}'")
     data = {
         key: ({} if value is None and key in ("envs", "set") else value)
         for key, value in data.items()
     }
-    data["envs"] = {env: dict(options or {}) for env, options in data.get("envs", {}).items()}
+    if isinstance(data.get("envs"), dict):
+        data["envs"] = {env: options or {} for env, options in data["envs"].items()}
     data.setdefault("name", Path(path).stem)
-    return BenchSpec(**data)
+    return build(BenchSpec, data, source=f"benchmark spec '{path}'")
 
 
 def for_algo(settings: dict[str, Any], algo: str) -> dict[str, Any]:
@@ -256,12 +296,12 @@ def for_algo(settings: dict[str, Any], algo: str) -> dict[str, Any]:
     return merge(general, settings.get(algo) or {})
 
 
-def env_steps(options: dict[str, Any], algo: str, steps: int | None) -> int | None:
+def env_steps(options: BenchEnv, algo: str, steps: int | None) -> int | None:
     """The run length: ``steps`` (the command line's) if given, else the env's ``steps`` (a
     number, or a mapping by algorithm), else ``None`` (the hyperparameter file's)."""
     if steps is not None:
         return steps
-    value = options.get("steps")
+    value = options.steps
     return value.get(algo) if isinstance(value, dict) else value
 
 
@@ -274,21 +314,21 @@ def plan_runs(spec: BenchSpec, out: Path, steps: int | None = None) -> list[tupl
             for algo in spec.env_algos(env):
                 for learner_label in spec.learners_of(algo):
                     label = spec.label(algo, learner_label)
-                    variant = spec.variants.get(learner_label, {})
-                    if seed not in variant.get("seeds", spec.seeds):
+                    variant = spec.variant(learner_label)
+                    if seed not in (variant.seeds or spec.seeds):
                         continue
-                    agent = variant.get("agent", spec.agent)
+                    agent = variant.agent_of(spec)
                     flags = {
-                        "algo": variant.get("algo", "online" if agent else algo),
+                        "algo": variant.algo or ("online" if agent else algo),
                         "agent": agent,
                         "env": env,
-                        "learner": variant.get("learner", learner_label),
+                        "learner": variant.learner or learner_label,
                         "seed": seed,
                         "steps": env_steps(options, algo, steps),
                         "out": str(out / "runs" / env / label / f"seed{seed}"),
                     }
-                    settings = merge(spec.set, options.get("set") or {})
-                    settings = merge(for_algo(settings, algo), variant.get("set", {}))
+                    settings = merge(spec.set, options.set)
+                    settings = merge(for_algo(settings, algo), variant.set)
                     config = resolve_config(flags=merge(settings, flags))
                     run_class(config).validate(config)
                     configs.append((label, config))
@@ -466,8 +506,8 @@ def run_benchmark(
     check_options(workers, backend, ray_address, steps)
     selection = selection or Selection()
     selection.check(spec)
-    spec = selection.with_seeds(spec)
     out_dir = Path(out or spec.out or Path("experiments") / "results" / spec.name)
+    spec = selection.matrix(spec, out_dir)
     plan = plan_runs(spec, out_dir, steps)
     where = "Ray" if backend == "ray" else "process"
     command = "biocredit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
@@ -485,7 +525,7 @@ def run_benchmark(
         tasks = [
             (index, config, state == RESUME)
             for index, ((_, config), state) in enumerate(zip(plan, states, strict=True))
-            if state != DONE and selection.includes(spec, plan[index][0], config.env)
+            if state != DONE and selection.includes(spec, plan[index][0], config.env, config.seed)
         ]
         pending = sum(state != DONE for state in states)
         console.print(
@@ -565,9 +605,9 @@ def random_team_returns(spec: BenchSpec, summaries: list[dict[str, Any]]) -> dic
 def subsets(spec: BenchSpec) -> str:
     """`` (bptt: [0, 1])`` for the variants that ran on part of the seeds only."""
     parts = [
-        f"{label}: {variant['seeds']}"
+        f"{label}: {variant.seeds}"
         for label, variant in spec.variants.items()
-        if label in spec.learner_labels and variant.get("seeds", spec.seeds) != spec.seeds
+        if label in spec.learner_labels and variant.seeds not in (None, spec.seeds)
     ]
     return f" ({'; '.join(parts)})" if parts else ""
 
@@ -615,7 +655,7 @@ def render_table(
         for label, own in runs.items():
             base = runs[spec.baseline(label)]
             name = label + seeds_short(len(own), planned[env, label])
-            lines.append(table_row(env, name, own, base, options.get("threshold"), randoms))
+            lines.append(table_row(env, name, own, base, options.threshold, randoms))
     per_seed = [
         f"\nRandom team on {env}: {value:.1f} (same eval seeds and episodes)."
         for env, value in randoms.items()

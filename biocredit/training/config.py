@@ -10,17 +10,17 @@ the key and the closest valid one.
 from __future__ import annotations
 
 import re
-import types
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 import yaml
 
 from biocredit.envs.multiagent import is_multiagent
 from biocredit.envs.normalize import normalize_options
-from biocredit.errors import ConfigError, check_keys, unknown_name
-from biocredit.learners.registry import DEFAULT_LEARNER
+from biocredit.errors import ConfigError
+from biocredit.learners.registry import DEFAULT_LEARNER, list_learners
+from biocredit.schema import Config, at_least, build, choice, option
 
 DIVERGENCE_ACTIONS = ("stop", "rollback")
 # "online": a native agent (``agent``); "recurrent-ppo": the LSTM backprop-through-time baseline
@@ -28,7 +28,7 @@ ALGOS = ("ppo", "a2c", "sac", "td3", "dqn", "recurrent-ppo", "online")
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Config):
     """Everything that defines a training run.
 
     ``algo_kwargs`` go to the SB3 algorithm (``n_steps``, ``batch_size``, ``learning_rate`` ...;
@@ -43,64 +43,73 @@ class RunConfig:
     ...; see :mod:`biocredit.envs.normalize`), for SB3 runs.
     """
 
-    env: str = "CartPole-v1"
-    algo: str = "ppo"
-    learner: str | None = DEFAULT_LEARNER
-    agent: str | None = None
-    agent_kwargs: dict[str, Any] = field(default_factory=dict)
-    learner_kwargs: dict[str, Any] = field(default_factory=dict)
-    critic_learner: str | None = None
-    critic_learner_kwargs: dict[str, Any] | None = None
-    steps: int = 100_000
-    seed: int = 0
-    n_envs: int = 1
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    normalize: bool | dict[str, Any] | str = False
-    algo_kwargs: dict[str, Any] = field(default_factory=dict)
-    policy_kwargs: dict[str, Any] = field(default_factory=dict)
-    multiagent: dict[str, Any] = field(default_factory=dict)
-    eval_episodes: int = 10
-    # env steps between checkpoints (0: only at the end and on a stop); a SIGKILL or a machine
-    # stop loses at most this many steps of a run
-    checkpoint_freq: int = 10_000
-    # complete checkpoints a run keeps (the newest first); older ones are removed as new ones land
-    keep_checkpoints: int = 2
-    on_divergence: str = "stop"  # or "rollback": resume the last checkpoint, learning rates halved
-    max_rollbacks: int = 3
-    # every this many credit assignments of each network, log each layer's cosine to backprop's
-    # gradient of the same loss (alignment/<network>/layer<l>); 0: off
-    alignment_every: int = 0
-    threads: int = 1
-    out: str | None = None
+    env: str = option("CartPole-v1", help="Gymnasium id, or pettingzoo:<module or id>")
+    algo: str = choice(
+        "ppo", ALGOS, kind="algo", help="SB3 algorithm, or online for a native agent"
+    )
+    learner: str | None = choice(
+        DEFAULT_LEARNER,
+        list_learners,
+        kind="learner",
+        help="the networks' learner (a native agent: replaces its learner roles' learners)",
+    )
+    agent: str | None = option(None, help="a native agent (biocredit agents), run online")
+    agent_kwargs: dict[str, Any] = option({}, help="the native agent's config")
+    learner_kwargs: dict[str, Any] = option({}, help="the learner's options")
+    critic_learner: str | None = choice(
+        None, list_learners, kind="learner", help="the critics' learner (default: learner)"
+    )
+    critic_learner_kwargs: dict[str, Any] | None = option(None, help="the critic learner's options")
+    steps: int = at_least(1, 100_000, help="env steps (agent steps in a multi-agent env)")
+    seed: int = at_least(0, 0, help="seeds everything of the run")
+    n_envs: int = at_least(1, 1, help="parallel env copies")
+    env_kwargs: dict[str, Any] = option({}, help="keyword arguments of the env")
+    normalize: bool | dict[str, Any] | str = option(
+        False, help="the RL Zoo's observation/return normalisation (SB3 runs)"
+    )
+    algo_kwargs: dict[str, Any] = option({}, help="the SB3 algorithm's keyword arguments")
+    policy_kwargs: dict[str, Any] = option({}, help="the SB3 policy's keyword arguments")
+    multiagent: dict[str, Any] = option({}, help="scheme and groups of a PettingZoo run")
+    eval_episodes: int = at_least(1, 10, help="evaluation episodes at the end")
+    checkpoint_freq: int = at_least(
+        0,
+        10_000,
+        help="env steps between checkpoints (0: only at the end and on a stop); a SIGKILL or "
+        "a machine stop loses at most this many steps of a run",
+        hint="0 = only at the end and on a stop.",
+    )
+    keep_checkpoints: int = at_least(
+        1, 2, help="complete checkpoints a run keeps (older ones are removed as new ones land)"
+    )
+    on_divergence: str = choice(
+        "stop",
+        DIVERGENCE_ACTIONS,
+        kind="on_divergence action",
+        help="stop, or rollback: resume the last checkpoint, learning rates halved",
+    )
+    max_rollbacks: int = at_least(0, 3, help="rollbacks before a diverging run stops")
+    alignment_every: int = at_least(
+        0,
+        0,
+        help="every this many credit assignments of each network, log each layer's cosine to "
+        "backprop's gradient of the same loss (alignment/<network>/layer<l>); 0: off",
+        hint="0 = off. Try alignment_every: 10.",
+    )
+    threads: int = at_least(1, 1, help="torch threads")
+    out: str | None = option(None, help="the run folder (default: runs/<env>/<algo>-<learner>)")
 
     def __post_init__(self) -> None:
-        positive = {
-            "steps": self.steps,
-            "n_envs": self.n_envs,
-            "eval_episodes": self.eval_episodes,
-            "threads": self.threads,
-            "keep_checkpoints": self.keep_checkpoints,
-        }
-        for key, value in positive.items():
-            if value < 1:
-                raise ConfigError(f"'{key}' must be >= 1, got {value}.")
-        if self.seed < 0:
-            raise ConfigError(f"'seed' must be >= 0, got {self.seed}.")
-        if self.checkpoint_freq < 0:
-            raise ConfigError(
-                f"'checkpoint_freq' must be >= 0 (0 = only at the end), got {self.checkpoint_freq}."
-            )
-        if self.on_divergence not in DIVERGENCE_ACTIONS:
-            raise unknown_name("on_divergence action", self.on_divergence, DIVERGENCE_ACTIONS)
-        if self.alignment_every < 0:
-            raise ConfigError(
-                f"'alignment_every' must be >= 0 (0 = off), got {self.alignment_every}. "
-                "Try alignment_every: 10."
-            )
-        if self.max_rollbacks < 0:
-            raise ConfigError(f"'max_rollbacks' must be >= 0, got {self.max_rollbacks}.")
-        if self.algo not in ALGOS:
-            raise unknown_name("algo", self.algo, ALGOS)
+        super().__post_init__()
+        if isinstance(self.normalize, str):  # the Zoo's text form, stored as a mapping
+            self.normalize = normalize_options(self.normalize) or False
+
+    def check(self) -> None:
+        self.check_agent_or_algorithm()
+        self.check_multiagent_env()
+        self.check_normalize_is_for_sb3()
+
+    def check_agent_or_algorithm(self) -> None:
+        """A native agent runs with algo ``online``; an SB3 algorithm needs a learner."""
         if (self.agent is None) != (self.algo != "online"):
             raise ConfigError(
                 f"algo '{self.algo}' with agent {self.agent!r}: a native agent runs with algo "
@@ -108,58 +117,26 @@ class RunConfig:
             )
         if self.agent is None and self.learner is None:
             raise ConfigError("An SB3 run needs a learner, e.g. --learner dfa.")
+
+    def check_multiagent_env(self) -> None:
         if self.multiagent and not is_multiagent(self.env):
             raise ConfigError(
                 f"'multiagent' options apply to PettingZoo envs (env: pettingzoo:...), but env is "
                 f"'{self.env}'. Remove 'multiagent' or name a PettingZoo env, e.g. "
                 "pettingzoo:mpe2.simple_spread_v3."
             )
-        if isinstance(self.normalize, str):  # the Zoo's text form, stored as a mapping
-            self.normalize = normalize_options(self.normalize) or False
+
+    def check_normalize_is_for_sb3(self) -> None:
         if normalize_options(self.normalize) is not None and self.agent is not None:
             raise ConfigError(
                 f"normalize is for SB3 runs; the native agent '{self.agent}' reads raw "
                 "observations. Remove 'normalize' or train with --algo ppo/sac/td3."
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _type_ok(value: Any, hint: Any) -> bool:
-    origin = get_origin(hint)
-    if hint is Any:
-        return True
-    if origin in (Union, types.UnionType):
-        return any(_type_ok(value, arg) for arg in get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, origin or hint)
-
-
-def _type_name(hint: Any) -> str:
-    if get_origin(hint) in (Union, types.UnionType):
-        return " or ".join(_type_name(arg) for arg in get_args(hint))
-    if hint is type(None):
-        return "null"
-    return getattr(get_origin(hint) or hint, "__name__", str(hint))
-
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
     """Validate a plain dict into a :class:`RunConfig`; errors name ``source`` and the key."""
-    hints = get_type_hints(RunConfig)
-    check_keys(data, [f.name for f in fields(RunConfig)], source)
-    for key, value in data.items():
-        if not _type_ok(value, hints[key]):
-            raise ConfigError(
-                f"Key '{key}' in {source} must be {_type_name(hints[key])}, "
-                f"got {type(value).__name__} {value!r}."
-            )
-    return RunConfig(**data)
+    return build(RunConfig, data, source=source)
 
 
 class ConfigLoader(yaml.SafeLoader):

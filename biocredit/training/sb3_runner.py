@@ -34,9 +34,10 @@ from biocredit.envs.normalize import (
 from biocredit.envs.state import capture_env, restore_env
 from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.learners import LocalNetwork, learner_class
+from biocredit.optimizers import optimizer_class
 from biocredit.sb3 import BioActorCriticPolicy, BioDQNPolicy, BioSACPolicy, BioTD3Policy
 from biocredit.sb3.actor_critic import EXTRACTORS
-from biocredit.sb3.common import optimizer_class, torch_activation
+from biocredit.sb3.common import torch_activation
 from biocredit.training.alignment import AlignmentCallback, attach_monitors
 from biocredit.training.callbacks import (
     DivergenceCallback,
@@ -213,7 +214,7 @@ def _named_classes(kwargs: dict[str, Any]) -> dict[str, Any]:
     if isinstance(kwargs.get("activation_fn"), str):
         kwargs["activation_fn"] = torch_activation(kwargs["activation_fn"])
     if "optimizer_class" in kwargs:
-        kwargs["optimizer_class"] = optimizer_class(kwargs["optimizer_class"])
+        kwargs["optimizer_class"] = optimizer_class(kwargs["optimizer_class"], "optimizer_class")
     if "features_extractor_class" in kwargs:
         name = kwargs["features_extractor_class"]
         if not isinstance(name, str) or name not in EXTRACTORS:
