@@ -174,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from biocredit.training.resolve import resolve_config
     from biocredit.training.run import run_with_recovery
-    from biocredit.training.runs import run_class
+    from biocredit.training.run_kinds import run_class
 
     keys = ("algo", "learner", "agent", "env", "steps", "seed", "n_envs", "threads", "out")
     if args.resume:
@@ -205,8 +205,8 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 def _resume_config(args: argparse.Namespace, run_dir: Path, keys: tuple[str, ...]) -> RunConfig:
     """The run's own config; only ``--steps`` (a new total) may change on resume."""
-    from biocredit.training.run_dir import read_run_config, update_run_config
-    from biocredit.training.runs import run_class
+    from biocredit.training.run_folder import read_run_config, update_run_config
+    from biocredit.training.run_kinds import run_class
 
     given = [
         f"--{key.replace('_', '-')}"
@@ -253,9 +253,10 @@ def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from biocredit.checkpoints import require_checkpoint
     from biocredit.envs.normalize import normalize_options
     from biocredit.training.export import export_run
-    from biocredit.training.run_dir import read_run_config
+    from biocredit.training.run_folder import read_run_config
     from biocredit.training.sb3_runner import ALGO_CLASSES
 
     path = export_run(Path(args.run_dir), Path(args.out) if args.out else None)
@@ -268,8 +269,8 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     if normalize_options(config.normalize) is not None:
         console.print(
             "note: this run normalised observations (normalize); the policy expects them "
-            f"normalised with the statistics in {Path(args.run_dir) / 'checkpoint'}, which the "
-            "zip does not hold."
+            f"normalised with the statistics in {require_checkpoint(Path(args.run_dir))}, which "
+            "the zip does not hold."
         )
     return 0
 
@@ -397,7 +398,7 @@ def _compact(count: int) -> str:
 
 def _cmd_plot(args: argparse.Namespace, console: Console) -> int:
     from biocredit.training.plots import alignment_columns, plot_alignment, plot_curves
-    from biocredit.training.run_dir import read_run_config
+    from biocredit.training.run_folder import read_run_config
 
     lines: dict[str, dict[str, list[Path]]] = {}
     labelled: dict[str, Path] = {}

@@ -52,14 +52,35 @@ def _copy_run(edit: Callable[[Path], None]) -> Callable[[Path, Path], None]:
     return setup
 
 
+def _newest(run: Path) -> Path:
+    from biocredit.checkpoints import newest_checkpoint
+
+    return newest_checkpoint(run)
+
+
+def _forged(edit: Callable[[Path], None]) -> Callable[[Path], None]:
+    """``edit`` the newest checkpoint, then rewrite its manifest to match: a damaged file that
+    the completeness check alone does not catch."""
+
+    def forge(run: Path) -> None:
+        from biocredit.checkpoints import MANIFEST_FILE, seal
+
+        checkpoint = _newest(run)
+        edit(checkpoint)
+        (checkpoint / MANIFEST_FILE).unlink()
+        seal(checkpoint)
+
+    return forge
+
+
 def _truncate(run: Path) -> None:
-    weights = run / "checkpoint" / "model.safetensors"
+    weights = _newest(run) / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
 
 
-def _pickle_payload(run: Path) -> None:
-    payload = pickle.dumps(Payload(run.parent / MARKER))
-    (run / "checkpoint" / "model.safetensors").write_bytes(payload)
+def _pickle_payload(checkpoint: Path) -> None:
+    payload = pickle.dumps(Payload(checkpoint.parents[2] / MARKER))
+    (checkpoint / "model.safetensors").write_bytes(payload)
 
 
 def _other_env(run: Path) -> None:
@@ -72,8 +93,8 @@ def _pettingzoo_env(run: Path) -> None:
     config.write_text(config.read_text().replace("env: CartPole-v1", f"env: '{SPREAD}'"))
 
 
-def _corrupt_meta(run: Path) -> None:
-    (run / "checkpoint" / "checkpoint.json").write_text("{oops")
+def _corrupt_meta(checkpoint: Path) -> None:
+    (checkpoint / "checkpoint.json").write_text("{oops")
 
 
 def _other_learner(run: Path) -> None:
@@ -82,7 +103,11 @@ def _other_learner(run: Path) -> None:
 
 
 def _drop(name: str) -> Callable[[Path], None]:
-    return lambda run: (run / "checkpoint" / name).unlink()
+    return lambda run: (_newest(run) / name).unlink()
+
+
+def _no_checkpoint(run: Path) -> None:
+    shutil.rmtree(run / "checkpoints")
 
 
 TRAIN = ["train", "--steps", "64", "--out", "{tmp}/out", "--no-progress"]
@@ -271,11 +296,13 @@ CASES: list[Case] = [
     Case("--video-path without --video", ["eval", "{run}", "--video-path", "{tmp}/x.mp4"],
          "--video-path is only used with --video; add --video."),
     Case("truncated weights file", ["eval", "{tmp}/bad_run"],
-         "is not a readable safetensors file", _copy_run(_truncate)),
+         "model.safetensors is 100 bytes, its manifest says", _copy_run(_truncate)),
     Case("missing weights file", ["eval", "{tmp}/bad_run"],
-         "model.safetensors' is missing", _copy_run(_drop("model.safetensors"))),
-    Case("corrupted checkpoint metadata", ["eval", "{tmp}/bad_run"],
-         "checkpoint.json' is not valid JSON", _copy_run(_corrupt_meta)),
+         "model.safetensors is missing", _copy_run(_drop("model.safetensors"))),
+    Case("run without a checkpoint", ["eval", "{tmp}/bad_run"],
+         "holds no complete checkpoint", _copy_run(_no_checkpoint)),
+    Case("corrupted checkpoint metadata, manifest rewritten", ["eval", "{tmp}/bad_run"],
+         "checkpoint.json' is not valid JSON", _copy_run(_forged(_corrupt_meta))),
     Case("checkpoint for another env", ["eval", "{tmp}/bad_run"],
          "was saved for env 'CartPole-v1', but this model is for env 'Acrobot-v1'",
          _copy_run(_other_env)),
@@ -288,8 +315,8 @@ CASES: list[Case] = [
          _copy_run(_other_env)),
     Case("resume that changes the learner", ["train", "--resume", "{run}", "--learner", "fa"],
          "Only --steps (a new total) is allowed with --resume"),
-    Case("checkpoint carrying a pickle payload", ["eval", "{tmp}/bad_run"],
-         "is not a readable safetensors file", _copy_run(_pickle_payload)),
+    Case("checkpoint carrying a pickle payload, manifest rewritten", ["eval", "{tmp}/bad_run"],
+         "is not a readable safetensors file", _copy_run(_forged(_pickle_payload))),
     Case("export of a folder that is not a run", ["export", "{tmp}"],
          "is not a biocredit run folder"),
     Case("export of a native agent's run", ["export", "{run}"],

@@ -15,10 +15,11 @@ from safetensors.torch import load_file
 from biocredit.agents import ActiveInferenceAgent, agent_config, make_agent
 from biocredit.agents.active_inference import expected_free_energy, select_action
 from biocredit.agents.replay import NStepReturns, Transitions
+from biocredit.checkpoints import newest_checkpoint
 from biocredit.errors import BiocreditError
 from biocredit.training.online import OnlineRun
 from biocredit.training.resolve import resolve_config
-from biocredit.training.run_dir import read_run_config
+from biocredit.training.run_folder import read_run_config
 
 OBS = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
 DISCRETE = spaces.Discrete(3)
@@ -239,8 +240,8 @@ def test_resume_is_bitwise_exact_with_the_replay_buffer(env, tmp_path):
         )
 
     def tensors(run_dir):
-        state = load_file(str(run_dir / "checkpoint" / "model.safetensors"))
-        state.update(load_file(str(run_dir / "checkpoint" / "resume.safetensors")))
+        state = load_file(str(newest_checkpoint(run_dir) / "model.safetensors"))
+        state.update(load_file(str(newest_checkpoint(run_dir) / "resume.safetensors")))
         return state
 
     OnlineRun.start(config(tmp_path / "one", 400)).run(progress=False)
@@ -266,7 +267,7 @@ def test_cli_run_writes_its_folder(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["agent"] == "active-inference" and summary["learner"] == "pc"
     assert summary["steps"] == 300
-    assert (out / "checkpoint" / "model.safetensors").is_file()
+    assert (newest_checkpoint(out) / "model.safetensors").is_file()
     assert (out / "config.yaml").is_file()
     header = (out / "progress.csv").read_text().splitlines()[0]
     assert "agent/surprise" in header and "agent/epistemic_weight" in header

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from biocredit.checkpoints import newest_checkpoint
 from biocredit.errors import ConfigError
 from biocredit.training.bench import BenchSpec, plan_runs
 from biocredit.training.resolve import resolve_config
@@ -25,7 +26,7 @@ def test_recurrent_ppo_trains_from_the_cli_with_an_lstm_of_the_memory_size(tmp_p
     subprocess.run([sys.executable, "-m", "biocredit.cli", "train", *args], check=True)
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["algo"], summary["steps"]) == ("recurrent-ppo", 512)
-    assert summary["status"] == "done" and (out / "checkpoint" / "model.safetensors").is_file()
+    assert summary["status"] == "done" and (newest_checkpoint(out) / "model.safetensors").is_file()
     config = resolve_config(flags={"algo": "recurrent-ppo", "learner": "bp", "env": "CuedTMaze-v0"})
     assert config.policy_kwargs["lstm_hidden_size"] == 32  # the eqprop memory's 32 units
 

@@ -17,10 +17,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from biocredit.checkpoints import newest_checkpoint
 from biocredit.errors import ConfigError
 from biocredit.training.bench import Selection, load_spec, plan_runs
 from biocredit.training.bench_state import START, prepare_runs
-from biocredit.training.run_dir import create_run_dir, recovered_checkpoint, replacing_checkpoint
+from biocredit.training.run_folder import create_run_dir
 from biocredit.training.sb3_runner import SB3Run
 
 _table_spec = importlib.util.spec_from_file_location(
@@ -303,7 +304,7 @@ def test_sigterm_stops_the_bench_and_its_workers(tmp_path):
     assert f"Resume with the same command: biocredit bench {command[-1]}" in stderr
     wait_until(lambda: not any(map(running, children)), timeout=30)
     summary = json.loads((first_run / "summary.json").read_text())
-    assert summary["status"] == "interrupted" and (first_run / "checkpoint").is_dir()
+    assert summary["status"] == "interrupted" and newest_checkpoint(first_run) is not None
     assert not (out / "runs" / "CartPole-v1" / "bp" / "seed1").exists()
     assert "Partial table: 0 of 3 runs finished" in (out / "table.md").read_text()
 
@@ -363,7 +364,7 @@ def snapshot(folder):
 def final_tensors(run_dir):
     state = {}
     for name in ("model", "resume"):
-        state.update(load_file(str(run_dir / "checkpoint" / f"{name}.safetensors")))
+        state.update(load_file(str(newest_checkpoint(run_dir) / f"{name}.safetensors")))
     return state
 
 
@@ -409,7 +410,7 @@ def test_a_stopped_bench_resumes_with_the_same_command(tmp_path, leftovers, stop
         out / "runs" / "CartPole-v1" / "fa" / "seed0",
     )
     try:
-        wait_until(lambda: (in_flight / "checkpoint").is_dir(), timeout=120)
+        wait_until(lambda: newest_checkpoint(in_flight) is not None, timeout=120)
         children = child_pids(process.pid)
         leftovers.extend(children)
         stop(process, signum)
@@ -458,21 +459,3 @@ def test_runs_of_another_matrix_are_refused_and_unsaved_ones_start_again(tmp_pat
     with pytest.raises(ConfigError, match=r"its steps differ from this spec's plan \(steps 2048"):
         prepare_runs([bp, fa])
     assert Path(longer.out).is_dir()  # nothing is cleared when a folder is refused
-
-
-def test_a_checkpoint_is_replaced_whole(tmp_path):
-    with replacing_checkpoint(tmp_path) as staging:
-        (staging / "model.safetensors").write_text("first")
-    try:
-        with replacing_checkpoint(tmp_path) as staging:
-            (staging / "model.safetensors").write_text("sec")
-            raise KeyboardInterrupt  # a stop mid-write
-    except KeyboardInterrupt:
-        pass
-    assert (tmp_path / "checkpoint" / "model.safetensors").read_text() == "first"
-    (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")  # a stop between the renames
-    assert (recovered_checkpoint(tmp_path) / "model.safetensors").read_text() == "first"
-    (tmp_path / "checkpoint.old").mkdir()  # a stop after them, before the old one was removed
-    with replacing_checkpoint(tmp_path) as staging:
-        (staging / "model.safetensors").write_text("third")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+from biocredit.checkpoints import newest_checkpoint
 from biocredit.learners import list_learners
 
 pytestmark = pytest.mark.slow  # every test starts the command as a process (~2 s each)
@@ -37,12 +38,14 @@ def run_dir(tmp_path_factory):
 
 def test_train_writes_the_run_folder(run_dir):
     names = {p.name for p in run_dir.iterdir()}
-    assert {"config.yaml", "progress.csv", "summary.json", "checkpoint"} <= names
+    assert {"config.yaml", "progress.csv", "summary.json", "checkpoints"} <= names
     assert any(name.startswith("events.out.tfevents") for name in names)
-    assert {p.name for p in (run_dir / "checkpoint").iterdir()} == {
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["000001-step512"]
+    assert {p.name for p in newest_checkpoint(run_dir).iterdir()} == {
         "model.safetensors",
         "resume.safetensors",
         "checkpoint.json",
+        "manifest.json",
     }
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in (

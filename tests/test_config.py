@@ -6,7 +6,7 @@ from biocredit.errors import ConfigError
 from biocredit.training.config import config_from_dict, parse_override, read_yaml
 from biocredit.training.hyperparams import LinearSchedule, schedule, zoo_entry
 from biocredit.training.resolve import resolve_config
-from biocredit.training.run_dir import default_run_dir
+from biocredit.training.run_folder import default_run_dir
 
 
 def test_defaults_are_the_readme_run():

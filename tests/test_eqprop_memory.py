@@ -306,14 +306,15 @@ def roll_out(agent: ModularAgent, obs: np.ndarray) -> list[np.ndarray]:
 
 
 def test_run_checkpoint_loads_with_agent_load(tmp_path):
-    """Regression: ModularAgent.load(run_dir / "checkpoint") failed with KeyError
-    'observation_space', as a run's checkpoint did not record the agent's config and spaces."""
+    """Regression: ModularAgent.load on a run's checkpoint failed with KeyError
+    'observation_space', as a run's checkpoint did not record the agent's config and spaces.
+    A run folder loads its newest complete checkpoint."""
     config = resolve_config(
         flags={"agent": "eqprop-memory-ac", "algo": "online", "env": "CuedTMaze-v0", "seed": 0},
         overrides=["steps=200", "n_envs=2", "eval_episodes=1", f"out={tmp_path / 'run'}"],
     )
     train_online(config, progress=False)
-    loaded = ModularAgent.load(tmp_path / "run" / "checkpoint")
+    loaded = ModularAgent.load(tmp_path / "run")
     reference, _ = load_run_policy(tmp_path / "run")  # what `biocredit eval` restores
     assert loaded.memory is not None and loaded.n_envs == 2
     for (key, value), (key2, value2) in zip(
@@ -337,6 +338,7 @@ def test_agent_load_of_a_folder_without_agent_metadata(tmp_path):
     meta = json.loads(meta_path.read_text())
     del meta["observation_space"]
     meta_path.write_text(json.dumps(meta))
+    (tmp_path / "agent" / "manifest.json").unlink()  # as an earlier biocredit wrote it
     with pytest.raises(RunDirError, match=r"lacks \['observation_space'\]"):
         ModularAgent.load(tmp_path / "agent")
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
+from biocredit.checkpoints import newest_checkpoint
 from biocredit.training.guard import DivergenceError
 from biocredit.training.online import OnlineRun, train_online
 from biocredit.training.resolve import resolve_config
@@ -137,7 +138,7 @@ def test_last_good_checkpoint_is_kept(tmp_path):
     cfg.checkpoint_freq = 512
     with pytest.raises(DivergenceError):
         train(cfg, progress=False)
-    meta = (tmp_path / "run" / "checkpoint" / "checkpoint.json").read_text()
+    meta = (newest_checkpoint(tmp_path / "run") / "checkpoint.json").read_text()
     assert '"num_timesteps": 1024' in meta
 
 
@@ -156,7 +157,7 @@ def test_online_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path)
     summary = run_with_recovery(OnlineRun.start(cfg), progress=False, callback=poison_once)
     assert poisoned and summary["status"] == "done" and summary["steps"] == 1024
     assert summary["rollbacks"] == 1
-    meta = json.loads((tmp_path / "run" / "checkpoint" / "checkpoint.json").read_text())
+    meta = json.loads((newest_checkpoint(tmp_path / "run") / "checkpoint.json").read_text())
     groups = meta["resume"]["optimizers"]["actor"]["param_groups"]
     assert groups[0]["lr"] == pytest.approx(0.5e-3)
 

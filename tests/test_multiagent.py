@@ -18,7 +18,7 @@ from biocredit.envs.parallel_vec_env import ParallelVecEnv
 from biocredit.errors import ConfigError
 from biocredit.training.resolve import resolve_config
 from biocredit.training.run import EVAL_SEED_OFFSET
-from biocredit.training.runs import run_class
+from biocredit.training.run_kinds import run_class
 from biocredit.training.team_eval import evaluate_team, team_report
 
 SPREAD = "pettingzoo:mpe2.simple_spread_v3"
@@ -236,7 +236,7 @@ def test_cli_trains_evaluates_and_refuses_resume(tmp_path):
     result = biocredit(*args, "--out", str(out), "--no-progress", "--set", "eval_episodes=2")
     assert result.returncode == 0, result.stderr
     names = {p.name for p in out.iterdir()}
-    assert {"config.yaml", "progress.csv", "summary.json", "checkpoint"} <= names
+    assert {"config.yaml", "progress.csv", "summary.json", "checkpoints"} <= names
     header = (out / "progress.csv").read_text().splitlines()[0].split(",")
     assert {"rollout/ep_rew_mean", "groups/agent", "agents/agent_0", "agents/agent_2"} <= set(
         header

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 
+from biocredit.checkpoints import newest_checkpoint
 from biocredit.learners import LocalNetwork, make_learner
 from biocredit.learners.registry import DEFAULT_LEARNER
 from biocredit.sb3 import BioActorCriticPolicy, BioDQNPolicy, BioSACPolicy, BioTD3Policy
@@ -88,7 +89,7 @@ def test_a_run_records_every_networks_learner_and_options(tmp_path):
         "mlp_extractor.policy_net": expected,
         "mlp_extractor.value_net": expected,
     }
-    checkpoint = json.loads((out / "checkpoint" / "checkpoint.json").read_text())
+    checkpoint = json.loads((newest_checkpoint(out) / "checkpoint.json").read_text())
     assert checkpoint["networks"] == summary["networks"]
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert (config["learner"], config["learner_kwargs"]) == ("dfa", {"scale": 0.5})

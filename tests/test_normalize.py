@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 from stable_baselines3.common.noise import NormalActionNoise
 
+from biocredit.checkpoints import newest_checkpoint
 from biocredit.envs import make_sb3_vec_env
 from biocredit.envs.normalize import (
     frozen,
@@ -81,11 +82,11 @@ def test_a_normalised_run_saves_its_statistics_and_evaluates_with_them(tmp_path)
         overrides=["eval_episodes=2"],
     )
     summary = SB3Run.start(config).run(progress=False)
-    saved = load_file(str(out / "checkpoint" / "normalize.safetensors"))
+    saved = load_file(str(newest_checkpoint(out) / "normalize.safetensors"))
     assert saved["obs_rms.count"].item() > 256  # SB3 starts counting at 1e-4, plus the reset
     result = evaluate_run(out, episodes=2)
     assert result["return_mean"] == summary["final_return_mean"]  # same statistics, same seed
-    after = load_file(str(out / "checkpoint" / "normalize.safetensors"))
+    after = load_file(str(newest_checkpoint(out) / "normalize.safetensors"))
     assert all(torch.equal(saved[key], after[key]) for key in saved)
     assert json.loads((out / "summary.json").read_text())["steps"] == 256
 

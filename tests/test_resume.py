@@ -10,9 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from biocredit.checkpoints import newest_checkpoint
 from biocredit.training.online import OnlineRun
 from biocredit.training.resolve import resolve_config
-from biocredit.training.run_dir import read_run_config
+from biocredit.training.run_folder import read_run_config
 from biocredit.training.sb3_runner import SB3Run
 
 # constant schedules: a linear schedule would depend on the total, which resume changes here
@@ -127,7 +128,7 @@ CASES = {
 def tensors(run_dir):
     state = {}
     for name in ("model", "resume", "normalize"):
-        path = run_dir / "checkpoint" / f"{name}.safetensors"
+        path = newest_checkpoint(run_dir) / f"{name}.safetensors"
         if path.is_file():
             state.update({f"{name}/{k}": v for k, v in load_file(str(path)).items()})
     return state

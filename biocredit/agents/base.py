@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from biocredit.agents.checkpointing import SavableAgent
 from biocredit.agents.networks import TrainedNetwork
+from biocredit.agents.savable import SavableAgent
 
 
 class OnlineAgent(SavableAgent, metaclass=ABCMeta):

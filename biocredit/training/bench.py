@@ -77,8 +77,8 @@ from biocredit.training.interrupt import Stopped, handle_stop_signals
 from biocredit.training.plots import plot_curves, steps_to_threshold
 from biocredit.training.resolve import resolve_config
 from biocredit.training.run import EVAL_SEED_OFFSET, run_with_recovery
-from biocredit.training.run_dir import read_run_config
-from biocredit.training.runs import run_class
+from biocredit.training.run_folder import read_run_config
+from biocredit.training.run_kinds import run_class
 from biocredit.training.team_eval import evaluate_team, team_report
 
 BASELINE = "bp"

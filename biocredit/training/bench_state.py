@@ -3,8 +3,9 @@
 On disk every run of the matrix is in one of three states:
 
 - ``done``: its ``summary.json`` says so; the folder is kept untouched and the summary read;
-- ``resume``: it has a checkpoint (taken every ``checkpoint_freq`` env steps and on a stop);
-  the run continues from it exactly, whatever stopped it (a signal, a SIGKILL, a machine stop);
+- ``resume``: it has a complete checkpoint (taken every ``checkpoint_freq`` env steps and on a
+  stop); the run continues from its newest one exactly, whatever stopped it (a signal, a
+  SIGKILL, a machine stop, also mid-write);
 - ``start``: no folder yet, or one a SIGKILL left before the first checkpoint, which is cleared.
 
 A run folder whose config is not the plan's (another spec, another ``--steps``) is an error: a
@@ -29,17 +30,12 @@ from typing import IO, Any
 
 from rich.console import Console
 
+from biocredit.checkpoints import RESUME_FILE, newest_checkpoint
 from biocredit.errors import ConfigError
-from biocredit.training.checkpoint import RESUME_FILE
 from biocredit.training.config import RunConfig
 from biocredit.training.interrupt import INTERRUPTED_EXIT_CODE
-from biocredit.training.run_dir import (
-    CONFIG_FILE,
-    SUMMARY_FILE,
-    read_run_config,
-    recovered_checkpoint,
-)
-from biocredit.training.runs import run_class
+from biocredit.training.run_folder import CONFIG_FILE, SUMMARY_FILE, read_run_config
+from biocredit.training.run_kinds import run_class
 
 DONE, RESUME, START = "done", "resume", "start"
 LOCK_FILE = ".bench.lock"
@@ -80,7 +76,8 @@ def run_state(config: RunConfig) -> str:
     summary = run_dir / SUMMARY_FILE
     if summary.is_file() and json.loads(summary.read_text())["status"] == "done":
         return DONE
-    if (recovered_checkpoint(run_dir) / RESUME_FILE).is_file() and resumable(config):
+    last = newest_checkpoint(run_dir)
+    if last is not None and (last / RESUME_FILE).is_file() and resumable(config):
         return RESUME
     return START
 

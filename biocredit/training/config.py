@@ -78,6 +78,9 @@ class RunConfig(Config):
         "a machine stop loses at most this many steps of a run",
         hint="0 = only at the end and on a stop.",
     )
+    keep_checkpoints: int = at_least(
+        1, 2, help="complete checkpoints a run keeps (older ones are removed as new ones land)"
+    )
     on_divergence: str = choice(
         "stop",
         DIVERGENCE_ACTIONS,

@@ -1,4 +1,5 @@
-"""Evaluate a finished run from its folder: rebuild the policy, load the safe checkpoint."""
+"""Evaluate a finished run from its folder: rebuild the policy, load its newest complete
+checkpoint (safetensors, no pickle)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.policies import BasePolicy
 
 from biocredit.agents import Agent, make_agent
+from biocredit.checkpoints import load_module, require_checkpoint
 from biocredit.envs import make_sb3_vec_env
 from biocredit.envs.multiagent import is_multiagent
 from biocredit.envs.normalize import frozen, normalize_options, read_statistics
 from biocredit.errors import ConfigError
-from biocredit.serialization import load_checkpoint
 from biocredit.training.config import RunConfig
 from biocredit.training.run import EVAL_SEED_OFFSET
-from biocredit.training.run_dir import CHECKPOINT_DIR, read_run_config
+from biocredit.training.run_folder import read_run_config
 from biocredit.training.sb3_runner import POLICY_CLASSES, policy_kwargs
 from biocredit.training.team_eval import evaluate_team, team_report
 from biocredit.training.video import (
@@ -33,10 +34,10 @@ def evaluate_multiagent_run(
     run_dir: Path, config: RunConfig, episodes: int, seed: int | None, deterministic: bool
 ) -> dict[str, Any]:
     """Team (sum over agents), per-group and per-agent returns of a multi-agent run."""
-    from biocredit.training.runs import run_class
+    from biocredit.training.run_kinds import run_class
 
     run = run_class(config)(config)
-    meta = load_checkpoint(run.model(), Path(run_dir) / CHECKPOINT_DIR, {"env": config.env})
+    meta = load_module(run.model(), require_checkpoint(run_dir), {"env": config.env})
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     with torch.no_grad():
         returns = evaluate_team(config, run.team_policy(deterministic), seed, episodes)
@@ -83,7 +84,7 @@ def load_run_policy(run_dir: Path) -> tuple[BasePolicy | Agent, dict]:
     env.close()
     identity = {"env": config.env}
     identity.update({"agent": config.agent} if config.agent else {"learner": config.learner})
-    meta = load_checkpoint(policy, Path(run_dir) / CHECKPOINT_DIR, identity)
+    meta = load_module(policy, require_checkpoint(run_dir), identity)
     return policy.eval(), meta
 
 
@@ -115,7 +116,7 @@ def evaluate_run(
     env = make_sb3_vec_env(config.env, 1, seed, env_kwargs)
     normalize = normalize_options(config.normalize)
     if normalize is not None:  # the training statistics, frozen, rewards as they are
-        env = frozen(env, normalize, read_statistics(Path(run_dir) / CHECKPOINT_DIR))
+        env = frozen(env, normalize, read_statistics(require_checkpoint(run_dir)))
     writer, frames = None, 0
     if video is not None:
         frame = first_frame(env, config.env, backend)

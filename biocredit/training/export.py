@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from biocredit.checkpoints import load_module, require_checkpoint
 from biocredit.envs import make_sb3_vec_env
 from biocredit.envs.multiagent import is_multiagent
 from biocredit.errors import ConfigError
-from biocredit.serialization import load_checkpoint
-from biocredit.training.run_dir import CHECKPOINT_DIR, read_run_config
+from biocredit.training.run_folder import read_run_config
 from biocredit.training.sb3_runner import build_model
 
 
@@ -24,7 +24,7 @@ def export_run(run_dir: Path, out: Path | None = None) -> Path:
     ``RUN_DIR/sb3_<algo>.zip``) and return its path.
 
     The replay buffer and the ``normalize`` statistics are not in it: SB3 keeps those in files
-    of their own (the statistics are in the run's ``checkpoint/``).
+    of their own (the statistics are in the run's newest checkpoint folder).
     """
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
@@ -32,12 +32,12 @@ def export_run(run_dir: Path, out: Path | None = None) -> Path:
         kind = f"native agent '{config.agent}'" if config.agent else "multi-agent run"
         raise ConfigError(
             f"'{run_dir}' is a {kind}, not an SB3 algorithm: there is no SB3 zip to export. "
-            "Load it with biocredit instead (biocredit.agents.Agent.load(RUN_DIR / "
-            "'checkpoint'), or `biocredit eval RUN_DIR`)."
+            "Load it with biocredit instead (biocredit.agents.Agent.load(RUN_DIR), or "
+            "`biocredit eval RUN_DIR`)."
         )
     env = make_sb3_vec_env(config.env, 1, config.seed, config.env_kwargs)
     algo = build_model(config, env)
-    meta = load_checkpoint(algo.policy, run_dir / CHECKPOINT_DIR, {"env": config.env})
+    meta = load_module(algo.policy, require_checkpoint(run_dir), {"env": config.env})
     algo.num_timesteps = int(meta.get("num_timesteps", 0))
     out = Path(out) if out is not None else run_dir / f"sb3_{config.algo}.zip"
     out.parent.mkdir(parents=True, exist_ok=True)

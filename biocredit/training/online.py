@@ -100,7 +100,7 @@ class OnlineRun(SteppedRun):
         return self.steps
 
     def model_meta(self) -> dict[str, Any]:
-        return self.agent.checkpoint_meta()  # so that Agent.load(run_dir / "checkpoint") works
+        return self.agent.checkpoint_meta()  # so that Agent.load(run_dir) works
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self.agent.optimizers()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biocredit.training.run_dir import PROGRESS_FILE, STEP_COLUMN
+from biocredit.training.run_folder import PROGRESS_FILE, STEP_COLUMN
 
 RETURN_COLUMN = "rollout/ep_rew_mean"
 

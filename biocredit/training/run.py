@@ -3,10 +3,11 @@
 Subclasses (:class:`~biocredit.training.sb3_runner.SB3Run` for SB3 algorithms,
 :class:`~biocredit.training.online.OnlineRun` for native agents) build their model and loop and
 say which module, optimizers and extra state make up a checkpoint; the rest is here. A
-checkpoint holds the model (``model.safetensors``), optimizer tensors and torch's RNG
-(``resume.safetensors``), and in ``checkpoint.json`` what the run is for, every network's learner
-and its options, counters, NumPy's and Python's RNGs and every env's state: enough to continue
-bitwise.
+checkpoint (a folder of ``<run>/checkpoints``, written by :mod:`biocredit.checkpoints`) holds
+the model (``model.safetensors``), optimizer tensors and torch's RNG (``resume.safetensors``),
+and in ``checkpoint.json`` what the run is for, every network's learner and its options,
+counters, NumPy's and Python's RNGs and every env's state: enough to continue bitwise. A run
+resumes from its newest complete checkpoint.
 """
 
 from __future__ import annotations
@@ -20,29 +21,25 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from torch import nn
 
 import biocredit
+from biocredit.checkpoints import (
+    RESUME_FILE,
+    load_module,
+    load_optimizer_state,
+    new_checkpoint,
+    newest_checkpoint,
+    optimizer_state,
+    read_resume_tensors,
+    require_checkpoint,
+    rng_state,
+    set_rng_state,
+    write_module,
+)
 from biocredit.envs import make_sb3_vec_env
 from biocredit.learners.network import trained_by
-from biocredit.serialization import load_checkpoint, save_checkpoint
-from biocredit.training.checkpoint import (
-    RESUME_FILE,
-    load_optimizer_state,
-    load_resume_state,
-    optimizer_state,
-    rng_state,
-    save_resume_state,
-    set_rng_state,
-)
 from biocredit.training.config import RunConfig
 from biocredit.training.guard import DivergenceError
 from biocredit.training.interrupt import resume_hint
-from biocredit.training.run_dir import (
-    CHECKPOINT_DIR,
-    continued_progress,
-    create_run_dir,
-    recovered_checkpoint,
-    replacing_checkpoint,
-    write_summary,
-)
+from biocredit.training.run_folder import continued_progress, create_run_dir, write_summary
 
 EVAL_SEED_OFFSET = 1000  # evaluation envs are seeded seed + 1000, apart from training envs
 
@@ -83,7 +80,7 @@ class TrainingRun:
 
     def model_meta(self) -> dict[str, Any]:
         """JSON metadata the model needs to be rebuilt on its own (a native agent's config and
-        spaces, for ``Agent.load(run_dir / "checkpoint")``); none by default."""
+        spaces, for ``Agent.load(run_dir)``); none by default."""
         return {}
 
     def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -116,13 +113,14 @@ class TrainingRun:
 
     @classmethod
     def resume(cls, config: RunConfig, run_dir: Path) -> TrainingRun:
-        """Rebuild the run as it started, then load every piece of state it had."""
+        """Rebuild the run as it started, then load every piece of state it had at its newest
+        complete checkpoint."""
         cls.check_resumable()
         run = cls(config)
         run.run_dir = Path(run_dir)
-        directory = recovered_checkpoint(run.run_dir)
-        meta = load_checkpoint(run.model(), directory, run.identity())
-        tensors, state = load_resume_state(directory), meta["resume"]
+        directory = require_checkpoint(run.run_dir)
+        meta = load_module(run.model(), directory, run.identity())
+        tensors, state = read_resume_tensors(directory), meta["resume"]
         for name, optimizer in run.optimizers().items():
             load_optimizer_state(optimizer, tensors, state["optimizers"][name], f"optim.{name}")
         set_rng_state(tensors, state["rng"])
@@ -131,10 +129,12 @@ class TrainingRun:
         return run
 
     def save(self, elapsed: float) -> None:
-        """Checkpoint everything :meth:`resume` needs, all at once: the files are written into a
-        staging folder that then replaces ``checkpoint/``, so a SIGKILL or a machine stop
-        mid-write leaves the previous checkpoint whole."""
-        with replacing_checkpoint(self.run_dir) as directory:
+        """Checkpoint everything :meth:`resume` needs as a new folder of ``<run>/checkpoints``,
+        keeping the last ``keep_checkpoints``: the files are written into a partial folder that
+        becomes a checkpoint only once whole (:func:`~biocredit.checkpoints.new_checkpoint`), so
+        a SIGKILL or a machine stop mid-write leaves the earlier checkpoints to resume from."""
+        keep = self.config.keep_checkpoints
+        with new_checkpoint(self.run_dir, self.steps_done(), keep) as directory:
             self.write_checkpoint(directory, elapsed)
 
     def write_checkpoint(self, directory: Path, elapsed: float) -> None:
@@ -154,8 +154,7 @@ class TrainingRun:
             "num_timesteps": self.steps_done(),
             "resume": resume,
         }
-        save_checkpoint(self.model(), directory, meta)
-        save_resume_state(directory, tensors)
+        write_module(directory, self.model(), meta, tensors)
 
     def eval_env(self, seed: int) -> Any:
         """The env evaluation runs on: one fresh copy of the training env, seeded ``seed``."""
@@ -217,7 +216,8 @@ def run_with_recovery(
         except DivergenceError as exc:
             if config.on_divergence != "rollback" or rollbacks >= config.max_rollbacks:
                 raise
-            if not (run.run_dir / CHECKPOINT_DIR / RESUME_FILE).is_file():
+            last = newest_checkpoint(run.run_dir)
+            if last is None or not (last / RESUME_FILE).is_file():
                 raise DivergenceError(
                     f"{exc} No checkpoint to roll back to: set a checkpoint_freq (env steps) "
                     "below the step it diverged at."

@@ -66,6 +66,7 @@ class SteppedRun(TrainingRun):
         )
         every = config.checkpoint_freq
         next_checkpoint = self.steps + every if every else None
+        saved_at = None  # the step of this session's last checkpoint
         if progress:
             display.start()
         start = time.perf_counter()
@@ -84,11 +85,13 @@ class SteppedRun(TrainingRun):
                 if next_checkpoint is not None and self.steps >= next_checkpoint:
                     self.guard.check_step()  # never save a bad state
                     self.save(self.elapsed + time.perf_counter() - start)
+                    saved_at = self.steps
                     next_checkpoint += every
         wall_time = self.elapsed + time.perf_counter() - start
         if progress:
             display.stop()
         self.guard.check_step()  # the last step's update
-        self.save(wall_time)
+        if saved_at != self.steps:  # not twice at one step: the run keeps two distinct states
+            self.save(wall_time)
         self.close()
         return self.finish(wall_time, stop.signal_name)

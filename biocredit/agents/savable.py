@@ -1,4 +1,6 @@
-"""``save`` / ``load`` for native agents: safetensors weights and JSON metadata, no pickle."""
+"""``save`` / ``load`` for native agents: what an agent is rebuilt from, gathered here; the
+folder itself is written and read by :mod:`biocredit.checkpoints` (safetensors and JSON, no
+pickle)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,16 @@ from typing import Any, ClassVar
 from gymnasium import spaces
 from torch import nn
 
-from biocredit.learners.network import trained_by
-from biocredit.serialization import (
-    load_checkpoint,
+from biocredit.checkpoints import (
+    load_module,
     read_agent_meta,
-    save_checkpoint,
+    replaced_folder,
+    resolve_checkpoint,
     space_from_json,
     space_to_json,
+    write_module,
 )
+from biocredit.learners.network import trained_by
 
 
 class SavableAgent(nn.Module):
@@ -32,8 +36,7 @@ class SavableAgent(nn.Module):
 
     def checkpoint_meta(self) -> dict[str, Any]:
         """What :meth:`load` rebuilds the agent from: config, spaces and ``n_envs`` (JSON);
-        training runs write it into their checkpoints too, so ``load(run_dir / "checkpoint")``
-        works."""
+        training runs write it into their checkpoints too, so ``load(run_dir)`` works."""
         return {
             "agent_config": asdict(self.config),
             "observation_space": space_to_json(self.observation_space),
@@ -43,20 +46,22 @@ class SavableAgent(nn.Module):
         }
 
     def save(self, path: str | Path) -> None:
-        """Save to the folder ``path``: weights, learner state and buffers in safetensors, the
-        config and spaces in JSON."""
-        save_checkpoint(self, Path(path), self.checkpoint_meta())
+        """Save to the folder ``path`` (replaced whole): weights, learner state and buffers in
+        safetensors, the config and spaces in JSON."""
+        with replaced_folder(Path(path)) as directory:
+            write_module(directory, self, self.checkpoint_meta())
 
     @classmethod
     def load(cls, path: str | Path) -> Any:
-        """An agent saved by :meth:`save` (or a run's ``checkpoint`` folder), ready to
-        ``predict`` or to keep learning."""
-        meta = read_agent_meta(Path(path))
+        """An agent saved by :meth:`save`, or the newest complete checkpoint of a run folder
+        (or one of its checkpoint folders), ready to ``predict`` or to keep learning."""
+        directory = resolve_checkpoint(Path(path))
+        meta = read_agent_meta(directory)
         agent = cls(  # type: ignore[call-arg]
             space_from_json(meta["observation_space"]),
             space_from_json(meta["action_space"]),
             cls.config_from_dict(meta["agent_config"]),
             meta["n_envs"],
         )
-        load_checkpoint(agent, Path(path))
+        load_module(agent, directory)
         return agent

@@ -1,4 +1,4 @@
-"""Which kind of run a config asks for."""
+"""Which kind of run a config asks for: the one place that knows every run class."""
 
 from __future__ import annotations
 

@@ -1,17 +1,19 @@
-"""Run folders: where a run's config, logs, checkpoint and summary live.
+"""A run's folder: where its config, logs, checkpoints and summary live.
 
 <run>/config.yaml        fully resolved config
 <run>/progress.csv       SB3 logger rows (rollout/ep_rew_mean, train/..., time/...)
 <run>/events.out.tfevents.*   TensorBoard
-<run>/checkpoint/        model.safetensors + checkpoint.json + resume.safetensors
+<run>/checkpoints/       the last few complete checkpoints (:mod:`biocredit.checkpoints`)
 <run>/summary.json       env, algo, learner, seed, steps, wall time, final return
+
+This module reads and writes the config, the summary and ``progress.csv``;
+:mod:`biocredit.checkpoints` owns ``checkpoints/``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,9 +28,6 @@ CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 PROGRESS_FILE = "progress.csv"
 EARLIER_PROGRESS_FILE = "progress.earlier.csv"  # rows of earlier sessions, while one runs
-CHECKPOINT_DIR = "checkpoint"
-STAGING_DIR = "checkpoint.new"  # the next checkpoint while it is written
-PREVIOUS_DIR = "checkpoint.old"  # the previous one while the new one is moved in
 STEP_COLUMN = "time/total_timesteps"
 
 
@@ -76,37 +75,6 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     partial = Path(run_dir) / f"{SUMMARY_FILE}.tmp"
     partial.write_text(json.dumps(summary, indent=2) + "\n")
     partial.replace(Path(run_dir) / SUMMARY_FILE)
-
-
-@contextmanager
-def replacing_checkpoint(run_dir: Path) -> Iterator[Path]:
-    """Yield an empty staging folder; afterwards it replaces ``<run>/checkpoint``.
-
-    The swap is two renames (old checkpoint aside, new one in), so the checkpoint folder is
-    always whole: a stop between them leaves the previous one in ``checkpoint.old``, which
-    :func:`recovered_checkpoint` puts back.
-    """
-    target = Path(run_dir) / CHECKPOINT_DIR
-    staging, previous = target.with_name(STAGING_DIR), target.with_name(PREVIOUS_DIR)
-    recovered_checkpoint(run_dir)
-    for stale in (staging, previous):  # left by a stop mid-write, or after the renames
-        shutil.rmtree(stale, ignore_errors=True)
-    staging.mkdir(parents=True)
-    yield staging
-    if target.exists():
-        target.rename(previous)
-    staging.rename(target)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
-def recovered_checkpoint(run_dir: Path) -> Path:
-    """``<run>/checkpoint``, put back from ``checkpoint.old`` if a stop fell between the two
-    renames of :func:`replacing_checkpoint`."""
-    target = Path(run_dir) / CHECKPOINT_DIR
-    previous = target.with_name(PREVIOUS_DIR)
-    if not target.exists() and previous.exists():
-        previous.rename(target)
-    return target
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
