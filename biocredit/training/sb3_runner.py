@@ -19,6 +19,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
@@ -44,7 +45,7 @@ from biocredit.sb3 import (
 )
 from biocredit.sb3.actor_critic import EXTRACTORS
 from biocredit.sb3.common import torch_activation
-from biocredit.sb3.conv_features import image_kind
+from biocredit.sb3.conv_features import BioCnnExtractor, image_kind
 from biocredit.training.alignment import AlignmentCallback, attach_monitors
 from biocredit.training.callbacks import (
     DivergenceCallback,
@@ -243,11 +244,31 @@ def policy_choice(
     """
     kwargs = policy_kwargs(config)
     kind = image_kind(observation_space)
-    if config.algo not in EXTRACTOR_ALGOS or "features_extractor_class" in kwargs or kind is None:
+    if config.algo not in EXTRACTOR_ALGOS:
         return POLICY_CLASSES[config.algo], kwargs
+    if "features_extractor_class" in kwargs or kind is None:
+        check_extractor_kwargs(kwargs, kwargs.get("features_extractor_class", FlattenExtractor))
+        return POLICY_CLASSES[config.algo], kwargs
+    check_extractor_kwargs(kwargs, BioCnnExtractor)
     if kind == "normalized":
         kwargs["normalize_images"] = False
     return BioCnnPolicy, kwargs
+
+
+def check_extractor_kwargs(kwargs: dict[str, Any], extractor: type[nn.Module]) -> None:
+    """``features_extractor_kwargs`` must be arguments of the extractor the policy builds."""
+    given = kwargs.get("features_extractor_kwargs") or {}
+    parameters = inspect.signature(extractor.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    valid = [name for name in parameters if name not in ("self", "observation_space")]
+    check_keys(
+        given,
+        valid,
+        f"policy_kwargs.features_extractor_kwargs (for {extractor.__name__}; "
+        "--set policy_kwargs.features_extractor_kwargs=null drops those of the env's "
+        "hyperparameter entry)",
+    )
 
 
 def build_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
