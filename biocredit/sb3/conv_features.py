@@ -13,7 +13,10 @@ fixed matrices. The final ReLU sits after the boundary: the error reaching the n
 
 Images go through SB3's own preprocessing: the policy scales uint8 images to [0, 1]
 (``normalize_images``), and SB3's algorithms wrap channel-last image envs in
-``VecTransposeImage``, so the extractor sees ``(C, H, W)`` maps, as NatureCNN does.
+``VecTransposeImage``, so the extractor sees ``(C, H, W)`` maps, as NatureCNN does. Float maps
+in [0, 1], channels first (MinAtar's binary maps after
+:class:`~biocredit.envs.images.BinaryImageObservation`), are images already normalised
+(:func:`image_kind`): read as they are, with ``normalize_images=False`` on the policy.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
@@ -31,6 +35,28 @@ from biocredit.errors import ConfigError
 from biocredit.learners.conv_network import ConvNetwork
 from biocredit.learners.conv_spec import ConvSpec, conv_layers
 from biocredit.learners.registry import DEFAULT_LEARNER
+
+
+def image_kind(space: spaces.Space) -> str | None:
+    """Whether ``space`` is an image, by SB3's preprocessing rules, and which kind.
+
+    ``"uint8"``: SB3's image (``is_image_space``: a 3-D uint8 Box in [0, 255], either layout;
+    the policy scales it, the algorithm moves channel-last images channels first).
+    ``"normalized"``: a 3-D float Box in [0, 1] whose smallest dimension is the first (SB3's
+    channels-first rule), an image already scaled (``normalized_image=True``), such as
+    MinAtar's maps. ``None``: anything else (read by the dense networks, flattened).
+    """
+    if is_image_space(space):
+        return "uint8"
+    if (
+        isinstance(space, spaces.Box)
+        and len(space.shape) == 3
+        and np.issubdtype(space.dtype, np.floating)
+        and bool(np.all(space.low == 0) and np.all(space.high == 1))
+        and int(np.argmin(space.shape)) == 0  # SB3's channels-first rule, without its warning
+    ):
+        return "normalized"
+    return None
 
 
 class BioCnnExtractor(BaseFeaturesExtractor):

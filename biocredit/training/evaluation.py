@@ -20,7 +20,7 @@ from biocredit.errors import ConfigError
 from biocredit.training.config import RunConfig
 from biocredit.training.run import EVAL_SEED_OFFSET
 from biocredit.training.run_folder import read_run_config
-from biocredit.training.sb3_runner import POLICY_CLASSES, policy_kwargs
+from biocredit.training.sb3_runner import policy_choice
 from biocredit.training.team_eval import evaluate_team, team_report
 from biocredit.training.video import (
     choose_gl_backend,
@@ -78,9 +78,8 @@ def load_run_policy(run_dir: Path) -> tuple[BasePolicy | Agent, dict]:
             config.n_envs,
         )
     else:
-        policy = POLICY_CLASSES[config.algo](
-            env.observation_space, env.action_space, lambda _: 0.0, **policy_kwargs(config)
-        )
+        policy_class, kwargs = policy_choice(config, env.observation_space)
+        policy = policy_class(env.observation_space, env.action_space, lambda _: 0.0, **kwargs)
     env.close()
     identity = {"env": config.env}
     identity.update({"agent": config.agent} if config.agent else {"learner": config.learner})

@@ -21,6 +21,7 @@ from torch import nn
 
 from biocredit.agents import Agent, agent_config, make_agent
 from biocredit.envs import check_env_id
+from biocredit.envs.images import image_observations
 from biocredit.envs.state import capture_env, restore_env
 from biocredit.training.alignment import attach_monitors, fresh_alignment
 from biocredit.training.config import RunConfig
@@ -29,13 +30,15 @@ from biocredit.training.stepped import LOG_EVERY_STEPS, SteppedRun
 
 
 def make_online_envs(config: RunConfig) -> gym.vector.VectorEnv:
-    """``n_envs`` synchronous copies with same-step autoreset and episode statistics."""
+    """``n_envs`` synchronous copies with same-step autoreset and episode statistics; binary
+    image observations as float images, channels first."""
     check_env_id(config.env)
     envs = gym.make_vec(
         config.env,
         num_envs=config.n_envs,
         vectorization_mode="sync",
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+        wrappers=[image_observations],
         **config.env_kwargs,
     )
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)

@@ -19,6 +19,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
@@ -35,9 +36,16 @@ from biocredit.envs.state import capture_env, restore_env
 from biocredit.errors import ConfigError, check_keys, unknown_name
 from biocredit.learners import LocalNetwork, learner_class
 from biocredit.optimizers import optimizer_class
-from biocredit.sb3 import BioActorCriticPolicy, BioDQNPolicy, BioSACPolicy, BioTD3Policy
+from biocredit.sb3 import (
+    BioActorCriticPolicy,
+    BioCnnPolicy,
+    BioDQNPolicy,
+    BioSACPolicy,
+    BioTD3Policy,
+)
 from biocredit.sb3.actor_critic import EXTRACTORS
 from biocredit.sb3.common import torch_activation
+from biocredit.sb3.conv_features import BioCnnExtractor, image_kind
 from biocredit.training.alignment import AlignmentCallback, attach_monitors
 from biocredit.training.callbacks import (
     DivergenceCallback,
@@ -223,17 +231,58 @@ def _named_classes(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def policy_choice(
+    config: RunConfig, observation_space: spaces.Space
+) -> tuple[type[BasePolicy], dict[str, Any]]:
+    """The policy class for ``config`` on ``observation_space`` and its keyword arguments.
+
+    Images pick the conv policy, as SB3 users pick ``CnnPolicy``: for PPO and A2C, when the
+    observations are an image by SB3's rules (:func:`~biocredit.sb3.conv_features.image_kind`)
+    and no ``features_extractor_class`` is named, :class:`~biocredit.sb3.BioCnnPolicy`, whose
+    ``BioCnnExtractor`` reads ``features_extractor_kwargs``; images already scaled to [0, 1]
+    (MinAtar's maps) with ``normalize_images=False``.
+    """
+    kwargs = policy_kwargs(config)
+    kind = image_kind(observation_space)
+    if config.algo not in EXTRACTOR_ALGOS:
+        return POLICY_CLASSES[config.algo], kwargs
+    if "features_extractor_class" in kwargs or kind is None:
+        check_extractor_kwargs(kwargs, kwargs.get("features_extractor_class", FlattenExtractor))
+        return POLICY_CLASSES[config.algo], kwargs
+    check_extractor_kwargs(kwargs, BioCnnExtractor)
+    if kind == "normalized":
+        kwargs["normalize_images"] = False
+    return BioCnnPolicy, kwargs
+
+
+def check_extractor_kwargs(kwargs: dict[str, Any], extractor: type[nn.Module]) -> None:
+    """``features_extractor_kwargs`` must be arguments of the extractor the policy builds."""
+    given = kwargs.get("features_extractor_kwargs") or {}
+    parameters = inspect.signature(extractor.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    valid = [name for name in parameters if name not in ("self", "observation_space")]
+    check_keys(
+        given,
+        valid,
+        f"policy_kwargs.features_extractor_kwargs (for {extractor.__name__}; "
+        "--set policy_kwargs.features_extractor_kwargs=null drops those of the env's "
+        "hyperparameter entry)",
+    )
+
+
 def build_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
     """The SB3 algorithm of ``config`` with its biocredit policy, seeded."""
     check_action_space(config, env.action_space)
     action_dim = int(np.prod(env.action_space.shape or (1,)))
+    policy_class, kwargs = policy_choice(config, env.observation_space)
     try:
         return ALGO_CLASSES[config.algo](
-            POLICY_CLASSES[config.algo],
+            policy_class,
             env,
             seed=config.seed,
             device="cpu",
-            policy_kwargs=policy_kwargs(config),
+            policy_kwargs=kwargs,
             **algo_kwargs(config, action_dim),
         )
     except (ValueError, AssertionError) as exc:
