@@ -328,3 +328,22 @@ def test_units_with_actions_of_different_shapes_act_in_one_batch(tmp_path):
     assert np.isfinite(run.run(progress=False)["final_return_mean"])
     loaded = Team.load(tmp_path / "run")  # the agents' order (speaker first) is kept
     assert list(loaded.observation_space.keys()) == ["speaker_0", "listener_0"]
+
+
+def test_a_team_run_of_the_earlier_layout_is_refused_on_resume(tmp_path):
+    """Checkpoints of earlier versions held no env copies: say so, not a mismatch."""
+    from biocredit.checkpoints import MANIFEST_FILE, META_FILE, newest_checkpoint, seal
+    from biocredit.errors import RunDirError
+    from biocredit.training.run_folder import read_run_config
+
+    cfg = config(SPREAD, ["eval_episodes=1"], steps=12, out=str(tmp_path / "run"))
+    run_class(cfg).start(cfg).run(progress=False)
+    checkpoint = newest_checkpoint(tmp_path / "run")
+    meta = json.loads((checkpoint / META_FILE).read_text())
+    del meta["resume"]["envs"]
+    (checkpoint / META_FILE).write_text(json.dumps(meta))
+    (checkpoint / MANIFEST_FILE).unlink()
+    seal(checkpoint)
+    resumed = read_run_config(tmp_path / "run")
+    with pytest.raises(RunDirError, match="multi-agent run of an earlier biocredit"):
+        run_class(resumed).resume(resumed, tmp_path / "run")

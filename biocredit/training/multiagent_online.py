@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from gymnasium import spaces
 from torch import nn
 
 from biocredit.agents.team import Team, TeamConfig, multiagent_config, team_units
-from biocredit.checkpoints import rng_state, set_rng_state
+from biocredit.checkpoints import read_meta, require_checkpoint, rng_state, set_rng_state
 from biocredit.envs.multiagent import check_multiagent_env_id, make_parallel_env
 from biocredit.envs.parallel_vec_env import AgentRows, ParallelEnvCopies
 from biocredit.errors import RunDirError
@@ -93,6 +94,18 @@ class MultiAgentOnlineRun(SteppedRun):
 
     validate = staticmethod(validate_multiagent_online)
 
+    @classmethod
+    def resume(cls, config: RunConfig, run_dir: Path) -> MultiAgentOnlineRun:
+        """As every run resumes (:meth:`TrainingRun.resume`), once its checkpoint is known to
+        hold the env copies (earlier biocredit versions did not keep them)."""
+        if "envs" not in read_meta(require_checkpoint(Path(run_dir))).get("resume", {}):
+            raise RunDirError(
+                f"'{run_dir}' is a multi-agent run of an earlier biocredit, whose checkpoints did "
+                "not keep the PettingZoo envs' state; it cannot be resumed. Start a new run with "
+                "the larger --steps instead."
+            )
+        return super().resume(config, run_dir)  # type: ignore[return-value]
+
     @property
     def envs(self) -> list[Any]:
         return self.copies.envs
@@ -132,12 +145,6 @@ class MultiAgentOnlineRun(SteppedRun):
         return tensors, state
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-        if "envs" not in state:
-            raise RunDirError(
-                f"'{self.run_dir}' is a multi-agent run of an earlier biocredit, whose checkpoints "
-                "did not keep the PettingZoo envs' state; it cannot be resumed. Start a new run "
-                "with the larger --steps instead."
-            )
         saved_rng = rng_state()  # an env replaying its episode must not move the run's RNGs
         try:
             self.copies.restore(state["envs"])
