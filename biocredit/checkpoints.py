@@ -38,6 +38,7 @@ import os
 import random
 import re
 import shutil
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -441,7 +442,9 @@ def set_rng_state(tensors: dict, plain: dict) -> None:
 
 
 def space_to_json(space: spaces.Space) -> dict[str, Any]:
-    """A Box or Discrete space as plain JSON data."""
+    """A Box or Discrete space, or a Dict of them (a team's, by agent), as plain JSON data."""
+    if isinstance(space, spaces.Dict):  # a list of pairs: the agents' order is kept
+        return {"type": "Dict", "spaces": [[k, space_to_json(v)] for k, v in space.items()]}
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, spaces.Box):
@@ -451,10 +454,13 @@ def space_to_json(space: spaces.Space) -> dict[str, Any]:
             "high": space.high.tolist(),
             "dtype": str(space.dtype),
         }
-    raise RunDirError(f"Cannot store space {space}: only Box and Discrete are supported.")
+    raise RunDirError(f"Cannot store space {space}: only Box, Discrete and Dict are supported.")
 
 
 def space_from_json(data: dict[str, Any]) -> spaces.Space:
+    if data["type"] == "Dict":
+        items = ((key, space_from_json(value)) for key, value in data["spaces"])
+        return spaces.Dict(OrderedDict(items))  # a plain dict would be sorted by key
     if data["type"] == "Discrete":
         return spaces.Discrete(data["n"], start=data["start"])
     dtype = np.dtype(data["dtype"])

@@ -93,6 +93,15 @@ def _pettingzoo_env(run: Path) -> None:
     config.write_text(config.read_text().replace("env: CartPole-v1", f"env: '{SPREAD}'"))
 
 
+def _pettingzoo_ppo(run: Path) -> None:
+    config = run / "config.yaml"
+    text = config.read_text().replace("env: CartPole-v1", f"env: '{SPREAD}'")
+    text = text.replace("algo: online", "algo: ppo").replace(
+        "agent: neuromodulated-ac", "agent: null"
+    )
+    config.write_text(text.replace("learner: null", "learner: dfa", 1))
+
+
 def _corrupt_meta(checkpoint: Path) -> None:
     (checkpoint / "checkpoint.json").write_text("{oops")
 
@@ -337,9 +346,9 @@ CASES: list[Case] = [
     Case("independent learners with an SB3 algorithm",
          [*TRAIN, "--env", SPREAD, "--set", "multiagent.scheme=independent"],
          "every agent shares one policy"),
-    Case("agent that cannot act in a team",
-         [*TRAIN, "--agent", "active-inference", "--env", SPREAD],
-         "cannot act in a multi-agent team"),
+    Case("resume of a multi-agent SB3 run", ["train", "--resume", "{tmp}/bad_run"],
+         "Multi-agent SB3 runs (PPO or A2C on a PettingZoo env) cannot be resumed",
+         _copy_run(_pettingzoo_ppo)),
     Case("memory agent in a team", [*TRAIN, "--agent", "eqprop-memory-ac", "--env", SPREAD],
          "memory modules are not supported in multi-agent teams yet"),
     Case("--video on a multi-agent run", ["eval", "{tmp}/bad_run", "--video"],

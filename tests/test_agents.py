@@ -368,8 +368,10 @@ def test_neuromodulated_ac_first_update_is_the_td_error_times_the_eligibility():
 def test_every_named_agent_implements_the_online_contract():
     from biocredit.agents.base import OnlineAgent
     from biocredit.agents.registry import AGENTS
+    from biocredit.agents.team import Team
 
     assert all(issubclass(entry["class"], OnlineAgent) for entry in AGENTS.values())
+    assert issubclass(Team, OnlineAgent)  # a multi-agent team, of any of them
 
     class Incomplete(OnlineAgent):  # no act, learn ...: cannot be built
         pass

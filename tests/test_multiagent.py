@@ -12,10 +12,12 @@ import torch
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from biocredit.agents.team import Team, multiagent_config
+from biocredit.agents.base import OnlineAgent
+from biocredit.agents.team import Team
 from biocredit.envs.multiagent import make_parallel_env
 from biocredit.envs.parallel_vec_env import ParallelVecEnv
 from biocredit.errors import ConfigError
+from biocredit.training.multiagent_online import build_team
 from biocredit.training.resolve import resolve_config
 from biocredit.training.run import EVAL_SEED_OFFSET
 from biocredit.training.run_kinds import run_class
@@ -113,19 +115,11 @@ def test_vec_env_adapter_asks_live_agents_and_reports_team_returns():
     assert sum(episode.values()) == pytest.approx(infos[0]["episode"]["r"])
 
 
-def spread_team(scheme):
+def spread_team(scheme, n_copies=2):
+    cfg = config(SPREAD, [f"multiagent.scheme={scheme}"])
     env = make_parallel_env(SPREAD, {"N": 3})
-    agents = env.possible_agents
-    team = Team(
-        {a: env.observation_space(a) for a in agents},
-        {a: env.action_space(a) for a in agents},
-        multiagent_config({"scheme": scheme}),
-        "neuromodulated-ac",
-        {},
-        None,
-        n_copies=2,
-    )
-    return team, agents
+    team, _ = build_team(cfg, env, n_copies)
+    return team, env.possible_agents
 
 
 def acting_weights(team, agent):
@@ -153,25 +147,62 @@ def test_independent_learners_have_their_own_tensors():
 
 
 def test_groups_give_predators_and_prey_their_own_learners():
-    env = make_parallel_env("pettingzoo:mpe2.simple_tag_v3", {})
-    agents = env.possible_agents
-    groups = {
-        "predators": {"agents": "adversary_*", "learner": "hebbian3f"},
-        "prey": {"agents": ["agent_*"], "learner": "dfa"},
-    }
-    team = Team(
-        {a: env.observation_space(a) for a in agents},
-        {a: env.action_space(a) for a in agents},
-        multiagent_config({"scheme": "shared", "groups": groups}),
-        "neuromodulated-ac",
-        {},
-        None,
+    groups = (
+        "{predators: {agents: 'adversary_*', learner: hebbian3f}, "
+        "prey: {agents: [agent_*], learner: dfa}}"
     )
+    cfg = config("pettingzoo:mpe2.simple_tag_v3", [f"multiagent.groups={groups}"])
+    team, _ = build_team(cfg, make_parallel_env("pettingzoo:mpe2.simple_tag_v3", {}), 1)
     assert team.groups == {
         "predators": ["adversary_0", "adversary_1", "adversary_2"],
         "prey": ["agent_0"],
     }
-    assert team.learners() == {"predators": "hebbian3f/hebbian3f", "prey": "dfa/dfa"}
+    assert team.learner_names() == {"predators": "hebbian3f/hebbian3f", "prey": "dfa/dfa"}
+    assert team.module_learners() == {
+        "predators/actor": "hebbian3f",
+        "predators/critic": "hebbian3f",
+        "prey/actor": "dfa",
+        "prey/critic": "dfa",
+    }
+
+
+def test_the_team_is_an_online_agent_that_saves_and_loads(tmp_path):
+    team, agents = spread_team("independent")
+    assert isinstance(team, OnlineAgent)
+    assert set(team.optimizers()) == {f"{a}/{role}" for a in agents for role in ("actor", "critic")}
+    assert set(team.networks) == set(team.trained_networks()) == set(team.guarded_modules())
+    rows = np.random.default_rng(0).normal(size=(2 * 3, 18)).astype(np.float32)
+    team.act(torch.from_numpy(rows))
+    team.save(tmp_path / "team")
+    loaded = Team.load(tmp_path / "team")
+    assert list(loaded.observation_space.keys()) == agents  # the agents' order is kept
+    for key, value in team.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    assert np.array_equal(
+        team.predict(rows, deterministic=True)[0], loaded.predict(rows, deterministic=True)[0]
+    )
+
+
+@pytest.mark.slow
+def test_a_team_of_active_inference_agents_trains(tmp_path):
+    """Any named agent without a memory can be a unit; active inference keeps one replay row per
+    agent, which the MPE envs (every agent to the episode's end) allow."""
+    cfg = config(
+        SPREAD,
+        ["agent_kwargs.learning_starts=60", "agent_kwargs.batch_size=8", "eval_episodes=1"],
+        agent="active-inference",
+        steps=240,
+        out=str(tmp_path / "run"),
+    )
+    summary = run_class(cfg).start(cfg).run(progress=False)
+    assert summary["group_learners"] == {"agent": "pc/pc/pc"}
+    assert int(summary["steps"]) == 240 and np.isfinite(summary["final_return_mean"])
+
+
+def test_active_inference_refuses_rows_of_agents_that_left(tmp_path):
+    cfg = config(out=str(tmp_path / "run"), agent="active-inference", n_envs=1)
+    with pytest.raises(ConfigError, match="agents that have left"):
+        run_class(cfg).start(cfg).run(progress=False)
 
 
 @pytest.mark.parametrize(
@@ -230,7 +261,7 @@ def biocredit(*args):
 
 
 @pytest.mark.slow
-def test_cli_trains_evaluates_and_refuses_resume(tmp_path):
+def test_cli_trains_evaluates_and_resumes(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--agent", "neuromodulated-ac", "--env", SPREAD, "--steps", "600"]
     result = biocredit(*args, "--out", str(out), "--no-progress", "--set", "eval_episodes=2")
@@ -245,9 +276,10 @@ def test_cli_trains_evaluates_and_refuses_resume(tmp_path):
     report = json.loads(biocredit("eval", str(out), "--episodes", "2", "--json").stdout)
     assert report["return_mean"] == pytest.approx(summary["final_return_mean"])
     assert sum(report["agent_returns"].values()) == pytest.approx(report["return_mean"])
-    resumed = biocredit("train", "--resume", str(out), "--steps", "1200")
-    assert resumed.returncode == 2 and "cannot be resumed" in resumed.stderr
-    assert "steps: 600" in (out / "config.yaml").read_text()
+    resumed = biocredit("train", "--resume", str(out), "--steps", "1200", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((out / "summary.json").read_text())["steps"] == 1200
+    assert "steps: 1200" in (out / "config.yaml").read_text()
 
 
 # 48k agent steps = 20 rollouts of 32 copies x 25 steps x 3 agents (about 25 s). Measured lead
@@ -272,3 +304,46 @@ def test_short_ppo_dfa_run_on_simple_spread_beats_a_random_team(tmp_path):
     seed = cfg.seed + EVAL_SEED_OFFSET
     random_team = team_report(evaluate_team(cfg, None, seed, cfg.eval_episodes), {})
     assert trained > random_team["return_mean"] + SHORT_RUN_MARGIN, (trained, random_team)
+
+
+def test_units_with_actions_of_different_shapes_act_in_one_batch(tmp_path):
+    """simple_speaker_listener with continuous actions: the speaker's Box(3) and the listener's
+    Box(5) travel as padded rows, and each env gets its own agent's action."""
+    cfg = config(
+        "pettingzoo:mpe2.simple_speaker_listener_v4",
+        ["env_kwargs={continuous_actions: true}", "eval_episodes=1"],
+        steps=40,
+        n_envs=2,
+        out=str(tmp_path / "run"),
+    )
+    run = run_class(cfg).start(cfg)
+    assert run.team.learner_names() == {
+        "speaker": "hebbian3f/hebbian3f",
+        "listener": "hebbian3f/hebbian3f",
+    }
+    actions = run.team.env_action(run.team.act(torch.from_numpy(run.obs)))
+    asked = run.copies.layout.actions(actions, run.copies.live())
+    assert [a["speaker_0"].shape for a in asked] == [(3,), (3,)]
+    assert [a["listener_0"].shape for a in asked] == [(5,), (5,)]
+    assert np.isfinite(run.run(progress=False)["final_return_mean"])
+    loaded = Team.load(tmp_path / "run")  # the agents' order (speaker first) is kept
+    assert list(loaded.observation_space.keys()) == ["speaker_0", "listener_0"]
+
+
+def test_a_team_run_of_the_earlier_layout_is_refused_on_resume(tmp_path):
+    """Checkpoints of earlier versions held no env copies: say so, not a mismatch."""
+    from biocredit.checkpoints import MANIFEST_FILE, META_FILE, newest_checkpoint, seal
+    from biocredit.errors import RunDirError
+    from biocredit.training.run_folder import read_run_config
+
+    cfg = config(SPREAD, ["eval_episodes=1"], steps=12, out=str(tmp_path / "run"))
+    run_class(cfg).start(cfg).run(progress=False)
+    checkpoint = newest_checkpoint(tmp_path / "run")
+    meta = json.loads((checkpoint / META_FILE).read_text())
+    del meta["resume"]["envs"]
+    (checkpoint / META_FILE).write_text(json.dumps(meta))
+    (checkpoint / MANIFEST_FILE).unlink()
+    seal(checkpoint)
+    resumed = read_run_config(tmp_path / "run")
+    with pytest.raises(RunDirError, match="multi-agent run of an earlier biocredit"):
+        run_class(resumed).resume(resumed, tmp_path / "run")

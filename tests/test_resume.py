@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from biocredit.checkpoints import newest_checkpoint
+from biocredit.training.multiagent_online import MultiAgentOnlineRun
 from biocredit.training.online import OnlineRun
 from biocredit.training.resolve import resolve_config
 from biocredit.training.run_folder import read_run_config
@@ -41,6 +42,13 @@ OFF = [
     "policy_kwargs.net_arch=[16, 16]",
 ]
 PENDULUM = {"env": "Pendulum-v1"}
+SPREAD = {"agent": "neuromodulated-ac", "env": "pettingzoo:mpe2.simple_spread_v3"}
+TAG = {"agent": "neuromodulated-ac", "env": "pettingzoo:mpe2.simple_tag_v3"}
+TAG_GROUPS = (
+    "multiagent={scheme: independent, groups: {predators: {agents: 'adversary_*', learner: "
+    "hebbian3f}, prey: {agents: agent_0, learner: dfa, agent_kwargs: {modules: {policy: {actor: "
+    "{optimizer: adam}}}}}}}"
+)
 
 # name: (flags, overrides, run class, (total steps, steps before the stop))
 CASES = {
@@ -122,6 +130,13 @@ CASES = {
         OnlineRun,
         (1280, 650),  # the stop falls mid-episode: the memory state must come back
     ),
+    # PettingZoo teams: 2 copies x 3 agents = 6 agent steps per env step, episodes of 25 env
+    # steps; the stop falls mid-episode (env step 70 of 100, 20 into the third episode), so each
+    # env copy must come back by replaying its episode's actions from the RNG state its reset
+    # started from
+    "team-simple-spread-shared": (SPREAD, AGENT, MultiAgentOnlineRun, (600, 420)),
+    # 2 copies x 4 agents: independent predators by hebbian3f, a dfa prey with Adam
+    "team-simple-tag-groups": (TAG, [*AGENT, TAG_GROUPS], MultiAgentOnlineRun, (800, 560)),
 }
 
 

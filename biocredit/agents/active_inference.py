@@ -69,7 +69,7 @@ from biocredit.agents.active_inference_config import (
     ActiveInferenceConfig,
     active_inference_config_from_dict,
 )
-from biocredit.agents.base import OnlineAgent
+from biocredit.agents.base import OnlineAgent, check_box_observations, is_discrete_action
 from biocredit.agents.networks import TrainedNetwork
 from biocredit.agents.replay import NStepReturns, ReplayBuffer, Transitions
 from biocredit.errors import ConfigError
@@ -127,27 +127,23 @@ class ActiveInferenceAgent(OnlineAgent):
         n_envs: int = 1,
     ) -> None:
         super().__init__()
-        if not isinstance(observation_space, spaces.Box):
-            raise ConfigError(f"Observation space {observation_space} is not a Box.")
+        check_box_observations(observation_space)
         self.observation_space, self.action_space = observation_space, action_space
         self.config, self.n_envs = config, n_envs
         n_obs = int(np.prod(observation_space.shape))
-        self.discrete = isinstance(action_space, spaces.Discrete)
+        self.discrete = is_discrete_action(
+            action_space,
+            "the agent picks among all discrete actions or samples candidates from a box",
+        )
         if self.discrete:
             self.n_actions = action_dim = int(action_space.n)
-        elif isinstance(action_space, spaces.Box) and action_space.is_bounded():
+        else:
             action_dim = int(np.prod(action_space.shape))
             low = torch.as_tensor(action_space.low, dtype=torch.float32).flatten()
             high = torch.as_tensor(action_space.high, dtype=torch.float32).flatten()
             self.action_centre, self.action_half = (high + low) / 2, (high - low) / 2
             grid = torch.quasirandom.SobolEngine(action_dim, scramble=False)
             self.greedy_codes = grid.draw(config.candidates) * 2 - 1  # fixed, for deterministic
-        else:
-            raise ConfigError(
-                f"Action space {action_space} is not Discrete or a bounded Box; the "
-                "active-inference agent picks among all discrete actions or samples candidates "
-                "from a bounded box."
-            )
         self.obs_centre, self.obs_scale = self._observation_scaling(
             observation_space, config.normalize_observations
         )
@@ -295,11 +291,29 @@ class ActiveInferenceAgent(OnlineAgent):
     # learning ----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def learn(self, reward: Tensor, terminated: Tensor, next_obs: Tensor, done: Tensor) -> None:
+    def learn(
+        self,
+        reward: Tensor,
+        terminated: Tensor,
+        next_obs: Tensor,
+        done: Tensor,
+        active: Tensor | None = None,
+    ) -> None:
         """Store the transition just taken (``done``: its episode ended there, which bounds the
         n-step returns; the online loop passes each episode's final observation); every
-        ``train_freq`` env steps, ``gradient_steps`` minibatch updates of every network."""
+        ``train_freq`` env steps, ``gradient_steps`` minibatch updates of every network.
+
+        The replay buffer holds one transition per row and step (the n-step returns walk each
+        row's own), so every row must be ``active``: in a multi-agent team this agent acts in
+        envs whose agents stay to the end of each episode (the MPE envs)."""
         assert self._state is not None and self._code is not None, "act() first"
+        if active is not None and not bool(active.all()):
+            raise ConfigError(
+                "The active-inference agent keeps one replay row per agent and cannot leave out "
+                "the rows of agents that have left a multi-agent episode early. Use it on envs "
+                "whose agents stay to the end of each episode (e.g. the MPE envs), or use "
+                "neuromodulated-ac."
+            )
         config = self.config
         self.replay.add(
             Transitions(self._state, self._code, reward, self.normalise(next_obs), terminated),

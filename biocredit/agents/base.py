@@ -2,7 +2,9 @@
 else.
 
 One step of training is ``action = agent.act(obs)``, ``agent.env_action(action)`` into the
-vector env, then ``agent.learn(reward, terminated, next_obs, done)``. Checkpoints hold the
+vector env, then ``agent.learn(reward, terminated, next_obs, done)`` (one row per env; a team
+of agents on a PettingZoo env takes one row per env copy and agent, and ``active`` marks the
+rows of live agents). Checkpoints hold the
 agent's ``state_dict`` (weights, learner state, buffers) and :meth:`optimizers`; the divergence
 guard watches :meth:`guarded_modules`; a run's summary and checkpoint identity record
 :meth:`learner_names` and :meth:`module_learners`; :meth:`diagnostics` go to TensorBoard and
@@ -16,14 +18,33 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from torch import Tensor, nn
 
 from biocredit.agents.networks import TrainedNetwork
 from biocredit.agents.savable import SavableAgent
+from biocredit.errors import ConfigError
+
+
+def check_box_observations(space: spaces.Space) -> spaces.Box:
+    """``space`` if it is a Box (agents read observations as flat rows), else a ConfigError."""
+    if not isinstance(space, spaces.Box):
+        raise ConfigError(f"Observation space {space} is not a Box.")
+    return space
+
+
+def is_discrete_action(space: spaces.Space, why_bounded: str) -> bool:
+    """Whether ``space`` is Discrete; a ConfigError unless it is Discrete or a bounded Box
+    (``why_bounded``: why the agent needs the bounds)."""
+    if isinstance(space, spaces.Discrete):
+        return True
+    if isinstance(space, spaces.Box) and space.is_bounded():
+        return False
+    raise ConfigError(f"Action space {space} is not Discrete or a bounded Box; {why_bounded}.")
 
 
 class OnlineAgent(SavableAgent, metaclass=ABCMeta):
-    """An agent that acts and learns at every step of a Gymnasium vector env (one row per env).
+    """An agent that acts and learns at every step of a vector env (one row per env).
 
     Subclasses own ``networks`` (an ``nn.ModuleDict`` of their module networks, by role)."""
 
@@ -39,9 +60,18 @@ class OnlineAgent(SavableAgent, metaclass=ABCMeta):
         """``action`` as the env takes it."""
 
     @abstractmethod
-    def learn(self, reward: Tensor, terminated: Tensor, next_obs: Tensor, done: Tensor) -> Any:
+    def learn(
+        self,
+        reward: Tensor,
+        terminated: Tensor,
+        next_obs: Tensor,
+        done: Tensor,
+        active: Tensor | None = None,
+    ) -> Any:
         """Learn from the transition just taken (``next_obs``: each finished episode's final
-        observation; ``done``: its episode ended there)."""
+        observation; ``done``: its episode ended there). ``active`` (bool per row, default
+        all): the rows that took a real step; the others are padding (an agent that has left a
+        multi-agent episode), learn nothing and count as done."""
 
     @abstractmethod
     def predict(

@@ -35,7 +35,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from biocredit.agents.base import OnlineAgent
+from biocredit.agents.base import OnlineAgent, check_box_observations, is_discrete_action
 from biocredit.agents.config import AgentConfig, agent_config_from_dict
 from biocredit.agents.memory import EqPropMemory
 from biocredit.agents.networks import TrainedNetwork
@@ -88,24 +88,15 @@ class ModularAgent(OnlineAgent):
         n_envs: int = 1,
     ) -> None:
         super().__init__()
-        if not isinstance(observation_space, spaces.Box):
-            raise ConfigError(f"Observation space {observation_space} is not a Box.")
+        check_box_observations(observation_space)
         self.observation_space, self.action_space = observation_space, action_space
         self.config, self.n_envs = config, n_envs
         modules = config.modules
         n_obs = int(np.prod(observation_space.shape))
-        self.discrete = isinstance(action_space, spaces.Discrete)
-        if self.discrete:
-            n_actions = int(action_space.n)
-        elif isinstance(action_space, spaces.Box):
-            if not action_space.is_bounded():
-                raise ConfigError(
-                    f"Action space {action_space} is unbounded; the Gaussian policy's mean is "
-                    "kept inside the box, so it needs finite low and high."
-                )
-            n_actions = int(np.prod(action_space.shape))
-        else:
-            raise ConfigError(f"Action space {action_space} is not Discrete or Box.")
+        self.discrete = is_discrete_action(
+            action_space, "the Gaussian policy's mean is kept inside the box's finite bounds"
+        )
+        n_actions = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
 
         def make(spec: NetworkSpec, net_config: Any) -> TrainedNetwork:
             return TrainedNetwork(spec, net_config, config.gamma, n_envs)
@@ -299,8 +290,10 @@ class ModularAgent(OnlineAgent):
 
         ``active`` (bool per row, default all) marks the rows that took a real step; the others
         (padding, e.g. an agent that has left a multi-agent episode) get a zero TD error and
-        zero world-model error, so they change nothing.
+        zero world-model error, so they change nothing, and count as done (traces cleared).
         """
+        if active is not None:
+            done = done | ~active
         for net in self._error_driven:
             net.optimizer.zero_grad(set_to_none=True)
         if self.memory is not None:

@@ -1,4 +1,4 @@
-"""A team of modular agents for a multi-agent env: independent learners or parameter sharing.
+"""A team of online agents for a multi-agent env: independent learners or parameter sharing.
 
     multiagent:
       scheme: shared            # or independent
@@ -9,15 +9,19 @@
 A group's agent is the run's named agent (or the group's ``agent``) with the run's
 ``agent_kwargs`` refined by the group's, and its learner (if set) in the actor and critic.
 
-- ``independent``: one :class:`ModularAgent` per PettingZoo agent, each with its own networks,
+- ``independent``: one agent object (a *unit*) per PettingZoo agent, each with its own networks,
   learners and optimizers (Tan 1993, independent Q-learners).
-- ``shared``: one :class:`ModularAgent` per group, acting for all of the group's agents; the
-  agent's one-hot index within the group is appended to its observation (parameter sharing,
-  Gupta et al. 2017).
+- ``shared``: one unit per group, acting for all of the group's agents; the agent's one-hot
+  index within the group is appended to its observation (parameter sharing, Gupta et al. 2017).
 
-Each agent object keeps one row per (env copy, PettingZoo agent) it acts for, with that row's
-own eligibility traces. Only live agents are asked: a row whose agent is not in the env copy's
-``env.agents`` is padding, its action is dropped and it learns nothing (``active`` is false).
+A unit is any named :class:`~biocredit.agents.base.OnlineAgent` without a memory, and the team
+is one too: it takes a batch of rows, one per (env copy, PettingZoo agent), in blocks of its
+units' agents (:func:`team_units`, in order), each block copy-major, rows zero-padded to the widest;
+``biocredit.envs.parallel_vec_env.AgentRows`` builds them (observation, one-hot id when shared)
+from PettingZoo's dicts, and reads the actions back. Each unit keeps one row per (env copy,
+agent) it acts for, with that row's own eligibility traces. Only live agents are asked: a row
+whose agent is not in its env copy's ``env.agents`` is padding, its action is dropped and it
+learns nothing (``active`` is false).
 """
 
 from __future__ import annotations
@@ -33,10 +37,10 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
+from biocredit.agents.base import OnlineAgent
 from biocredit.agents.config import AgentConfig
-from biocredit.agents.modular import ModularAgent
-from biocredit.agents.registry import AGENTS, agent_config
-from biocredit.envs.parallel_vec_env import with_agent_id
+from biocredit.agents.networks import TrainedNetwork
+from biocredit.agents.registry import agent_config, make_agent
 from biocredit.errors import ConfigError
 from biocredit.mappings import merge
 from biocredit.schema import Config, build, choice, option
@@ -124,167 +128,260 @@ def assign_groups(agents: Sequence[str], groups: Mapping[str, GroupConfig]) -> d
     return members
 
 
-def team_member_config(
+def team_units(agents: Sequence[str], config: MultiAgentConfig) -> dict[str, list[str]]:
+    """Unit name -> the PettingZoo agents it acts for: a group (``shared``) or an agent
+    (``independent``)."""
+    units = {}
+    for name, members in assign_groups(agents, config.groups).items():
+        if config.scheme == "shared":
+            units[name] = members
+        else:
+            units.update({agent: [agent] for agent in members})
+    return units
+
+
+def check_team_member(
     name: str, agent_kwargs: dict[str, Any], learner: str | None, group: str
-) -> AgentConfig:
-    """The config of a group's agent, which must be a memoryless :class:`ModularAgent`."""
+) -> None:
+    """A group's agent must be a named agent without a memory."""
     cfg = agent_config(name, agent_kwargs, learner)
-    if not isinstance(cfg, AgentConfig):
-        modular = [n for n, entry in AGENTS.items() if entry["class"] is ModularAgent]
-        raise ConfigError(
-            f"Agent '{name}' (group '{group}') cannot act in a multi-agent team: teams are made "
-            f"of modular agents ({', '.join(modular)})."
-        )
-    memory = cfg.modules.memory
+    memory = cfg.modules.memory if isinstance(cfg, AgentConfig) else None
     if memory is not None and memory.kind != "passthrough":
         raise ConfigError(
             f"Group '{group}': memory modules are not supported in multi-agent teams yet (team "
             "evaluation does not carry a memory state between steps). Use a memoryless agent, "
             "e.g. modules.memory: null."
         )
-    return cfg
 
 
-class Team(nn.Module):
-    """The agent objects acting for every PettingZoo agent of ``n_copies`` env copies.
+@dataclass
+class TeamConfig(Config):
+    """What a team is rebuilt from: the run's agent, ``agent_kwargs`` and learner, and its
+    ``multiagent`` section."""
 
-    :param observation_spaces, action_spaces: by PettingZoo agent name (``possible_agents``)
-    :param agent: the run's named agent; ``agent_kwargs`` and ``learner`` as in a run config
+    agent: str = option(help="the run's named agent")
+    agent_kwargs: dict[str, Any] = option({}, help="the run's agent_kwargs")
+    learner: str | None = option(None, help="the learner of the agents' learner roles")
+    multiagent: MultiAgentConfig = option(factory=MultiAgentConfig, help="scheme and groups")
+
+
+def team_config_from_dict(data: dict[str, Any]) -> TeamConfig:
+    return build(TeamConfig, data, "team")
+
+
+class Team(OnlineAgent):
+    """The units acting for every PettingZoo agent of ``n_envs`` env copies.
+
+    :param observation_space: each agent's row space (its observation and, when shared, its
+        one-hot id: ``AgentRows.row_space``), a Dict in the order of the env's
+        ``possible_agents`` (made from an ``OrderedDict``: gymnasium sorts a plain dict's keys)
+    :param action_space: a Dict of each agent's action space
+    :param n_envs: env copies
     """
+
+    config_from_dict = staticmethod(team_config_from_dict)
 
     def __init__(
         self,
-        observation_spaces: Mapping[str, spaces.Space],
-        action_spaces: Mapping[str, spaces.Space],
-        config: MultiAgentConfig,
-        agent: str,
-        agent_kwargs: dict[str, Any],
-        learner: str | None,
-        n_copies: int = 1,
+        observation_space: spaces.Dict,
+        action_space: spaces.Dict,
+        config: TeamConfig,
+        n_envs: int = 1,
     ) -> None:
         super().__init__()
-        self.config = config
-        self.groups = assign_groups(list(observation_spaces), config.groups)
+        self.observation_space, self.action_space = observation_space, action_space
+        self.config, self.n_envs = config, n_envs
+        multi = config.multiagent
+        agents = list(observation_space.keys())
+        self.groups = assign_groups(agents, multi.groups)
+        self.members = team_units(agents, multi)  # unit -> the PettingZoo agents it acts for
         self.units = nn.ModuleDict()
-        self.members: dict[str, list[str]] = {}  # unit -> the PettingZoo agents it acts for
-        for name, agents in self.groups.items():
-            group = config.groups.get(name, GroupConfig(agents=[]))
-            kwargs = merge(agent_kwargs, group.agent_kwargs)
-            cfg = team_member_config(group.agent or agent, kwargs, group.learner or learner, name)
-            units = {name: agents} if config.scheme == "shared" else {a: [a] for a in agents}
-            for unit, acting in units.items():
-                obs_space = self._unit_space(acting, observation_spaces, action_spaces, name)
-                rows = n_copies * len(acting)
-                self.units[unit] = ModularAgent(obs_space, action_spaces[acting[0]], cfg, rows)
-                self.members[unit] = acting
-        self._active: dict[str, Tensor] = {}
-
-    def _unit_space(
-        self,
-        agents: list[str],
-        observation_spaces: Mapping[str, spaces.Space],
-        action_spaces: Mapping[str, spaces.Space],
-        group: str,
-    ) -> spaces.Box:
-        first = agents[0]
-        for other in agents[1:]:
-            if (observation_spaces[other], action_spaces[other]) != (
-                observation_spaces[first],
-                action_spaces[first],
-            ):
-                raise ConfigError(
-                    f"Group '{group}' shares one network, but its agents {first} and {other} "
-                    "have different observation or action spaces. Split them into separate "
-                    "multiagent.groups, or use scheme: independent."
+        self.unit_group: dict[str, str] = {}
+        for name, group_agents in self.groups.items():
+            group = multi.groups.get(name, GroupConfig(agents=[]))
+            kwargs = merge(config.agent_kwargs, group.agent_kwargs)
+            agent, learner = group.agent or config.agent, group.learner or config.learner
+            check_team_member(agent, kwargs, learner, name)
+            for unit, acting in self.members.items():
+                if acting[0] not in group_agents:
+                    continue
+                obs, action = observation_space[acting[0]], action_space[acting[0]]
+                assert all(
+                    (observation_space[a], action_space[a]) == (obs, action) for a in acting
+                ), "AgentRows checks that a shared block's agents have the same spaces"
+                self.units[unit] = make_agent(
+                    agent, kwargs, learner, obs, action, n_envs * len(acting)
                 )
-        space = observation_spaces[first]
-        if not isinstance(space, spaces.Box):
-            raise ConfigError(f"Agent {first}'s observation space {space} is not a Box.")
-        if self.config.scheme == "independent":
-            return space
-        return with_agent_id(space, len(agents))
+                self.unit_group[unit] = name
+        self._widths = [int(np.prod(unit.observation_space.shape)) for unit in self.units.values()]
+        discrete = [isinstance(action_space[a[0]], spaces.Discrete) for a in self.members.values()]
+        shapes = {
+            (d, action_space[a[0]].shape)
+            for d, a in zip(discrete, self.members.values(), strict=True)
+        }
+        self._joined = len(shapes) == 1  # units' actions concatenate; else padded float rows
+        self._discrete = discrete
+        self._action_sizes = [
+            1 if d else int(np.prod(action_space[a[0]].shape))
+            for d, a in zip(discrete, self.members.values(), strict=True)
+        ]
 
-    def _rows(self, unit: str, observations: Sequence[Mapping[str, Any]]) -> Tensor:
-        """The unit's input rows, copy-major: each agent's observation (zeros if absent) and,
-        when shared, its one-hot index in the group."""
-        agents = self.members[unit]
-        size = int(np.prod(self.units[unit].observation_space.shape))
-        rows = np.zeros((len(observations) * len(agents), size), dtype=np.float32)
-        for copy, obs in enumerate(observations):
-            for i, agent in enumerate(agents):
-                row = rows[copy * len(agents) + i]
-                if agent in obs:
-                    flat = np.ravel(obs[agent])
-                    row[: flat.size] = flat
-                if self.config.scheme == "shared":
-                    row[size - len(agents) + i] = 1.0
-        return torch.from_numpy(rows)
+    # rows <-> units ------------------------------------------------------------------------
 
-    def _live(self, unit: str, live: Sequence[Sequence[str]]) -> Tensor:
-        agents = self.members[unit]
-        return torch.tensor([agent in alive for alive in live for agent in agents])
+    def _sizes(self, n_rows: int) -> list[int]:
+        per_copy = sum(len(agents) for agents in self.members.values())
+        copies = n_rows // per_copy
+        return [copies * len(agents) for agents in self.members.values()]
+
+    def _inputs(self, rows: Tensor) -> list[Tensor]:
+        """Each unit's rows, padding cut, in fresh memory (see DEVELOPERS.md on alignment)."""
+        parts = torch.split(rows, self._sizes(rows.shape[0]))
+        return [
+            part[:, :width].clone(memory_format=torch.contiguous_format)
+            for part, width in zip(parts, self._widths, strict=True)
+        ]
+
+    def _split(self, values: Tensor | None) -> list[Tensor | None]:
+        if values is None:
+            return [None] * len(self.units)
+        return list(torch.split(values, self._sizes(values.shape[0])))
+
+    def _join(self, actions: list[Tensor]) -> Tensor:
+        """The units' actions as one tensor: concatenated, or (when their kinds or shapes
+        differ) as float rows zero-padded to the widest action."""
+        if self._joined:
+            return torch.cat(actions)
+        out = torch.zeros(sum(len(a) for a in actions), max(self._action_sizes))
+        start = 0
+        for action, size in zip(actions, self._action_sizes, strict=True):
+            out[start : start + len(action), :size] = action.reshape(len(action), -1).float()
+            start += len(action)
+        return out
+
+    def _unit_actions(self, action: Tensor) -> list[Tensor]:
+        parts = torch.split(action, self._sizes(action.shape[0]))
+        if self._joined:
+            return list(parts)
+        out = []
+        for part, unit, size, discrete in zip(
+            parts, self.units.values(), self._action_sizes, self._discrete, strict=True
+        ):
+            action_part = part[:, :size]
+            out.append(
+                action_part[:, 0].long()
+                if discrete
+                else action_part.reshape(-1, *unit.action_space.shape)
+            )
+        return out
+
+    @staticmethod
+    def _stack(actions: list[np.ndarray]) -> np.ndarray:
+        """Per-unit env actions as one array (an object array of rows when shapes differ)."""
+        if len({a.shape[1:] for a in actions}) == 1:
+            return np.concatenate(actions)
+        rows = [row for part in actions for row in part]
+        out = np.empty(len(rows), dtype=object)
+        out[:] = rows
+        return out
+
+    # the online contract --------------------------------------------------------------------
 
     @torch.no_grad()
-    def act(
-        self, observations: Sequence[Mapping[str, Any]], live: Sequence[Sequence[str]]
-    ) -> list[dict[str, Any]]:
-        """Sample actions; per env copy, an action for each agent in ``live[copy]`` only."""
-        actions: list[dict[str, Any]] = [{} for _ in observations]
-        for unit, member in self.units.items():
-            active = self._live(unit, live)
-            action = member.env_action(member.act(self._rows(unit, observations)))
-            self._active[unit] = active
-            self._scatter(unit, action, active, actions)
-        return actions
+    def act(self, obs: Tensor) -> Tensor:
+        """Every unit samples actions for its rows (live or not; the env adapter drops those of
+        agents that are not live)."""
+        inputs = self._inputs(obs)
+        return self._join(
+            [unit.act(x) for unit, x in zip(self.units.values(), inputs, strict=True)]
+        )
 
-    def _scatter(
-        self, unit: str, action: np.ndarray, active: Tensor, actions: list[dict[str, Any]]
-    ) -> None:
-        agents = self.members[unit]
-        for row in torch.nonzero(active)[:, 0].tolist():
-            copy, i = divmod(row, len(agents))
-            actions[copy][agents[i]] = action[row]
+    def env_action(self, action: Tensor) -> np.ndarray:
+        parts = self._unit_actions(action)
+        return self._stack(
+            [u.env_action(a) for u, a in zip(self.units.values(), parts, strict=True)]
+        )
 
     @torch.no_grad()
     def learn(
         self,
-        rewards: Sequence[Mapping[str, float]],
-        terminated: Sequence[Mapping[str, bool]],
-        truncated: Sequence[Mapping[str, bool]],
-        next_observations: Sequence[Mapping[str, Any]],
+        reward: Tensor,
+        terminated: Tensor,
+        next_obs: Tensor,
+        done: Tensor,
+        active: Tensor | None = None,
     ) -> None:
-        """Learn from the step just taken (PettingZoo's dicts, one per env copy). An agent's
-        episode ends when it is terminated or truncated; bootstrapping uses the observation the
-        step returned for it."""
-        for unit, member in self.units.items():
-            agents, active = self.members[unit], self._active[unit]
-            reward = torch.tensor(
-                [float(r.get(a, 0.0)) for r in rewards for a in agents], dtype=torch.float32
-            )
-            term = torch.tensor([bool(t.get(a, False)) for t in terminated for a in agents])
-            trunc = torch.tensor([bool(t.get(a, False)) for t in truncated for a in agents])
-            done = term | trunc | ~active
-            member.learn(reward, term, self._rows(unit, next_observations), done, active)
+        """Every unit learns from its rows of the step just taken; an agent's episode ends
+        when it is terminated or truncated, bootstrapping uses the observation the step returned
+        for it, and rows of agents that were not live (``active`` false) change nothing."""
+        splits = zip(
+            self.units.values(),
+            self._split(reward),
+            self._split(terminated),
+            self._inputs(next_obs),
+            self._split(done),
+            self._split(active),
+            strict=True,
+        )
+        for unit, *rows in splits:
+            unit.learn(*rows)
 
     @torch.no_grad()
     def predict(
-        self, observations: Mapping[str, Any], deterministic: bool = True
-    ) -> dict[str, Any]:
-        """Actions for one env copy's live agents (those in ``observations``)."""
-        actions: dict[str, Any] = {}
-        for unit, member in self.units.items():
-            agents = self.members[unit]
-            rows = self._rows(unit, [observations])
-            action, _ = member.predict(rows.numpy(), deterministic=deterministic)
-            for i, agent in enumerate(agents):
-                if agent in observations:
-                    actions[agent] = action[i]
-        return actions
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, None]:
+        """Actions for a batch of rows (any number of env copies), training state untouched."""
+        inputs = self._inputs(torch.as_tensor(np.asarray(observation), dtype=torch.float32))
+        actions = [
+            unit.predict(x.numpy(), deterministic=deterministic)[0]
+            for unit, x in zip(self.units.values(), inputs, strict=True)
+        ]
+        return self._stack(actions), None
 
-    def learners(self) -> dict[str, str]:
-        """Group -> the learners of its actor and critic, e.g. ``hebbian3f/hebbian3f``."""
-        out = {}
-        for name, agents in self.groups.items():
-            unit = self.units[name if self.config.scheme == "shared" else agents[0]]
-            out[name] = f"{unit.actor.net.learner.name}/{unit.critic.net.learner.name}"
-        return out
+    @property
+    def networks(self) -> nn.ModuleDict:  # type: ignore[override]
+        """Every unit's networks, as ``<unit>/<role>``."""
+        return nn.ModuleDict(
+            {
+                f"{u}/{role}": net
+                for u, unit in self.units.items()
+                for role, net in unit.networks.items()
+            }
+        )
+
+    def _by_unit(self, values: str) -> dict[str, Any]:
+        return {
+            f"{name}/{key}": value
+            for name, unit in self.units.items()
+            for key, value in getattr(unit, values)().items()
+        }
+
+    def trained_networks(self) -> dict[str, TrainedNetwork]:
+        return self._by_unit("trained_networks")
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self._by_unit("optimizers")
+
+    def guarded_modules(self) -> dict[str, nn.Module]:
+        return self._by_unit("guarded_modules")
+
+    def module_learners(self) -> dict[str, str]:
+        return self._by_unit("module_learners")
+
+    def diagnostics(self) -> dict[str, float]:
+        return {
+            f"{key}/{name}": value
+            for name, unit in self.units.items()
+            for key, value in unit.diagnostics().items()
+        }
+
+    def learner_names(self) -> dict[str, str]:
+        """Group -> the learners its units name (actor, critic ...), e.g.
+        ``hebbian3f/hebbian3f``."""
+        names = {}
+        for unit, group in self.unit_group.items():
+            names.setdefault(group, "/".join(self.units[unit].learner_names().values()))
+        return {group: names[group] for group in self.groups}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
 
 class TeamEpisodes:
@@ -34,6 +35,23 @@ class TeamEpisodes:
         self.running[copy], self.lengths[copy] = {}, 0
         self.count += 1
         return returns
+
+    def state(self) -> dict[str, Any]:
+        """Everything kept, as plain data (JSON), for a resumed run."""
+        return {
+            "running": self.running,
+            "lengths": self.lengths,
+            "finished": list(self.finished),
+            "count": self.count,
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Put back what :meth:`state` returned."""
+        self.running = [dict(returns) for returns in state["running"]]
+        self.lengths = list(state["lengths"])
+        self.finished.clear()
+        self.finished.extend(dict(returns) for returns in state["finished"])
+        self.count = state["count"]
 
     def team_returns(self) -> list[float]:
         return [sum(episode.values()) for episode in self.finished]

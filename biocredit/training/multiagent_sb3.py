@@ -22,10 +22,16 @@ from biocredit.envs.normalize import normalize_options
 from biocredit.envs.parallel_vec_env import ParallelVecEnv
 from biocredit.errors import ConfigError
 from biocredit.training.config import RunConfig
-from biocredit.training.multiagent_online import NO_RESUME
 from biocredit.training.run import EVAL_SEED_OFFSET
 from biocredit.training.sb3_runner import ON_POLICY, SB3Run, algo_kwargs, policy_kwargs
 from biocredit.training.team_eval import evaluate_team, recent_returns, team_report
+
+NO_RESUME = (
+    "Multi-agent SB3 runs (PPO or A2C on a PettingZoo env) cannot be resumed: their checkpoints "
+    "hold the shared policy and its optimizer for `biocredit eval`, but not SB3's rollout state "
+    "over the PettingZoo envs. Start a new run with the larger --steps instead; a team of native "
+    "agents (--agent) resumes exactly."
+)
 
 
 def validate_multiagent_sb3(config: RunConfig) -> None:
@@ -119,12 +125,12 @@ class MultiAgentSB3Run(SB3Run):
 
     def team_policy(self, deterministic: bool = True) -> Any:
         """Live agents' observations -> their actions, from the shared policy."""
-        env = self.env
+        layout = self.env.layout
 
         def act(observations: dict[str, Any]) -> dict[str, Any]:
-            rows = env._stack(observations)
+            rows = layout.rows([observations])
             actions, _ = self.algo.predict(rows, deterministic=deterministic)
-            return {a: actions[env.agents.index(a)] for a in observations}
+            return layout.actions(actions, [list(observations)])[0]
 
         return act
 
