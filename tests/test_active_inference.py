@@ -315,5 +315,5 @@ def test_mountain_car_goal_is_found_where_random_play_fails(tmp_path):
     run = OnlineRun.start(config)
     run.run(progress=False)
     goals = sum(episode_return > -200 for episode_return in run.returns)  # < 100 episodes here
-    assert goals >= 1
-    assert goals_of_random_play(seed, GOAL_STEPS) < goals
+    assert goals >= 10  # measured: 14 of 34 episodes (seed 1: 7 of 31)
+    assert goals_of_random_play(seed, GOAL_STEPS) == 0  # measured: 0 of 30
