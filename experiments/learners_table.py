@@ -40,9 +40,10 @@ def mean_alignment(run_dir: Path) -> float | None:
 
 def flags(spec: BenchSpec, label: str) -> str:
     """The plausibility criteria the row's configuration addresses (short names)."""
-    variant = spec.variants.get(label, {})
-    options = variant.get("set", {}).get("learner_kwargs", {})
-    plausibility = make_learner(variant.get("learner", label), **options).plausibility
+    variant = spec.variants.get(label)
+    options = variant.set.get("learner_kwargs", {}) if variant else {}
+    learner = (variant.learner if variant else None) or label
+    plausibility = make_learner(learner, **options).plausibility
     addressed = plausibility.as_dict()
     return " ".join(short for key, short in Plausibility.short_names().items() if addressed[key])
 
@@ -77,10 +78,11 @@ def render(spec: BenchSpec, summaries: list[dict], command: str) -> str:
                 cells.append("")
                 continue
             row = spec.label(algo, label)
-            planned = len(spec.variants.get(label, {}).get("seeds", spec.seeds))
+            variant = spec.variants.get(label)
+            planned = len((variant.seeds if variant else None) or spec.seeds)
             runs = [s for s in summaries if s["env"] == env and s["label"] == row]
             base = [s for s in summaries if s["env"] == env and s["label"] == spec.baseline(row)]
-            cells.append(task_cell(runs, base, spec.envs[env].get("threshold"), planned))
+            cells.append(task_cell(runs, base, spec.envs[env].threshold, planned))
             cosines += [c for c in (mean_alignment(Path(s["run_dir"])) for s in runs) if c]
         cosine = f"{np.mean(cosines):.2f}" if cosines else "pending"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {cosine} | {flags(spec, label)} |")
