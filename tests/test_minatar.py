@@ -1,23 +1,32 @@
 """MinAtar from the CLI: its ids register on first use, its binary maps reach the policy as float
 images (channels first, 0/1), PPO picks the conv policy and trains its conv layers by the
-learner, and a run folder loads back into the same actions. Skipped without ``minatar``."""
+learner, a run folder loads back into the same actions, and every game's state comes back exactly
+from a checkpoint's plain data, so a resumed run is bitwise the uninterrupted one. Skipped without
+``minatar``."""
+
+import json
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from safetensors.torch import load_file
 
 pytest.importorskip("minatar")
 
+from biocredit.checkpoints import newest_checkpoint
 from biocredit.envs import check_env_id, make_sb3_vec_env
 from biocredit.envs.images import BinaryImageObservation, image_observations
+from biocredit.envs.minatar import GAMES
+from biocredit.envs.state import capture_env, restore_env
 from biocredit.errors import ConfigError
 from biocredit.sb3 import BioActorCriticPolicy, BioCnnExtractor, BioCnnPolicy
 from biocredit.sb3.conv_features import image_kind
 from biocredit.training.config import RunConfig
 from biocredit.training.evaluation import load_run_policy
 from biocredit.training.resolve import resolve_config
+from biocredit.training.run_folder import read_run_config
 from biocredit.training.sb3_runner import SB3Run
 
 BREAKOUT = "MinAtar/Breakout-v1"
@@ -115,3 +124,72 @@ def test_a_run_folder_loads_back_into_the_same_actions(tmp_path):
     np.testing.assert_array_equal(got, want)
     for key, value in run.algo.policy.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
+
+
+def play(env, actions) -> list[tuple]:
+    """Observation, reward, termination after each action; a new episode after each end."""
+    transitions = []
+    for action in actions:
+        observation, reward, terminated, truncated, _ = env.step(action)
+        transitions.append((observation.tobytes(), float(reward), terminated, truncated))
+        if terminated or truncated:
+            env.reset()
+    return transitions
+
+
+@pytest.mark.parametrize("game", GAMES)
+def test_a_game_restored_from_plain_data_plays_on_exactly(game):
+    env_id = f"MinAtar/{game}-v1"
+    check_env_id(env_id)
+    env = gym.make(env_id)
+    env.reset(seed=11)
+    rng = np.random.default_rng(0)
+    play(env, rng.integers(env.action_space.n, size=150))  # mid-game: objects, timers, ramps
+    state = json.loads(json.dumps(capture_env(env)))  # as a checkpoint's JSON holds it
+    restored = gym.make(env_id)
+    restore_env(restored, state)
+    game_state = restored.unwrapped.game
+    assert game_state.random is game_state.env.random  # one RNG: sticky actions and the game
+    actions = rng.integers(env.action_space.n, size=400)
+    want = play(env, actions)
+    assert play(restored, actions) == want
+    # and the check can fail: a new game started from the same seed plays differently
+    fresh = gym.make(env_id)
+    fresh.reset(seed=11)
+    assert play(fresh, actions) != want
+
+
+def checkpoint_tensors(run_dir) -> dict[str, torch.Tensor]:
+    state = {}
+    for name in ("model", "resume"):
+        path = newest_checkpoint(run_dir) / f"{name}.safetensors"
+        state.update({f"{name}/{k}": v for k, v in load_file(str(path)).items()})
+    return state
+
+
+@pytest.mark.slow
+def test_a_resumed_ppo_run_ends_bitwise_equal_to_an_uninterrupted_one(tmp_path):
+    # constant schedules: a linear one follows the total, which the first half's run changes
+    overrides = [
+        "n_envs=2",
+        "eval_episodes=1",
+        "algo_kwargs.n_steps=64",
+        "algo_kwargs.batch_size=64",
+        "algo_kwargs.n_epochs=1",
+        "algo_kwargs.learning_rate=0.00025",
+        "algo_kwargs.clip_range=0.1",
+    ]
+
+    def config(out, steps):
+        flags = {"env": BREAKOUT, "learner": "dfa", "steps": steps, "seed": 3, "out": str(out)}
+        return resolve_config(flags=flags, overrides=overrides)
+
+    SB3Run.start(config(tmp_path / "one", 2048)).run(progress=False)
+    SB3Run.start(config(tmp_path / "two", 1024)).run(progress=False)
+    resumed = read_run_config(tmp_path / "two")
+    resumed.steps = 2048
+    assert SB3Run.resume(resumed, tmp_path / "two").run(progress=False)["steps"] == 2048
+    one, two = checkpoint_tensors(tmp_path / "one"), checkpoint_tensors(tmp_path / "two")
+    assert one.keys() == two.keys()
+    different = [key for key in one if not torch.equal(one[key], two[key])]
+    assert not different, different

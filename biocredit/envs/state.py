@@ -5,16 +5,36 @@ were: every layer of the wrapper chain keeps its plain attributes (step counters
 accumulators, physical state arrays), each RNG its bit-generator state, and a MuJoCo env its
 full integration state (``mj_getState``). Objects that are configuration (spaces, specs,
 renderers, the MuJoCo model) are rebuilt by making the env again and are not stored.
+
+A layer's attribute that is a plain Python object (MinAtar's ``game``, whose ``env`` is the
+game) is state, not configuration: it is captured whole, attribute by attribute and object by
+object, and restored into the same object of the freshly made env. Inside such an object every
+value must be data (``None``, bools, numbers, strings, NumPy numbers and numeric arrays, lists,
+tuples, dicts with string keys, NumPy's ``Generator`` and legacy ``RandomState``, and further
+plain objects held as attributes); anything else raises :class:`EnvStateError` naming where it
+is, since skipping it would make the resume silently inexact. Objects held in lists or dicts
+are refused too: rebuilding them would mean creating instances of classes named by the
+checkpoint, which is what pickle does. An RNG, container or object reached twice (MinAtar's
+``game.random`` is ``game.env.random`` once seeded) is stored once and comes back shared.
 """
 
 from __future__ import annotations
 
+import enum
+import types
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from biocredit.errors import BiocreditError
+
 PLAIN = (bool, int, float, str, type(None))
+DATA_KINDS = "biuf"  # bool, signed and unsigned integer, float arrays and scalars
+BIT_GENERATORS = {
+    cls.__name__: cls
+    for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox)
+}
 SKIP = {
     "env",
     "spec",
@@ -32,31 +52,147 @@ SKIP = {
 }
 
 
-def encode(value: Any) -> Any:
-    """Plain data for JSON: arrays become ``{"ndarray": ..., "dtype": ...}``; else ``None``
-    marks a value that is not plain data (and is not stored)."""
-    if isinstance(value, PLAIN):
-        return {"plain": value}
-    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-        return {"ndarray": value.tolist(), "dtype": str(value.dtype)}
-    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
-        return {"scalar": value.item(), "dtype": str(value.dtype)}
-    if isinstance(value, (list, tuple)):
-        items = [encode(item) for item in value]
-        if all(item is not None for item in items):
+class EnvStateError(BiocreditError, TypeError):
+    """An env holds state that cannot be stored as plain data, so a resume would not be exact."""
+
+
+def is_plain_object(value: Any) -> bool:
+    """An instance of a Python class holding its state in ``__dict__`` (not a class, module,
+    function, enum member, env or space)."""
+    excluded = (type, types.ModuleType, enum.Enum, gym.Env, gym.Space)
+    return hasattr(value, "__dict__") and not isinstance(value, excluded) and not callable(value)
+
+
+def _refuse(path: str, value: Any, why: str) -> EnvStateError:
+    return EnvStateError(
+        f"Cannot store the env's state exactly: '{path}' holds a {type(value).__qualname__} "
+        f"({why}). Checkpoints keep env state as plain data (numbers, arrays, lists, dicts, "
+        "NumPy RNGs, plain objects as attributes), so resuming this env would not continue it "
+        "exactly; make the env keep that state as plain data."
+    )
+
+
+class _Capture:
+    """Encodes one env's values; remembers where each mutable value was first stored, so a
+    second reference to it is stored as ``{"ref": path}``. ``strict`` (inside plain objects)
+    raises on what is not data; otherwise it is skipped as configuration."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, str] = {}
+
+    def attribute(self, value: Any, path: str, strict: bool) -> dict[str, Any] | None:
+        if is_plain_object(value):
+            if id(value) in self.seen:
+                return {"ref": self.seen[id(value)]}
+            self.seen[id(value)] = path
+            return {"object": type(value).__qualname__, "attributes": self.attributes(value, path)}
+        return self.value(value, path, strict)
+
+    def attributes(self, obj: Any, path: str) -> dict[str, Any]:
+        return {name: self.attribute(v, f"{path}.{name}", True) for name, v in vars(obj).items()}
+
+    def value(self, value: Any, path: str, strict: bool) -> dict[str, Any] | None:
+        if isinstance(value, np.generic) and value.dtype.kind in DATA_KINDS:
+            return {"scalar": value.item(), "dtype": str(value.dtype)}  # np.float64 is a float
+        if isinstance(value, PLAIN):
+            return {"plain": value}
+        if id(value) in self.seen:
+            return {"ref": self.seen[id(value)]}
+        known = len(self.seen)
+        if not isinstance(value, tuple):  # a tuple cannot change, so sharing one does not matter
+            self.seen[id(value)] = path
+        if (encoded := self.mutable(value, path, strict)) is not None:
+            return encoded
+        for key in list(self.seen)[known:]:  # not stored: nothing may refer to it or its items
+            del self.seen[key]
+        if strict:
+            why = "an object inside a container" if is_plain_object(value) else "not plain data"
+            raise _refuse(path, value, why)
+        return None
+
+    def mutable(self, value: Any, path: str, strict: bool) -> dict[str, Any] | None:
+        if isinstance(value, np.ndarray) and value.dtype.kind in DATA_KINDS:
+            return {"ndarray": value.tolist(), "dtype": str(value.dtype), "shape": value.shape}
+        if isinstance(value, np.random.Generator):
+            state = value.bit_generator.state
+            return {"rng": state} if state["bit_generator"] in BIT_GENERATORS else None
+        if isinstance(value, np.random.RandomState):
+            state = value.get_state(legacy=False)
+            if state["bit_generator"] != "MT19937":
+                return None
+            state["state"] = {"key": state["state"]["key"].tolist(), "pos": state["state"]["pos"]}
+            return {"random_state": state}
+        if isinstance(value, (list, tuple)):
+            items = [self.value(item, f"{path}[{i}]", strict) for i, item in enumerate(value)]
+            if None in items:
+                return None
             return {"list" if isinstance(value, list) else "tuple": items}
-    return None
+        if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+            items = {
+                key: self.value(item, f"{path}[{key!r}]", strict) for key, item in value.items()
+            }
+            return None if None in items.values() else {"dict": items}
+        return None
 
 
-def decode(data: dict[str, Any]) -> Any:
-    if "plain" in data:
-        return data["plain"]
-    if "ndarray" in data:
-        return np.asarray(data["ndarray"], dtype=data["dtype"])
-    if "scalar" in data:
-        return np.dtype(data["dtype"]).type(data["scalar"])
-    items = [decode(item) for item in data.get("list", data.get("tuple", []))]
-    return items if "list" in data else tuple(items)
+class _Restore:
+    """Decodes what :class:`_Capture` stored, following the same paths, so ``{"ref": path}``
+    finds the value already rebuilt there."""
+
+    def __init__(self) -> None:
+        self.restored: dict[str, Any] = {}
+
+    def attributes(self, target: Any, attributes: dict[str, Any], path: str, exact: bool) -> None:
+        for name, data in attributes.items():
+            where = f"{path}.{name}"
+            if "object" in data:
+                current = getattr(target, name, None)
+                if type(current).__qualname__ != data["object"]:
+                    raise EnvStateError(
+                        f"Cannot restore the env's state: '{where}' is a "
+                        f"{type(current).__qualname__} in the new env but a {data['object']} "
+                        "in the checkpoint. Resume with the env the run was made with."
+                    )
+                self.restored[where] = current
+                self.attributes(current, data["attributes"], where, exact=True)
+            else:
+                setattr(target, name, self.value(data, where))
+        if exact:  # a plain object holds only what was captured
+            for name in set(vars(target)) - set(attributes):
+                delattr(target, name)
+
+    def value(self, data: dict[str, Any], path: str) -> Any:
+        if "ref" in data:
+            return self.restored[data["ref"]]
+        if "plain" in data:
+            return data["plain"]
+        if "scalar" in data:
+            return np.dtype(data["dtype"]).type(data["scalar"])
+        if "tuple" in data:
+            return tuple(self.value(item, f"{path}[{i}]") for i, item in enumerate(data["tuple"]))
+        value: Any
+        if "ndarray" in data:
+            value = np.asarray(data["ndarray"], dtype=data["dtype"])
+            if "shape" in data:  # checkpoints of earlier versions lack it
+                value = value.reshape(data["shape"])
+        elif "rng" in data:
+            value = np.random.Generator(BIT_GENERATORS[data["rng"]["bit_generator"]]())
+            value.bit_generator.state = data["rng"]
+        elif "random_state" in data:
+            state = data["random_state"]
+            key = np.asarray(state["state"]["key"], dtype=np.uint32)
+            value = np.random.RandomState()
+            value.set_state({**state, "state": {**state["state"], "key": key}})
+        elif "list" in data:
+            value = []
+            self.restored[path] = value  # before its items, which may refer to it
+            value.extend(self.value(item, f"{path}[{i}]") for i, item in enumerate(data["list"]))
+        else:
+            value = {}
+            self.restored[path] = value
+            value.update({k: self.value(v, f"{path}[{k!r}]") for k, v in data["dict"].items()})
+        self.restored[path] = value
+        return value
 
 
 def _layers(env: gym.Env) -> list[Any]:
@@ -67,17 +203,18 @@ def _layers(env: gym.Env) -> list[Any]:
 
 
 def capture_env(env: gym.Env) -> list[dict[str, Any]]:
-    """The state of every layer of ``env``'s wrapper chain, outermost first."""
+    """The state of every layer of ``env``'s wrapper chain, outermost first; an
+    :class:`EnvStateError` if a plain object in it holds something that is not data."""
+    capture = _Capture()
     state = []
-    for layer in _layers(env):
+    for index, layer in enumerate(_layers(env)):
+        path = f"{type(layer).__name__}[{index}]"
         attributes = {}
         for name, value in vars(layer).items():
-            if name in SKIP:
-                continue
-            if isinstance(value, np.random.Generator):
-                attributes[name] = {"rng": value.bit_generator.state}
-            elif (encoded := encode(value)) is not None:
-                attributes[name] = encoded
+            if name not in SKIP:
+                encoded = capture.attribute(value, f"{path}.{name}", strict=False)
+                if encoded is not None:
+                    attributes[name] = encoded
         entry: dict[str, Any] = {"type": type(layer).__name__, "attributes": attributes}
         if hasattr(layer, "data") and type(layer.data).__name__ == "MjData":
             import mujoco
@@ -95,14 +232,10 @@ def restore_env(env: gym.Env, state: list[dict[str, Any]]) -> None:
     layers = _layers(env)
     if [type(layer).__name__ for layer in layers] != [entry["type"] for entry in state]:
         raise ValueError("the env's wrapper chain differs from the saved one")
-    for layer, entry in zip(layers, state, strict=True):
-        for name, value in entry["attributes"].items():
-            if "rng" in value:
-                generator = np.random.Generator(np.random.PCG64())
-                generator.bit_generator.state = value["rng"]
-                setattr(layer, name, generator)
-            else:
-                setattr(layer, name, decode(value))
+    restore = _Restore()
+    for index, (layer, entry) in enumerate(zip(layers, state, strict=True)):
+        path = f"{type(layer).__name__}[{index}]"
+        restore.attributes(layer, entry["attributes"], path, exact=False)
         if "mujoco" in entry:
             import mujoco
 
