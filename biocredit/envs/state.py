@@ -195,6 +195,17 @@ class _Restore:
         return value
 
 
+def encode(value: Any) -> dict[str, Any] | None:
+    """One value as plain data for JSON (``None``: not plain data), in the format of an env's
+    state; e.g. the actions a multi-agent env copy has taken, logged for its exact resume."""
+    return _Capture().value(value, "value", strict=False)
+
+
+def decode(data: dict[str, Any]) -> Any:
+    """The value :func:`encode` stored."""
+    return _Restore().value(data, "value")
+
+
 def _layers(env: gym.Env) -> list[Any]:
     layers = [env]
     while hasattr(layers[-1], "env") and isinstance(layers[-1].env, gym.Env):
