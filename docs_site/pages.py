@@ -11,6 +11,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from biocredit.learners import ConvLearner
 from biocredit.learners.plausibility import CRITERIA
 from biocredit.learners.registry import learner_class, learners_of_kind, learns_from, list_learners
 
@@ -37,6 +38,11 @@ def learner_page(name: str) -> str:
     summary = class_doc.splitlines()[0] if class_doc else ""
     lines = [f"# `{name}`: {summary}", "", f"Learns from {learns_from(name)} "]
     lines[-1] += f"(`{cls.__module__}.{cls.__name__}`, signal kind `{cls.signal}`)."
+    lines[-1] += (
+        " Trains convolutional layers too (`ConvNetwork`)."
+        if issubclass(cls, ConvLearner)
+        else " Dense layers only: a conv network refuses it."
+    )
     lines += ["", rst_to_markdown(module_doc), "", "## The class", ""]
     lines += [rst_to_markdown("\n".join(class_doc.splitlines()[1:]).strip()), ""]
     lines += _options_section(cls) + _flags_section(cls) + _benchmark_section(name)
