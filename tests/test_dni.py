@@ -169,7 +169,7 @@ def test_update_unlocked_each_hidden_layer_needs_only_its_own_forward_and_module
                 for p in module if l != keep else ():
                     if p is not None:
                         p.fill_(math.nan)
-            for b in learner._feedback:
+            for b in learner.own_feedback():
                 b.fill_(math.nan)
             signal = error if options["conditioned"] else torch.full_like(error, math.nan)
             _, grads = learner.assign_credit(net.layers, cache, signal, input_grad=False)

@@ -187,3 +187,20 @@ def test_dfa_feedback_spread(fan):
 def test_dfa_rejects_an_unknown_fan():
     with pytest.raises(BiocreditError, match="fan"):
         LocalNetwork(SPEC, "dfa", fan="input")
+
+
+@pytest.mark.parametrize("name", ["fa", "dfa", "pc-random", "lra", "dni-random", "hebbian3f"])
+def test_feedback_follows_the_network_to_another_dtype(name):
+    """``.double()`` replaces buffers: a learner must read its feedback synapses as they are
+    now, not keep the tensors it registered (the update then runs in float64 throughout)."""
+    variants = {"pc-random": ("pc", "random"), "dni-random": ("dni", "random")}
+    label, feedback = variants.get(name, (name, None))
+    options = {"feedback": feedback} if feedback else {}
+    net = LocalNetwork(NetworkSpec(3, (5, 4), 2), label, **options).double()
+    assert all(b.dtype == torch.float64 for b in net.learner.own_feedback())
+    assert net.learner.own_feedback(), "the learner has feedback synapses to check"
+    if name == "hebbian3f":
+        return  # modulator-driven: no loss reaches it; its feedback's dtype is the point
+    net(torch.randn(6, 3, dtype=torch.float64)).square().sum().backward()
+    grads = [p.grad for p in net.parameters_in_order()]  # the forward weights and biases
+    assert all(g is not None and g.dtype == torch.float64 for g in grads)

@@ -128,6 +128,7 @@ class Learner(nn.Module):
         self.activation: Activation | None = None
         self.context = RunContext()
         self.alignment: AlignmentMonitor | None = None  # off unless a run asks for it
+        self._feedback_names: list[str] = []
 
     @classmethod
     def configurations(cls) -> dict[str, dict[str, Any]]:
@@ -169,6 +170,20 @@ class Learner(nn.Module):
         else:
             generator.manual_seed(self.seed)
         self.build_state(spec, generator)
+
+    def register_feedback(self, name: str, matrix: Tensor, learned: bool = False) -> None:
+        """Keep ``matrix`` as the learner's own feedback synapses ``name``: a buffer (saved and
+        restored with the model), or a parameter when ``learned``."""
+        if learned:
+            self.register_parameter(name, nn.Parameter(matrix))
+        else:
+            self.register_buffer(name, matrix)
+        self._feedback_names.append(name)
+
+    def own_feedback(self) -> list[Tensor]:
+        """The feedback synapses in the order registered, looked up by name, so they are the
+        module's current tensors after ``.double()``, ``.to()`` or ``load_state_dict``."""
+        return [getattr(self, name) for name in self._feedback_names]
 
     def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
         """Create learner state (as buffers) for a network of shape ``spec``; none by default."""

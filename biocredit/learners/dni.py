@@ -125,7 +125,6 @@ class SyntheticGradients(ErrorDrivenLearner):
         self.feedback_mode, self.conditioned = feedback, conditioned
         self.init, self.scale = init, scale
         self._sg_modules: list[tuple[Tensor, Tensor, Tensor | None]] = []
-        self._feedback: list[Tensor] = []
 
     @property
     def plausibility(self) -> Plausibility:
@@ -157,14 +156,13 @@ class SyntheticGradients(ErrorDrivenLearner):
         if self.feedback_mode == "random":
             for l, (n_in, n_out) in enumerate(pairwise(spec.sizes)):
                 matrix = random_feedback((n_out, n_in), n_in, self.init, self.scale, generator)
-                self.register_buffer(f"feedback_{l}", matrix)
-                self._feedback.append(getattr(self, f"feedback_{l}"))
+                self.register_feedback(f"feedback_{l}", matrix)
 
     def feedback_matrices(self, layers: Sequence[nn.Linear]) -> list[Tensor]:
         """``B_l`` for every layer: the forward weights when symmetric, else the fixed ones."""
         if self.feedback_mode == "symmetric":
             return [layer.weight for layer in layers]
-        return self._feedback
+        return self.own_feedback()
 
     def synthetic_gradient(self, l: int, post: Tensor, error: Tensor) -> Tensor:
         """``g_l`` of module ``l`` (``0``: the input's) from ``h_l`` [and ``e``]."""

@@ -46,20 +46,17 @@ class RandomFeedbackLearner(Learner):
         super().__init__(seed)
         check_feedback_options(init, scale)
         self.init, self.scale = init, scale
-        self._feedback: list[Tensor] = []
 
     def add_feedback(
         self, index: int, shape: tuple[int, ...], fan: int, generator: torch.Generator
     ) -> None:
         """Draw the fixed matrix ``feedback_<index>`` of ``shape``, spread ``scale/sqrt(fan)``."""
         matrix = random_feedback(shape, fan, self.init, self.scale, generator)
-        self.register_buffer(f"feedback_{index}", matrix)
-        self._feedback.append(getattr(self, f"feedback_{index}"))
+        self.register_feedback(f"feedback_{index}", matrix)
 
     def feedback(self) -> list[Tensor]:
-        """The feedback matrices in the order they were added (``load_state_dict`` copies into
-        them in place, so the list stays valid)."""
-        return self._feedback
+        """The feedback matrices in the order they were added (:meth:`own_feedback`)."""
+        return self.own_feedback()
 
     def extra_repr(self) -> str:
         return f"init={self.init!r}, scale={self.scale}, seed={self.seed}"

@@ -141,7 +141,6 @@ class LocalRepresentationAlignment(TargetDrivenLearner):
         self.step, self.feedback_mode = float(step), feedback
         self.feedback_rate = float(feedback_rate)
         self.init, self.scale = init, scale
-        self._feedback: list[Tensor] = []
 
     @property
     def plausibility(self) -> Plausibility:
@@ -159,11 +158,7 @@ class LocalRepresentationAlignment(TargetDrivenLearner):
     def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
         for l, (n_in, n_out) in enumerate(pairwise(spec.sizes)):  # E_l shaped like W_l
             matrix = random_feedback((n_out, n_in), n_out, self.init, self.scale, generator)
-            if self.feedback_mode == "learned":
-                self.register_parameter(f"feedback_{l}", nn.Parameter(matrix))
-            else:
-                self.register_buffer(f"feedback_{l}", matrix)
-            self._feedback.append(getattr(self, f"feedback_{l}"))
+            self.register_feedback(f"feedback_{l}", matrix, self.feedback_mode == "learned")
 
     def learn_from_target(
         self,
@@ -176,20 +171,21 @@ class LocalRepresentationAlignment(TargetDrivenLearner):
         assert self.activation is not None
         fn = self.activation.fn
         error = shift.neg()  # e_L = y - y*
+        feedback = self.own_feedback()
         grads: list[Tensor] = []
         for l in range(len(layers) - 1, -1, -1):
             grad_w, grad_b = lra_weight_grads(error, cache.inputs[l], beta)
             grads[:0] = grad_w, grad_b
             if self.feedback_mode == "learned":
-                synapses, grad = self._feedback[l], grad_w * self.feedback_rate
+                synapses, grad = feedback[l], grad_w * self.feedback_rate
                 synapses.grad = grad if synapses.grad is None else synapses.grad.add_(grad)
             if l > 0:
-                message = error_message(error, self._feedback[l].detach())
+                message = error_message(error, feedback[l].detach())
                 target = layer_target(cache.pre_activations[l - 1], message, self.step, fn)
                 error = error_units(cache.inputs[l], target)
         grad_x = None
         if input_grad:  # the input's target x - step d_0: e_0 = step d_0
-            grad_x = error_message(error, self._feedback[0].detach()).mul_(self.step) / beta
+            grad_x = error_message(error, feedback[0].detach()).mul_(self.step) / beta
         return grad_x, grads
 
     def extra_repr(self) -> str:

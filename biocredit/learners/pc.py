@@ -328,7 +328,6 @@ class PredictiveCoding(TargetDrivenLearner):
         self.feedback_decay, self.mirror_rate = feedback_decay, mirror_rate
         self.mirror_init_samples = mirror_init_samples
         self.init, self.scale = init, scale
-        self._feedback: list[Tensor] = []
 
     @property
     def equals_backprop(self) -> bool:
@@ -358,18 +357,14 @@ class PredictiveCoding(TargetDrivenLearner):
             return
         for l, (n_in, n_out) in enumerate(pairwise(spec.sizes)):  # B_l shaped like W_l
             matrix = random_feedback((n_out, n_in), n_in, self.init, self.scale, generator)
-            if self.feedback_mode == "learned":
-                self.register_parameter(f"feedback_{l}", nn.Parameter(matrix))
-            else:
-                self.register_buffer(f"feedback_{l}", matrix)
-            self._feedback.append(getattr(self, f"feedback_{l}"))
+            self.register_feedback(f"feedback_{l}", matrix, self.feedback_mode == "learned")
 
     def init_weights(self, layers: Sequence[nn.Linear]) -> None:
         """With mirror feedback and ``mirror_init_samples > 0``, start every error synapse at the
         mirror estimate ``r xi^T / k`` of its forward weights (a mirror phase on white noise)."""
         if self.feedback_mode != "mirror" or self.mirror_init_samples == 0:
             return
-        for b, layer in zip(self._feedback, layers, strict=True):
+        for b, layer in zip(self.own_feedback(), layers, strict=True):
             noise = torch.randn(self.mirror_init_samples, layer.in_features, dtype=b.dtype)
             mirror_step(b, noise, noise.mm(layer.weight.t()), 1.0)
 
@@ -378,7 +373,7 @@ class PredictiveCoding(TargetDrivenLearner):
         the learner's own matrices (``layers`` is then not read)."""
         if self.feedback_mode == "symmetric":
             return [layer.weight for layer in layers]
-        return self._feedback
+        return self.own_feedback()
 
     def n_steps(self) -> int:
         assert self.spec is not None
@@ -517,11 +512,11 @@ class PredictiveCoding(TargetDrivenLearner):
             message = error_message(settled.errors[0], self.feedback_matrices(layers)[0])
             grad_x = message / -settled.beta
         if self.feedback_mode == "learned":
-            for b, eps, pre in zip(self._feedback, settled.errors, settled.pre, strict=True):
+            for b, eps, pre in zip(self.own_feedback(), settled.errors, settled.pre, strict=True):
                 grad = feedback_grad(b.detach(), eps, pre, settled.beta, self.feedback_decay)
                 b.grad = grad if b.grad is None else b.grad.add_(grad)
         elif self.feedback_mode == "mirror":
-            for b, layer in zip(self._feedback, layers, strict=True):
+            for b, layer in zip(self.own_feedback(), layers, strict=True):
                 noise = torch.randn(
                     shift.shape[0], layer.in_features, dtype=shift.dtype, device=shift.device
                 )
