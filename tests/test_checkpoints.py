@@ -292,28 +292,30 @@ def test_a_run_killed_again_and_again_resumes_from_its_last_complete_checkpoint(
     bench_one_run(native(reference, TOTAL_STEPS, "checkpoint_freq=40"), tmp_path / "ref.txt", 0)
     config = native(run_dir, TOTAL_STEPS, "checkpoint_freq=40")
     delays = random.Random(0)
-    killed, mid_write, newest_before = 0, 0, []
-    while killed < KILLS:
+    killed, mid_write, newest_before, finished = 0, 0, [], False
+    while killed < KILLS and not finished:
         before = newest_steps(run_dir)
         newest_before.append(before)
         pid = forked(bench_one_run, config, log, len(newest_before) - 1)
         time.sleep(delays.uniform(0.05, 0.4))
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
-        if not os.WIFSIGNALED(status):  # it finished before the kill
+        finished = not os.WIFSIGNALED(status)  # it ended before the kill
+        if finished:
             assert os.WEXITSTATUS(status) == 0, "the run failed; see its output"
-            break
+            continue
         killed += 1
         folders = names(run_dir) if (run_dir / CHECKPOINTS_DIR).is_dir() else []
         mid_write += any(name.startswith(".partial-") for name in folders)
         assert newest_steps(run_dir) >= before  # never back past a complete checkpoint
-    newest_before.append(newest_steps(run_dir))
-    pid = forked(bench_one_run, config, log, len(newest_before) - 1)  # left to finish
-    assert os.waitpid(pid, 0)[1] == 0
+    if not finished:  # one more session, left to finish
+        newest_before.append(newest_steps(run_dir))
+        pid = forked(bench_one_run, config, log, len(newest_before) - 1)
+        assert os.waitpid(pid, 0)[1] == 0
     sessions = dict(map(int, line.split()) for line in log.read_text().splitlines())
     # each session that got as far as loading continued from the newest complete checkpoint
     assert sessions == {i: newest_before[i] for i in sessions}
-    assert len(newest_before) - 1 in sessions and sum(map(bool, sessions.values())) >= KILLS // 3
+    assert len(newest_before) - 1 in sessions and sum(map(bool, sessions.values())) >= 3
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "done" and summary["steps"] == TOTAL_STEPS
     print(f"{killed} kills ({mid_write} mid-write), last session from step {newest_before[-1]}")

@@ -112,7 +112,10 @@ def test_learners_table():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "--learner", "dfaa"], "Unknown learner 'dfaa'. Did you mean 'dfa'?"),
+        (
+            ["train", "--learner", "dfaa"],
+            "Unknown learner 'dfaa' in the command line. Did you mean 'dfa'?",
+        ),
         (["eval", "/nonexistent/run"], "not a biocredit run folder"),
     ],
 )
