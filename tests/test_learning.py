@@ -46,8 +46,10 @@ DOES_NOT_LEARN_YET = {
     ],
 )
 def test_ppo_learns_cartpole(learner, tmp_path):
+    """PPO at the Zoo's CartPole entry, 10k steps, seed 1. Measured: chl 386, fa 273, dni 262,
+    eqprop 261, lra 255, pc 234, dtp 215, dfa 195, local 122; a random policy about 22."""
     config = resolve_config(
-        flags={"learner": learner, "steps": 20_000, "seed": 1, "out": str(tmp_path / learner)}
+        flags={"learner": learner, "steps": 10_000, "seed": 1, "out": str(tmp_path / learner)}
     )
     summary = train(config, progress=False)
     baseline = random_return("CartPole-v1")

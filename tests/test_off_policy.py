@@ -1,8 +1,6 @@
 """SAC, TD3 and DQN with biocredit policies: every network local, targets copied, round trips."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -10,6 +8,7 @@ import torch
 from stable_baselines3 import DQN, SAC, TD3
 from stable_baselines3.common.utils import polyak_update
 
+from biocredit.cli import main
 from biocredit.learners import LocalNetwork
 from biocredit.sb3 import BioDQNPolicy, BioSACPolicy, BioTD3Policy
 
@@ -92,59 +91,19 @@ def test_critic_learner_differs_from_actor():
 @pytest.mark.slow
 @pytest.mark.parametrize("name, learner", [("sac", "fa"), ("td3", "dfa"), ("dqn", "dfa")])
 def test_cli_runs_write_their_folders_and_resume(name, learner, tmp_path):
+    """train, eval and train --resume through the CLI's entry point, in process (the console
+    script as a subprocess is tested in test_cli.py)."""
     env = "CartPole-v1" if name == "dqn" else "Pendulum-v1"
-    out = tmp_path / "run"
-    args = [
-        sys.executable,
-        "-m",
-        "biocredit.cli",
-        "train",
-        "--algo",
-        name,
-        "--learner",
-        learner,
-        "--env",
-        env,
-        "--steps",
-        "300",
-        "--out",
-        str(out),
-        "--no-progress",
-        "--set",
-        "eval_episodes=1",
-        "--set",
-        "algo_kwargs.learning_starts=100",
-    ]
+    out = str(tmp_path / "run")
+    settings = ["--set", "eval_episodes=1", "--set", "algo_kwargs.learning_starts=100"]
     if name == "dqn":  # the Zoo's train_freq 256 would collect past the 300 and 400 steps
-        args += ["--set", "algo_kwargs.train_freq=4", "--set", "algo_kwargs.gradient_steps=1"]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr
-    assert json.loads((out / "summary.json").read_text())["algo"] == name
-    evaluation = subprocess.run(
-        [sys.executable, "-m", "biocredit.cli", "eval", str(out), "--episodes", "1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert evaluation.returncode == 0, evaluation.stderr
-    resume = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "biocredit.cli",
-            "train",
-            "--resume",
-            str(out),
-            "--steps",
-            "400",
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert resume.returncode == 0, resume.stderr
-    assert json.loads((out / "summary.json").read_text())["steps"] == 400
+        settings += ["--set", "algo_kwargs.train_freq=4", "--set", "algo_kwargs.gradient_steps=1"]
+    train = ["train", "--algo", name, "--learner", learner, "--env", env, "--no-progress"]
+    assert main([*train, "--steps", "300", "--out", out, *settings]) == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["algo"] == name
+    assert main(["eval", out, "--episodes", "1"]) == 0
+    assert main(["train", "--resume", out, "--steps", "400", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 400
 
 
 def _action_grads(model, obs, actions, first_critic=False):

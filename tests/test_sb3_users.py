@@ -36,7 +36,16 @@ def train(out, *flags):
     ("algo", "loader", "flags"),
     [
         ("ppo", PPO, ["--set", "algo_kwargs={n_steps: 64, batch_size: 64, n_epochs: 1}"]),
-        ("dqn", DQN, ["--set", "algo_kwargs={learning_starts: 10, train_freq: 4}"]),
+        (
+            "dqn",
+            DQN,
+            [
+                "--set",
+                "algo_kwargs={learning_starts: 10, train_freq: 4}",
+                "--set",
+                "algo_kwargs.gradient_steps=8",
+            ],
+        ),
     ],
 )
 def test_export_then_sb3_load_predicts_the_runs_actions(tmp_path, algo, loader, flags):
