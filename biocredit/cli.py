@@ -129,7 +129,10 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a benchmark matrix with the bp baseline")
     bench.add_argument("spec", help="benchmark spec YAML (see experiments/benchmarks/)")
     bench.add_argument("--workers", type=int, default=1, help="parallel processes (or Ray CPUs)")
-    bench.add_argument("--out", help="results folder (default from the spec)")
+    bench.add_argument(
+        "--out",
+        help="results folder (default: experiments/results/<spec>, with --steps/--set appended)",
+    )
     bench.add_argument(
         "--backend",
         default="local",
@@ -141,6 +144,15 @@ def _parser() -> argparse.ArgumentParser:
         help="Ray cluster to join, e.g. ray://head:10001 (default: start a local Ray)",
     )
     bench.add_argument("--steps", type=int, help="train every run for this many env steps")
+    bench.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="change a setting of every run, over the spec's (repeatable); with --steps, the "
+        "results go to <spec's folder>-<changes> unless --out is given",
+    )
     bench.add_argument(
         "--seeds",
         type=int,
@@ -448,6 +460,7 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
         ray_address=args.ray_address,
         steps=args.steps,
         selection=Selection(args.seeds, args.learners, args.envs, args.algos),
+        overrides=args.overrides,
     )
     console.print(table_path.read_text())
     console.print(f"table: {table_path}")

@@ -376,6 +376,12 @@ CASES: list[Case] = [
     Case("bench spec with a misspelt env option", ["bench", "{tmp}/env_spec.yaml"],
          "Unknown key 'treshold' in envs.CartPole-v1 in benchmark spec",
          _write("env_spec.yaml", "envs: {CartPole-v1: {treshold: 475}}\n")),
+    Case("bench --set of a key the matrix chooses", ["bench", "{tmp}/spec.yaml", "--set", "seed=3"],
+         "bench --set cannot change 'seed': each run of the matrix gets it from --seeds",
+         _write("spec.yaml", "envs: {CartPole-v1: {}}\n")),
+    Case("bench --set of a misspelt key",
+         ["bench", "{tmp}/spec.yaml", "--set", "eval_episode=5"],
+         "Unknown key 'eval_episode'", _write("spec.yaml", "envs: {CartPole-v1: {}}\n")),
 ]
 # fmt: on
 

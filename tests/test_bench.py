@@ -19,7 +19,13 @@ from safetensors.torch import load_file
 
 from biocredit.checkpoints import newest_checkpoint
 from biocredit.errors import ConfigError
-from biocredit.training.bench import Selection, load_spec, plan_runs
+from biocredit.training.bench import (
+    Selection,
+    check_overrides,
+    default_out,
+    load_spec,
+    plan_runs,
+)
 from biocredit.training.bench_state import START, prepare_runs
 from biocredit.training.run_folder import create_run_dir
 from biocredit.training.sb3_runner import SB3Run
@@ -186,6 +192,24 @@ def test_seeds_outside_the_spec_add_to_its_matrix(tmp_path):
     assert ran == [("bp", 1), ("fa", 1), ("few", 1), ("bp", 7), ("fa", 7)]
     (out / "runs" / "CartPole-v1" / "bp" / "seed7").mkdir(parents=True)
     assert Selection().matrix(spec, out).seeds == [0, 1, 2, 7]  # a later plain run keeps seed 7
+
+
+def test_set_changes_every_run_and_names_the_results_folder(tmp_path):
+    spec = load_spec(write_spec(tmp_path, dict(TINY, out=str(tmp_path / "results" / "tiny"))))
+    overrides = ["eval_episodes=3", "algo_kwargs.n_epochs=2"]
+    plan = plan_runs(spec, tmp_path / "out", overrides=overrides)
+    assert [label for label, _ in plan] == ["bp", "fa", "bp", "fa"]
+    fa = plan[1][1]
+    assert fa.eval_episodes == 3 and fa.algo_kwargs["n_epochs"] == 2  # over the spec
+    assert fa.algo_kwargs["n_steps"] == 32  # the spec's other settings kept
+    assert default_out(spec, None, []) == tmp_path / "results" / "tiny"
+    assert default_out(spec, 2048, overrides) == tmp_path / "results" / (
+        "tiny-steps2048-eval_episodes=3-algo_kwargs.n_epochs=2"
+    )
+    check_overrides(overrides)
+    for key, option in (("seed", "--seeds"), ("learner", "--learners"), ("steps", "--steps")):
+        with pytest.raises(ConfigError, match=f"cannot change '{key}'.*from {option}"):
+            check_overrides([f"{key}=3"])
 
 
 def test_a_selection_names_rows_of_the_spec(tmp_path):

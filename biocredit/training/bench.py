@@ -28,7 +28,10 @@ biocredit and must write to a folder the driver reads). Either way the results l
 
 ``--seeds`` runs the spec on other seeds (more seeds, or a first seed before the rest);
 ``--learners``, ``--envs`` and ``--algos`` run part of its rows now (bp always among them) and
-leave a partial table that a later invocation completes (:class:`Selection`).
+leave a partial table that a later invocation completes (:class:`Selection`). ``--steps N`` and
+``--set key=value`` change every run of the matrix (a short version, or a variant of the
+settings); their results go to a folder of their own, named after the spec and the changes
+(:func:`default_out`), unless ``--out`` says where.
 
 The same command resumes a stopped bench (Ctrl-C, SIGTERM, SIGKILL, a machine stop): finished
 runs are kept, the others continue from their checkpoints (:mod:`.bench_state`). Until every
@@ -40,6 +43,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import shlex
 import signal
 import sys
@@ -72,7 +76,7 @@ from biocredit.training.bench_state import (
     prepare_runs,
     read_summary,
 )
-from biocredit.training.config import ALGOS, RunConfig, read_yaml
+from biocredit.training.config import ALGOS, RunConfig, parse_override, read_yaml
 from biocredit.training.interrupt import Stopped, handle_stop_signals
 from biocredit.training.plots import plot_curves, steps_to_threshold
 from biocredit.training.resolve import resolve_config
@@ -83,6 +87,16 @@ from biocredit.training.team_eval import evaluate_team, team_report
 
 BASELINE = "bp"
 BACKENDS = ("local", "ray")
+#: run settings the matrix itself chooses, with the bench option that changes each
+MATRIX_KEYS = {
+    "algo": "the spec's algo",
+    "agent": "the spec's agent",
+    "env": "--envs",
+    "learner": "--learners",
+    "seed": "--seeds",
+    "steps": "--steps",
+    "out": "--out",
+}
 #: a variant's ``agent`` when it names none: its runs take the spec's ``agent``
 SPEC_AGENT = "<the spec's agent>"
 
@@ -305,9 +319,11 @@ def env_steps(options: BenchEnv, algo: str, steps: int | None) -> int | None:
     return value.get(algo) if isinstance(value, dict) else value
 
 
-def plan_runs(spec: BenchSpec, out: Path, steps: int | None = None) -> list[tuple[str, RunConfig]]:
+def plan_runs(
+    spec: BenchSpec, out: Path, steps: int | None = None, overrides: list[str] | None = None
+) -> list[tuple[str, RunConfig]]:
     """Every ``(label, run)`` of the matrix, seed-major so learners are interleaved; all
-    validated upfront."""
+    validated upfront. ``overrides`` (``key.sub=value``) apply to every run, over the spec."""
     configs = []
     for seed in spec.seeds:
         for env, options in spec.envs.items():
@@ -329,7 +345,7 @@ def plan_runs(spec: BenchSpec, out: Path, steps: int | None = None) -> list[tupl
                     }
                     settings = merge(spec.set, options.set)
                     settings = merge(for_algo(settings, algo), variant.set)
-                    config = resolve_config(flags=merge(settings, flags))
+                    config = resolve_config(flags=merge(settings, flags), overrides=overrides)
                     run_class(config).validate(config)
                     configs.append((label, config))
     return configs
@@ -426,6 +442,27 @@ def run_on_ray(
     return results()
 
 
+def check_overrides(overrides: list[str]) -> None:
+    """Refuse a ``--set`` of a key the matrix chooses per run, naming the option that does."""
+    for text in overrides:
+        key = parse_override(text)[0][0]
+        if key in MATRIX_KEYS:
+            raise ConfigError(
+                f"bench --set cannot change '{key}': each run of the matrix gets it from "
+                f"{MATRIX_KEYS[key]}."
+            )
+
+
+def default_out(spec: BenchSpec, steps: int | None, overrides: list[str]) -> Path:
+    """``experiments/results/<spec>`` (or the spec's ``out``), with the changes made by the
+    command line appended: ``mujoco-steps20000``, ``core-algo_kwargs.n_epochs=20``."""
+    base = Path(spec.out or Path("experiments") / "results" / spec.name)
+    changes = ([f"steps{steps}"] if steps is not None else []) + [
+        re.sub(r"[^A-Za-z0-9._=+-]", "", text) for text in overrides
+    ]
+    return base.with_name("-".join([base.name, *changes]))
+
+
 def check_options(workers: int, backend: str, ray_address: str | None, steps: int | None) -> None:
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}.")
@@ -492,10 +529,12 @@ def run_benchmark(
     ray_address: str | None = None,
     steps: int | None = None,
     selection: Selection | None = None,
+    overrides: list[str] | None = None,
 ) -> Path:
     """Run the spec's matrix with ``workers`` processes (or Ray tasks); return the path of the
     table. ``steps`` replaces every run's length (e.g. a short version of a long spec);
-    ``selection`` runs part of the matrix (:class:`Selection`).
+    ``overrides`` (``key.sub=value``) change every run's settings; ``selection`` runs part of
+    the matrix (:class:`Selection`).
 
     What ``out`` already holds is resumed (see :mod:`~biocredit.training.bench_state`): finished
     runs are kept, interrupted ones continue from their checkpoints. A partial table is
@@ -504,11 +543,13 @@ def run_benchmark(
     console = console or Console()
     spec = load_spec(spec_path)
     check_options(workers, backend, ray_address, steps)
+    overrides = list(overrides or [])
+    check_overrides(overrides)
     selection = selection or Selection()
     selection.check(spec)
-    out_dir = Path(out or spec.out or Path("experiments") / "results" / spec.name)
+    out_dir = Path(out) if out else default_out(spec, steps, overrides)
     spec = selection.matrix(spec, out_dir)
-    plan = plan_runs(spec, out_dir, steps)
+    plan = plan_runs(spec, out_dir, steps, overrides)
     where = "Ray" if backend == "ray" else "process"
     command = "biocredit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     with holding_folder(out_dir, console) as lock_path:
