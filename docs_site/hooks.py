@@ -53,7 +53,8 @@ def on_config(config):
         {"All learners": "learners/index.md"},
         *[{name: f"learners/{name}.md"} for name in list_learners()],
     ]
-    nav.append({"Benchmark tables": [{b.name: f"results/{b.name}.md"} for b in benches()]})
+    tables = [{b.name: f"results/{b.name}.md"} for b in benches()]
+    nav.append({"Benchmark tables": [{"Index": "results/index.md"}, *tables]})
     nav.append({"Research notes": notes})
     config["nav"] = nav
     return config
@@ -70,6 +71,7 @@ def on_files(files: Files, config) -> Files:
     add("learners/index.md", pages.learners_index())
     for name in list_learners():
         add(f"learners/{name}.md", pages.learner_page(name))
+    add("results/index.md", (pages.RESULTS / "README.md").read_text())
     for bench in benches():
         add(f"results/{bench.name}.md", pages.results_page(bench))
         if (bench / "curves.png").exists():
@@ -106,6 +108,8 @@ def _site_path(repo_path: str) -> str | None:
         return repo_path.removeprefix("docs/")
     if repo_path == "README.md":
         return "index.md"
+    if repo_path == "experiments/results/README.md":
+        return "results/index.md"
     result = _RESULT.search(repo_path)
     if result and (ROOT / repo_path).exists():
         bench, kind = result.groups()

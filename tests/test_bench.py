@@ -133,6 +133,11 @@ def test_plan_of_a_multi_algorithm_spec(tmp_path):
     assert sac.out.endswith("runs/Pendulum-v1/sac+fa/seed3")
     short = dict(plan_runs(spec, tmp_path / "out", steps=128))
     assert {config.steps for config in short.values()} == {128}
+    later = dict(plan_runs(spec, tmp_path / "out", overrides=["sac.algo_kwargs.learning_starts=7"]))
+    assert later["sac+fa"].algo_kwargs["learning_starts"] == 7  # over the spec's, sac only
+    assert "learning_starts" not in later["ppo+fa"].algo_kwargs
+    with pytest.raises(ConfigError, match="cannot change 'seed'"):
+        check_overrides(["sac.seed=1"])
 
 
 def test_per_algorithm_learners_and_per_env_algorithms(tmp_path):

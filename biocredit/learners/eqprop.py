@@ -17,7 +17,7 @@ gain of 0.1 under SB3's orthogonal init (``||W||^2 = 2``), and the loop still co
 learning has tripled the weights' spectral norm (``0.05 * 2 * 3^2 = 0.9``). With ``gamma = 1``
 the weights grow under Adam until the loop expands, the units saturate at the bounds and PPO
 stops learning; with 0.2 PPO learned CartPole-v1 on one seed of two
-(``experiments/benchmarks/eqprop_ppo.yaml``).
+(``docs/notes/eqprop_ppo_history.md``).
 
 The output ``y = W_L s_H + b_L`` is a linear readout that takes no part in the free dynamics:
 in RL the value head's outputs are large, and fed back into the energy they would saturate the

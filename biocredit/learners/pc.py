@@ -68,7 +68,7 @@ The input's error, for a module upstream, is the message that would reach ``x_0`
 ``-(B_1 eps_1) / beta``.
 
 Defaults were chosen by measurement (PPO on CartPole-v1; table in
-``experiments/benchmarks/pc_ppo.yaml``).
+``experiments/results/pc_ppo/table.md``).
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ biocredit and must write to a folder the driver reads). Either way the results l
 ``--learners``, ``--envs`` and ``--algos`` run part of its rows now (bp always among them) and
 leave a partial table that a later invocation completes (:class:`Selection`). ``--steps N`` and
 ``--set key=value`` change every run of the matrix (a short version, or a variant of the
-settings); their results go to a folder of their own, named after the spec and the changes
+settings; ``--set sac.algo_kwargs.learning_starts=1000`` for one algorithm's runs); their
+results go to a folder of their own, named after the spec and the changes
 (:func:`default_out`), unless ``--out`` says where.
 
 The same command resumes a stopped bench (Ctrl-C, SIGTERM, SIGKILL, a machine stop): finished
@@ -76,7 +77,7 @@ from biocredit.training.bench_state import (
     prepare_runs,
     read_summary,
 )
-from biocredit.training.config import ALGOS, RunConfig, parse_override, read_yaml
+from biocredit.training.config import ALGOS, RunConfig, apply_override, parse_override, read_yaml
 from biocredit.training.interrupt import Stopped, handle_stop_signals
 from biocredit.training.plots import plot_curves, steps_to_threshold
 from biocredit.training.resolve import resolve_config
@@ -323,7 +324,11 @@ def plan_runs(
     spec: BenchSpec, out: Path, steps: int | None = None, overrides: list[str] | None = None
 ) -> list[tuple[str, RunConfig]]:
     """Every ``(label, run)`` of the matrix, seed-major so learners are interleaved; all
-    validated upfront. ``overrides`` (``key.sub=value``) apply to every run, over the spec."""
+    validated upfront. ``overrides`` (``key.sub=value``, or ``<algo>.key=value`` for one
+    algorithm's runs) apply to every run, over the spec and its variants."""
+    changes: dict[str, Any] = {}
+    for text in overrides or []:
+        apply_override(changes, *parse_override(text))
     configs = []
     for seed in spec.seeds:
         for env, options in spec.envs.items():
@@ -345,8 +350,11 @@ def plan_runs(
                     }
                     settings = merge(spec.set, options.set)
                     settings = merge(for_algo(settings, algo), variant.set)
-                    config = resolve_config(flags=merge(settings, flags), overrides=overrides)
+                    settings = merge(settings, for_algo(changes, algo))
+                    config = resolve_config(flags=merge(settings, flags))
                     run_class(config).validate(config)
+                    if config.learner is not None:  # its options, before any run starts
+                        make_learner(config.learner, **config.learner_kwargs)
                     configs.append((label, config))
     return configs
 
@@ -445,7 +453,8 @@ def run_on_ray(
 def check_overrides(overrides: list[str]) -> None:
     """Refuse a ``--set`` of a key the matrix chooses per run, naming the option that does."""
     for text in overrides:
-        key = parse_override(text)[0][0]
+        path = parse_override(text)[0]
+        key = path[1] if path[0] in ALGOS and len(path) > 1 else path[0]
         if key in MATRIX_KEYS:
             raise ConfigError(
                 f"bench --set cannot change '{key}': each run of the matrix gets it from "
@@ -515,9 +524,16 @@ class Outputs:
             for env in self.spec.envs
         }
         plot_curves(groups, self.out_dir / "curves.png")
-        team_groups = {g for s in summaries for g in s.get("final_group_returns") or {}}
-        for group in sorted(team_groups) if len(team_groups) > 1 else []:
-            plot_curves(groups, self.out_dir / f"curves_{group}.png", column=f"groups/{group}")
+        team_groups: dict[str, set[str]] = {}  # group -> the envs whose teams have it
+        for summary in summaries:
+            for group in summary.get("final_group_returns") or {}:
+                team_groups.setdefault(group, set()).add(summary["env"])
+        for group, envs in sorted(team_groups.items()) if len(team_groups) > 1 else []:
+            plot_curves(
+                {env: lines for env, lines in groups.items() if env in envs},
+                self.out_dir / f"curves_{group}.png",
+                column=f"groups/{group}",
+            )
 
 
 def run_benchmark(
