@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from biocredit.training.evaluation import evaluate_run
+from biocredit.training.online import OnlineRun
 from biocredit.training.resolve import resolve_config
 from biocredit.training.sb3_runner import SB3Run
 
@@ -62,21 +63,31 @@ def pendulum_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def native_cartpole_run(tmp_path_factory):
+    """A native agent's run: evaluated and rendered on the Gymnasium vector env it trains on."""
+    out = tmp_path_factory.mktemp("video") / "native"
+    config = resolve_config(
+        flags={"agent": "neuromodulated-ac", "env": "CartPole-v1", "steps": 64, "out": str(out)},
+        overrides=["eval_episodes=1"],
+    )
+    OnlineRun.start(config).run(progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
 def cartpole_run(tmp_path_factory):
     """A run for the argument checks, which come before any rendering."""
     return train(tmp_path_factory.mktemp("video") / "run", "CartPole-v1")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env_id", ["InvertedPendulum-v5", "CartPole-v1"])
-def test_eval_writes_a_readable_mp4(env_id, request, tmp_path):
+@pytest.mark.parametrize("fixture", ["pendulum_run", "cartpole_run", "native_cartpole_run"])
+def test_eval_writes_a_readable_mp4(fixture, request, tmp_path):
     imageio = pytest.importorskip("imageio")
     pytest.importorskip("imageio_ffmpeg")
-    if env_id == "CartPole-v1":
+    if "cartpole" in fixture:
         pytest.importorskip("pygame")  # classic control renders with pygame
-        run = request.getfixturevalue("cartpole_run")
-    else:
-        run = request.getfixturevalue("pendulum_run")
+    run = request.getfixturevalue(fixture)
     video = tmp_path / "clips" / "policy.mp4"
     result = cli(
         "eval", str(run), "--video", "--video-path", str(video), "--episodes", "2", "--json"

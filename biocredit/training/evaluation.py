@@ -3,6 +3,7 @@ checkpoint (safetensors, no pickle)."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,12 @@ from biocredit.envs.multiagent import is_multiagent
 from biocredit.envs.normalize import frozen, normalize_options, read_statistics
 from biocredit.errors import ConfigError
 from biocredit.training.config import RunConfig
+from biocredit.training.online import evaluate_online
 from biocredit.training.run import EVAL_SEED_OFFSET
 from biocredit.training.run_folder import read_run_config
 from biocredit.training.sb3_runner import policy_choice
 from biocredit.training.team_eval import evaluate_team, team_report
-from biocredit.training.video import (
-    choose_gl_backend,
-    first_frame,
-    open_writer,
-    require_video_extra,
-)
+from biocredit.training.video import FrameRecorder, choose_gl_backend, require_video_extra
 
 
 def evaluate_multiagent_run(
@@ -94,8 +91,9 @@ def evaluate_run(
     deterministic: bool = True,
     video: Path | None = None,
 ) -> dict[str, Any]:
-    """Mean and std of the return of the run's policy over ``episodes`` fresh episodes; with
-    ``video``, those episodes are also rendered offscreen into that MP4 file."""
+    """Mean and std of the return of the run's policy over ``episodes`` fresh episodes, on the
+    kind of env it trained on (a native agent's Gymnasium vector env, an SB3 policy's VecEnv);
+    with ``video``, those episodes are also rendered offscreen into that MP4 file."""
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}.")
     config = read_run_config(run_dir)
@@ -112,43 +110,70 @@ def evaluate_run(
     policy, meta = load_run_policy(run_dir)
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     env_kwargs = dict(config.env_kwargs, **({"render_mode": "rgb_array"} if video else {}))
-    env = make_sb3_vec_env(config.env, 1, seed, env_kwargs)
-    normalize = normalize_options(config.normalize)
-    if normalize is not None:  # the training statistics, frozen, rewards as they are
-        env = frozen(env, normalize, read_statistics(require_checkpoint(run_dir)))
-    writer, frames = None, 0
-    if video is not None:
-        frame = first_frame(env, config.env, backend)
-        env.seed(seed)  # that reset used the seed: evaluation resets to the same first state
-        writer = open_writer(Path(video), env.metadata.get("render_fps") or 30)
-        writer.append_data(frame)
-        frames = 1
-
-    def record(_locals: dict[str, Any], _globals: dict[str, Any]) -> None:
-        nonlocal frames
-        if writer is not None:
-            writer.append_data(env.get_images()[0])
-            frames += 1
-
+    recorder = FrameRecorder(Path(video), config.env, backend) if video is not None else None
     try:
         with torch.no_grad():
-            returns, lengths = evaluate_policy(
-                policy,
-                env,
-                n_eval_episodes=episodes,
-                deterministic=deterministic,
-                return_episode_rewards=True,
-                callback=record,
-            )
+            if isinstance(policy, Agent):
+                record = None if recorder is None else partial(render_into, recorder)
+                returns, lengths = evaluate_online(
+                    policy, config, seed, episodes, deterministic, env_kwargs, record
+                )
+            else:
+                returns, lengths = evaluate_sb3_policy(
+                    policy, run_dir, config, seed, episodes, deterministic, env_kwargs, recorder
+                )
     finally:
-        env.close()
-        if writer is not None:
-            writer.close()
+        if recorder is not None:
+            recorder.close()
     return {
         **report_header(run_dir, config, seed, meta, episodes),
         "return_mean": float(np.mean(returns)),
         "return_std": float(np.std(returns)),
         "length_mean": float(np.mean(lengths)),
         "returns": [float(r) for r in returns],
-        **({"video": str(video), "video_frames": frames} if video is not None else {}),
+        **({"video": str(video), "video_frames": recorder.frames} if recorder else {}),
     }
+
+
+def render_into(recorder: FrameRecorder, envs: Any) -> None:
+    """Add the frame of a Gymnasium vector env's first copy to ``recorder``."""
+    recorder.add(lambda: envs.render()[0], envs.metadata)
+
+
+def evaluate_sb3_policy(
+    policy: BasePolicy,
+    run_dir: Path,
+    config: RunConfig,
+    seed: int,
+    episodes: int,
+    deterministic: bool,
+    env_kwargs: dict[str, Any],
+    recorder: FrameRecorder | None,
+) -> tuple[list[float], list[int]]:
+    """Returns and lengths on one SB3 VecEnv copy of the training env (its normalisation
+    statistics frozen, rewards as they are)."""
+    env = make_sb3_vec_env(config.env, 1, seed, env_kwargs)
+    normalize = normalize_options(config.normalize)
+    if normalize is not None:
+        env = frozen(env, normalize, read_statistics(require_checkpoint(run_dir)))
+    if recorder is not None:
+        env.reset()
+        recorder.add(lambda: env.get_images()[0], env.metadata)
+        env.seed(seed)  # that reset used the seed: evaluation resets to the same first state
+
+    def record(_locals: dict[str, Any], _globals: dict[str, Any]) -> None:
+        if recorder is not None:
+            recorder.add(lambda: env.get_images()[0], env.metadata)
+
+    try:
+        returns, lengths = evaluate_policy(
+            policy,
+            env,
+            n_eval_episodes=episodes,
+            deterministic=deterministic,
+            return_episode_rewards=True,
+            callback=record,
+        )
+    finally:
+        env.close()
+    return list(returns), list(lengths)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -26,6 +27,7 @@ from biocredit.envs.state import capture_env, restore_env
 from biocredit.training.alignment import attach_monitors, fresh_alignment
 from biocredit.training.config import RunConfig
 from biocredit.training.guard import DivergenceGuard
+from biocredit.training.run import EVAL_SEED_OFFSET
 from biocredit.training.stepped import LOG_EVERY_STEPS, SteppedRun
 
 
@@ -63,6 +65,40 @@ def validate_online(config: RunConfig) -> None:
     agent_config(config.agent, config.agent_kwargs, config.learner)
 
 
+def evaluate_online(
+    agent: Agent,
+    config: RunConfig,
+    seed: int,
+    episodes: int,
+    deterministic: bool = True,
+    env_kwargs: dict[str, Any] | None = None,
+    on_step: Callable[[gym.vector.VectorEnv], None] | None = None,
+) -> tuple[list[float], list[int]]:
+    """Returns and lengths of ``episodes`` episodes of ``agent.predict`` on one copy of the env
+    the agent trains on (the same Gymnasium vector env and wrappers, reset with ``seed``);
+    ``on_step(envs)`` after the reset and after every step (e.g. to render a frame)."""
+    envs = make_online_envs(replace(config, n_envs=1, env_kwargs=env_kwargs or config.env_kwargs))
+    returns: list[float] = []
+    lengths: list[int] = []
+    try:
+        obs, _ = envs.reset(seed=seed)
+        if on_step is not None:
+            on_step(envs)
+        state, episode_start = None, np.ones(1, dtype=bool)  # a memory's state, carried along
+        while len(returns) < episodes:
+            action, state = agent.predict(obs, state, episode_start, deterministic)
+            obs, _, terminated, truncated, info = envs.step(action)
+            if on_step is not None:
+                on_step(envs)
+            episode_start = terminated | truncated
+            if episode_start[0]:
+                returns.append(float(info["episode"]["r"][0]))
+                lengths.append(int(info["episode"]["l"][0]))
+    finally:
+        envs.close()
+    return returns, lengths
+
+
 def bootstrap_observations(next_obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
     """``next_obs`` with each finished env's final observation in place of its reset one."""
     if not done.any():
@@ -98,6 +134,14 @@ class OnlineRun(SteppedRun):
 
     def predictor(self) -> Agent:
         return self.agent
+
+    def evaluate(self) -> list[float]:
+        """Returns of ``eval_episodes`` deterministic episodes on a copy of the training env,
+        seeded apart from it."""
+        config = self.config
+        with torch.no_grad():
+            seed = config.seed + EVAL_SEED_OFFSET
+            return evaluate_online(self.agent, config, seed, config.eval_episodes)[0]
 
     def steps_done(self) -> int:
         return self.steps

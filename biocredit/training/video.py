@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +71,11 @@ def open_writer(path: Path, fps: float) -> Any:
     return imageio.get_writer(str(path), fps=fps, codec="libx264", macro_block_size=2)
 
 
-def first_frame(env: Any, env_id: str, backend: str | None) -> Any:
-    """Reset ``env`` (a VecEnv made with ``render_mode="rgb_array"``) and render once; a
-    rendering failure becomes a :class:`ConfigError` that names what the OS needs."""
-    env.reset()
+def first_frame(render: Callable[[], Any], env_id: str, backend: str | None) -> Any:
+    """The frame ``render()`` returns (an env made with ``render_mode="rgb_array"``, just
+    reset); a rendering failure becomes a :class:`ConfigError` that names what the OS needs."""
     try:
-        frame = env.get_images()[0]
+        frame = render()
     except Exception as exc:  # GL and pygame failures come in many types
         if "pygame" in str(exc).lower() or isinstance(exc, ModuleNotFoundError):
             fix = "Classic-control envs render with pygame: pip install pygame."
@@ -88,3 +88,27 @@ def first_frame(env: Any, env_id: str, backend: str | None) -> Any:
     if frame is None:
         raise ConfigError(f"'{env_id}' returned no frame in render_mode='rgb_array'.")
     return frame
+
+
+class FrameRecorder:
+    """The frames of one env copy, written into an MP4 file as they come: the first rendering
+    is checked (:func:`first_frame`), then the writer opens at the env's frame rate."""
+
+    def __init__(self, path: Path, env_id: str, backend: str | None) -> None:
+        self.path, self.env_id, self.backend = path, env_id, backend
+        self.writer: Any = None
+        self.frames = 0
+
+    def add(self, render: Callable[[], Any], metadata: dict[str, Any]) -> None:
+        """Append the frame ``render()`` returns; ``metadata``: the env's (its render_fps)."""
+        if self.writer is None:
+            frame = first_frame(render, self.env_id, self.backend)
+            self.writer = open_writer(self.path, metadata.get("render_fps") or 30)
+        else:
+            frame = render()
+        self.writer.append_data(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
