@@ -5,6 +5,7 @@ import csv
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from biocredit.training.bench import (
     load_spec,
     plan_runs,
 )
-from biocredit.training.bench_state import START, prepare_runs
+from biocredit.training.bench_state import DONE, START, prepare_runs
 from biocredit.training.run_folder import create_run_dir
 from biocredit.training.sb3_runner import SB3Run
 
@@ -35,6 +36,11 @@ _table_spec = importlib.util.spec_from_file_location(
 )
 learners_table = importlib.util.module_from_spec(_table_spec)
 _table_spec.loader.exec_module(learners_table)
+_carry_spec = importlib.util.spec_from_file_location(
+    "carry_runs", Path(__file__).resolve().parents[1] / "experiments" / "carry_runs.py"
+)
+carry_runs = importlib.util.module_from_spec(_carry_spec)
+_carry_spec.loader.exec_module(carry_runs)
 
 TINY = {
     "name": "tiny",
@@ -488,3 +494,29 @@ def test_runs_of_another_matrix_are_refused_and_unsaved_ones_start_again(tmp_pat
     with pytest.raises(ConfigError, match=r"its steps differ from this spec's plan \(steps 2048"):
         prepare_runs([bp, fa])
     assert Path(longer.out).is_dir()  # nothing is cleared when a folder is refused
+
+
+def test_the_carried_part_of_a_run_folder_is_what_a_later_bench_needs(tmp_path):
+    """experiments/carry_runs.py: a finished run copied with only the carried files is kept
+    by the next bench (``done``), and its newest checkpoint resumes."""
+    spec = load_spec(
+        write_spec(
+            tmp_path,
+            dict(
+                TINY, seeds=[0], set={**TINY["set"], "keep_checkpoints": 2, "checkpoint_freq": 32}
+            ),
+        )
+    )
+    (_, bp), _ = plan_runs(spec, tmp_path / "out")
+    SB3Run.start(bp).run(progress=False)
+    bench, copy = tmp_path / "out", tmp_path / "copy"
+    carried = carry_runs.carried(bench)
+    assert not any("tfevents" in path.name for path in carried)
+    assert len([p for p in carried if p.parent.name == "checkpoints"]) == 1  # the newest only
+    for path in carried:
+        target = copy / path.relative_to(bench)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if path.is_dir() else shutil.copy)(path, target)
+    (_, moved), _ = plan_runs(spec, copy)
+    assert prepare_runs([moved]) == [DONE]
+    assert SB3Run.resume(moved, Path(moved.out)).steps_done() == 64
