@@ -21,7 +21,7 @@ from biocredit.envs.images import BinaryImageObservation, image_observations
 from biocredit.envs.minatar import GAMES
 from biocredit.envs.state import capture_env, restore_env
 from biocredit.errors import ConfigError
-from biocredit.sb3 import BioActorCriticPolicy, BioCnnExtractor, BioCnnPolicy
+from biocredit.sb3 import BioActorCriticPolicy, BioCnnDQNPolicy, BioCnnExtractor, BioCnnPolicy
 from biocredit.sb3.conv_features import image_kind
 from biocredit.training.config import RunConfig
 from biocredit.training.evaluation import load_run_policy
@@ -98,6 +98,28 @@ def test_a_ppo_step_through_the_cli_path_trains_the_conv_network_by_dfa(tmp_path
     before = conv.detach().clone()
     run.algo.learn(64)  # two updates: lin_2.5e-4 reaches 0 at the last
     assert bool(conv.isfinite().all()) and not torch.equal(conv, before)
+    run.env.close()
+
+
+def test_dqn_picks_the_conv_policy_and_trains_its_conv_layers_by_the_learner(tmp_path):
+    """The Zoo-format DQN entry (MinAtar's network): BioCnnDQNPolicy, the Q layer directly on
+    the 128 features, the conv layer moved by dfa; the target network's copy does not learn."""
+    config = resolve_config(
+        flags={"env": BREAKOUT, "algo": "dqn", "learner": "dfa", "out": str(tmp_path / "run")},
+        overrides=["algo_kwargs.learning_starts=16", "algo_kwargs.buffer_size=500"],
+    )
+    run = SB3Run(config)
+    policy = run.algo.policy
+    assert type(policy) is BioCnnDQNPolicy and not policy.normalize_images
+    extractor = policy.q_net.features_extractor
+    assert isinstance(extractor, BioCnnExtractor) and extractor.network.learner.name == "dfa"
+    assert [layer.out_features for layer in policy.q_net.q_net.layers] == [3]  # net_arch []
+    conv = extractor.network.parameters_in_order()[0]
+    target = policy.q_net_target.features_extractor.network.parameters_in_order()[0]
+    before = conv.detach().clone()
+    run.algo.learn(64)
+    assert bool(conv.isfinite().all()) and not torch.equal(conv, before)
+    assert torch.equal(target, before)  # target_update_interval 1000 not reached
     run.env.close()
 
 

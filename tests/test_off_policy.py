@@ -2,15 +2,24 @@
 
 import json
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
 from stable_baselines3 import DQN, SAC, TD3
 from stable_baselines3.common.utils import polyak_update
 
 from biocredit.cli import main
 from biocredit.learners import LocalNetwork
-from biocredit.sb3 import BioDQNPolicy, BioSACPolicy, BioTD3Policy
+from biocredit.sb3 import (
+    BioCnnExtractor,
+    BioCnnSACPolicy,
+    BioCnnTD3Policy,
+    BioDQNPolicy,
+    BioSACPolicy,
+    BioTD3Policy,
+)
 
 CASES = {
     "sac": (SAC, BioSACPolicy, "Pendulum-v1", [("critic", "critic_target"), ("actor", None)]),
@@ -178,3 +187,52 @@ def test_perturbation_under_the_min_of_two_critics_equals_every_row_perturbed():
     assert 0 < winner.sum() < len(winner)  # both critics win some rows
     want = torch.where(winner == 0, every_row[0], every_row[1])
     torch.testing.assert_close(_action_grads(model, obs, actions), want, rtol=1e-4, atol=1e-5)
+
+
+class ImageReach(gym.Env):
+    """A 1-D reach task seen as a uint8 image (the position lit in a 12x12 map), continuous
+    actions: enough for SAC and TD3 to run their conv policies."""
+
+    observation_space = spaces.Box(0, 255, (1, 12, 12), np.uint8)
+    action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = float(self.np_random.uniform(-1, 1))
+        return self.image(), {}
+
+    def image(self):
+        image = np.zeros((1, 12, 12), np.uint8)
+        image[0, 6, int((self.x + 1) * 5.5)] = 255
+        return image
+
+    def step(self, action):
+        self.x = float(np.clip(self.x + 0.2 * action[0], -1, 1))
+        return self.image(), -abs(self.x), False, False, {}
+
+
+@pytest.mark.parametrize("name", ["sac", "td3"])
+def test_cnn_policies_train_their_conv_layers_by_the_learner(name):
+    """BioCnnSACPolicy / BioCnnTD3Policy: actor and critic each read the images through their
+    own BioCnnExtractor, learning by the policy's learner; a few updates move both."""
+    algo, policy = {"sac": (SAC, BioCnnSACPolicy), "td3": (TD3, BioCnnTD3Policy)}[name]
+    convs = [{"channels": 4, "kernel": 3, "stride": 2}]
+    model = algo(
+        policy,
+        gym.wrappers.TimeLimit(ImageReach(), 20),
+        learning_starts=20,
+        batch_size=16,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(learner="dfa", features_extractor_kwargs={"convs": convs}),
+        **({"policy_delay": 1} if name == "td3" else {}),  # the actor updates every step
+    )
+    actor_cnn = model.policy.actor.features_extractor
+    critic_cnn = model.policy.critic.features_extractor
+    assert isinstance(actor_cnn, BioCnnExtractor) and actor_cnn is not critic_cnn
+    assert actor_cnn.network.learner.name == critic_cnn.network.learner.name == "dfa"
+    firsts = [cnn.network.parameters_in_order()[0] for cnn in (actor_cnn, critic_cnn)]
+    before = [p.detach().clone() for p in firsts]
+    model.learn(40)
+    for weight, start in zip(firsts, before, strict=True):
+        assert bool(weight.isfinite().all()) and not torch.equal(weight, start)

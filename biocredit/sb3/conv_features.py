@@ -114,3 +114,21 @@ class BioCnnExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: Tensor) -> Tensor:
         return torch.relu(self.network(observations))
+
+
+def conv_extractor_defaults(
+    kwargs: dict[str, Any], learner: str, learner_kwargs: dict[str, Any] | None
+) -> None:
+    """A :class:`BioCnnExtractor` learns by the policy's learner (and its options) unless its
+    own kwargs name one; with ``normalize_images=False`` it takes the images as scaled (SB3's
+    ``normalized_image``, as SB3 sets it for ``NatureCNN``)."""
+    extractor_class = kwargs.get("features_extractor_class")
+    if not (isinstance(extractor_class, type) and issubclass(extractor_class, BioCnnExtractor)):
+        return
+    extractor = dict(kwargs.get("features_extractor_kwargs") or {})
+    extractor.setdefault("learner", learner)
+    if extractor["learner"] == learner:
+        extractor.setdefault("learner_kwargs", dict(learner_kwargs or {}))
+    if not kwargs.get("normalize_images", True):
+        extractor.setdefault("normalized_image", True)
+    kwargs["features_extractor_kwargs"] = extractor

@@ -42,6 +42,7 @@ from torch import nn
 from biocredit.errors import ConfigError, unknown_name
 from biocredit.learners.registry import DEFAULT_LEARNER
 from biocredit.sb3.common import LearnerChoice, activation_name, build_network
+from biocredit.sb3.conv_features import BioCnnExtractor, conv_extractor_defaults
 from biocredit.sb3.multi_input import check_extractors, default_extractor
 
 ACTION_GRADS = ("learner", "perturbation")
@@ -129,6 +130,7 @@ class BioDQNPolicy(DQNPolicy):
     ) -> None:
         self.choice = LearnerChoice(learner, learner_kwargs)
         default_extractor(observation_space, kwargs)
+        conv_extractor_defaults(kwargs, learner, learner_kwargs)
         super().__init__(observation_space, *args, **kwargs)
         check_extractors(self)
 
@@ -270,6 +272,7 @@ class _BioActorCriticMixin:
         self.choice = LearnerChoice(learner, learner_kwargs, critic_learner, critic_learner_kwargs)
         self.critic_action_grad, self.critic_action_delta = critic_action_grad, critic_action_delta
         default_extractor(observation_space, kwargs)
+        conv_extractor_defaults(kwargs, learner, learner_kwargs)
         super().__init__(observation_space, *args, **kwargs)
         check_extractors(self)
 
@@ -313,3 +316,34 @@ class BioTD3Policy(_BioActorCriticMixin, TD3Policy):
     """``TD3(BioTD3Policy, env, policy_kwargs=dict(learner="dfa"))``."""
 
     actor_class = BioTD3Actor
+
+
+class BioCnnDQNPolicy(BioDQNPolicy):
+    """SB3's DQN ``CnnPolicy`` with every layer trained by the learner:
+    :class:`~biocredit.sb3.conv_features.BioCnnExtractor` (NatureCNN's layers unless
+    ``features_extractor_kwargs`` says otherwise) and the Q output layer on its features (SB3's
+    ``net_arch=[]`` for NatureCNN); the target network has its own copy."""
+
+    def __init__(self, observation_space: spaces.Space, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("features_extractor_class", BioCnnExtractor)
+        if len(args) < 3:  # net_arch is DQNPolicy's third argument after the action space
+            kwargs.setdefault("net_arch", [])
+        super().__init__(observation_space, *args, **kwargs)
+
+
+class BioCnnSACPolicy(BioSACPolicy):
+    """SB3's SAC ``CnnPolicy``: actor and critics each read the images through their own
+    :class:`~biocredit.sb3.conv_features.BioCnnExtractor`."""
+
+    def __init__(self, observation_space: spaces.Space, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("features_extractor_class", BioCnnExtractor)
+        super().__init__(observation_space, *args, **kwargs)
+
+
+class BioCnnTD3Policy(BioTD3Policy):
+    """SB3's TD3 ``CnnPolicy``: actor and critics each read the images through their own
+    :class:`~biocredit.sb3.conv_features.BioCnnExtractor`."""
+
+    def __init__(self, observation_space: spaces.Space, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("features_extractor_class", BioCnnExtractor)
+        super().__init__(observation_space, *args, **kwargs)

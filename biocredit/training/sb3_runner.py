@@ -38,7 +38,10 @@ from biocredit.learners import LocalNetwork, learner_class
 from biocredit.optimizers import optimizer_class
 from biocredit.sb3 import (
     BioActorCriticPolicy,
+    BioCnnDQNPolicy,
     BioCnnPolicy,
+    BioCnnSACPolicy,
+    BioCnnTD3Policy,
     BioDQNPolicy,
     BioSACPolicy,
     BioTD3Policy,
@@ -71,6 +74,13 @@ POLICY_CLASSES: dict[str, type[BasePolicy]] = {
     "sac": BioSACPolicy,
     "td3": BioTD3Policy,
     "dqn": BioDQNPolicy,
+}
+IMAGE_POLICY_CLASSES: dict[str, type[BasePolicy]] = {
+    "ppo": BioCnnPolicy,
+    "a2c": BioCnnPolicy,
+    "sac": BioCnnSACPolicy,
+    "td3": BioCnnTD3Policy,
+    "dqn": BioCnnDQNPolicy,
 }
 try:  # the optional backprop-through-time baseline: pip install "biocredit[baselines]"
     from sb3_contrib import RecurrentPPO
@@ -126,6 +136,9 @@ RESERVED_POLICY_KEYS = {
 # (``features_extractor_class: BioFeaturesExtractor``, options in ``features_extractor_kwargs``).
 EXTRACTOR_KEYS = {"features_extractor_class", "features_extractor_kwargs"}
 EXTRACTOR_ALGOS = ("ppo", "a2c")
+# The algorithms whose policies read images through BioCnnExtractor (its options in
+# ``features_extractor_kwargs``, open to them for that).
+IMAGE_ALGOS = tuple(IMAGE_POLICY_CLASSES)
 
 
 def algo_kwargs(config: RunConfig, action_dim: int = 1) -> dict[str, Any]:
@@ -189,7 +202,13 @@ def policy_kwargs(config: RunConfig) -> dict[str, Any]:
     for cls in policy_class.__mro__:
         if "__init__" in vars(cls):
             valid |= set(inspect.signature(cls.__init__).parameters)
-    open_keys = EXTRACTOR_KEYS if config.algo in EXTRACTOR_ALGOS else set()
+    open_keys = (
+        EXTRACTOR_KEYS
+        if config.algo in EXTRACTOR_ALGOS
+        else {"features_extractor_kwargs"}
+        if config.algo in IMAGE_ALGOS
+        else set()
+    )
     valid = sorted((valid - RESERVED_POLICY_KEYS) | open_keys)
     check_keys(config.policy_kwargs, valid, f"policy_kwargs (for {config.algo})")
     learner_class(config.learner)
@@ -236,15 +255,16 @@ def policy_choice(
 ) -> tuple[type[BasePolicy], dict[str, Any]]:
     """The policy class for ``config`` on ``observation_space`` and its keyword arguments.
 
-    Images pick the conv policy, as SB3 users pick ``CnnPolicy``: for PPO and A2C, when the
-    observations are an image by SB3's rules (:func:`~biocredit.sb3.conv_features.image_kind`)
-    and no ``features_extractor_class`` is named, :class:`~biocredit.sb3.BioCnnPolicy`, whose
-    ``BioCnnExtractor`` reads ``features_extractor_kwargs``; images already scaled to [0, 1]
-    (MinAtar's maps) with ``normalize_images=False``.
+    Images pick the conv policy, as SB3 users pick ``CnnPolicy``: when the observations are an
+    image by SB3's rules (:func:`~biocredit.sb3.conv_features.image_kind`) and no
+    ``features_extractor_class`` is named, :class:`~biocredit.sb3.BioCnnPolicy` for PPO and
+    A2C, ``BioCnnDQNPolicy``, ``BioCnnSACPolicy`` and ``BioCnnTD3Policy`` for the others
+    (``BioCnnExtractor`` reads ``features_extractor_kwargs``); images
+    already scaled to [0, 1] (MinAtar's maps) with ``normalize_images=False``.
     """
     kwargs = policy_kwargs(config)
     kind = image_kind(observation_space)
-    if config.algo not in EXTRACTOR_ALGOS:
+    if config.algo not in IMAGE_ALGOS:
         return POLICY_CLASSES[config.algo], kwargs
     if "features_extractor_class" in kwargs or kind is None:
         check_extractor_kwargs(kwargs, kwargs.get("features_extractor_class", FlattenExtractor))
@@ -252,7 +272,7 @@ def policy_choice(
     check_extractor_kwargs(kwargs, BioCnnExtractor)
     if kind == "normalized":
         kwargs["normalize_images"] = False
-    return BioCnnPolicy, kwargs
+    return IMAGE_POLICY_CLASSES[config.algo], kwargs
 
 
 def check_extractor_kwargs(kwargs: dict[str, Any], extractor: type[nn.Module]) -> None:
