@@ -34,7 +34,7 @@ HAND_WRITTEN = [
     ("Stable-Baselines3", ["sb3.md"]),
     ("CLI", ["cli.md", "cli_reference.md"]),
     ("Reliability", ["reliability.md", "bad_inputs.md"]),
-    ("Benchmarks", ["benchmarks.md"]),
+    ("Benchmarks", ["benchmarks.md", "mujoco.md"]),
 ]
 
 
