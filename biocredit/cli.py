@@ -150,8 +150,9 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         dest="overrides",
         metavar="KEY=VALUE",
-        help="change a setting of every run, over the spec's (repeatable); with --steps, the "
-        "results go to <spec's folder>-<changes> unless --out is given",
+        help="change a setting of every run, over the spec's (repeatable; <algo>.key for one "
+        "algorithm's runs); like --steps, it sends the results to <spec's folder>-<changes> "
+        "unless --out is given",
     )
     bench.add_argument(
         "--seeds",
