@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3.common.evaluation import evaluate_policy
 from torch import nn
 
 import biocredit
@@ -34,7 +33,6 @@ from biocredit.checkpoints import (
     set_rng_state,
     write_module,
 )
-from biocredit.envs import make_sb3_vec_env
 from biocredit.learners.network import trained_by
 from biocredit.training.config import RunConfig
 from biocredit.training.guard import DivergenceError
@@ -66,6 +64,11 @@ class TrainingRun:
 
     def predictor(self) -> Any:
         """What evaluation calls ``predict`` on."""
+        raise NotImplementedError
+
+    def evaluate(self) -> list[float]:
+        """Returns of ``eval_episodes`` deterministic episodes on a copy of the kind of env the
+        run trains on, seeded ``seed + EVAL_SEED_OFFSET``."""
         raise NotImplementedError
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -155,23 +158,6 @@ class TrainingRun:
             "resume": resume,
         }
         write_module(directory, self.model(), meta, tensors)
-
-    def eval_env(self, seed: int) -> Any:
-        """The env evaluation runs on: one fresh copy of the training env, seeded ``seed``."""
-        return make_sb3_vec_env(self.config.env, 1, seed, self.config.env_kwargs)
-
-    def evaluate(self) -> list[float]:
-        """Returns of ``eval_episodes`` deterministic episodes on a separately seeded env."""
-        config = self.config
-        env = self.eval_env(config.seed + EVAL_SEED_OFFSET)
-        returns, _ = evaluate_policy(
-            self.predictor(),
-            env,
-            n_eval_episodes=config.eval_episodes,
-            return_episode_rewards=True,
-        )
-        env.close()
-        return list(returns)
 
     def finish(self, wall_time: float, stopped_by: str | None) -> dict[str, Any]:
         """Evaluate (unless stopped by a signal), write and return ``summary.json``."""

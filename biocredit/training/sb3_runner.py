@@ -16,6 +16,7 @@ from rich.console import Console
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.policies import BasePolicy
@@ -59,7 +60,7 @@ from biocredit.training.callbacks import (
 from biocredit.training.config import RunConfig
 from biocredit.training.hyperparams import schedule
 from biocredit.training.interrupt import catch_signals
-from biocredit.training.run import TrainingRun
+from biocredit.training.run import EVAL_SEED_OFFSET, TrainingRun
 
 ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {
     "ppo": PPO,
@@ -132,13 +133,15 @@ RESERVED_POLICY_KEYS = {
     "args",
     "kwargs",
 }
-# Reserved above, open to the actor-critic algorithms: a signal-free features extractor
-# (``features_extractor_class: BioFeaturesExtractor``, options in ``features_extractor_kwargs``).
+# Reserved above, open per algorithm: the actor-critic ones take a features extractor by name
+# (a signal-free ``BioFeaturesExtractor``) and its options; every algorithm with a conv policy
+# (IMAGE_POLICY_CLASSES) takes the options of its ``BioCnnExtractor``.
 EXTRACTOR_KEYS = {"features_extractor_class", "features_extractor_kwargs"}
 EXTRACTOR_ALGOS = ("ppo", "a2c")
-# The algorithms whose policies read images through BioCnnExtractor (its options in
-# ``features_extractor_kwargs``, open to them for that).
-IMAGE_ALGOS = tuple(IMAGE_POLICY_CLASSES)
+OPEN_POLICY_KEYS = {
+    algo: EXTRACTOR_KEYS if algo in EXTRACTOR_ALGOS else {"features_extractor_kwargs"}
+    for algo in IMAGE_POLICY_CLASSES
+}
 
 
 def algo_kwargs(config: RunConfig, action_dim: int = 1) -> dict[str, Any]:
@@ -202,13 +205,7 @@ def policy_kwargs(config: RunConfig) -> dict[str, Any]:
     for cls in policy_class.__mro__:
         if "__init__" in vars(cls):
             valid |= set(inspect.signature(cls.__init__).parameters)
-    open_keys = (
-        EXTRACTOR_KEYS
-        if config.algo in EXTRACTOR_ALGOS
-        else {"features_extractor_kwargs"}
-        if config.algo in IMAGE_ALGOS
-        else set()
-    )
+    open_keys = OPEN_POLICY_KEYS.get(config.algo, set())
     valid = sorted((valid - RESERVED_POLICY_KEYS) | open_keys)
     check_keys(config.policy_kwargs, valid, f"policy_kwargs (for {config.algo})")
     learner_class(config.learner)
@@ -264,7 +261,7 @@ def policy_choice(
     """
     kwargs = policy_kwargs(config)
     kind = image_kind(observation_space)
-    if config.algo not in IMAGE_ALGOS:
+    if config.algo not in IMAGE_POLICY_CLASSES:
         return POLICY_CLASSES[config.algo], kwargs
     if "features_extractor_class" in kwargs or kind is None:
         check_extractor_kwargs(kwargs, kwargs.get("features_extractor_class", FlattenExtractor))
@@ -457,10 +454,24 @@ class SB3Run(TrainingRun):
             save_statistics(self.env, directory)
 
     def eval_env(self, seed: int) -> VecEnv:
-        env = super().eval_env(seed)
+        """One fresh copy of the training env, seeded ``seed``, with the training
+        normalisation statistics frozen."""
+        env = make_sb3_vec_env(self.config.env, 1, seed, self.config.env_kwargs)
         if self.normalize is None:
             return env
         return frozen(env, self.normalize, statistics_tensors(self.env))
+
+    def evaluate(self) -> list[float]:
+        config = self.config
+        env = self.eval_env(config.seed + EVAL_SEED_OFFSET)
+        returns, _ = evaluate_policy(
+            self.predictor(),
+            env,
+            n_eval_episodes=config.eval_episodes,
+            return_episode_rewards=True,
+        )
+        env.close()
+        return list(returns)
 
     def summary_fields(self) -> dict[str, Any]:
         config = self.config
