@@ -238,11 +238,20 @@ def capture_env(env: gym.Env) -> list[dict[str, Any]]:
     return state
 
 
+def _is_kind(layer: Any, saved_type: str) -> bool:
+    """Whether ``layer`` is of the saved class or a subclass of it: a library that patches a
+    wrapper in place (the RL Zoo replaces Gymnasium's ``TimeLimit`` by a subclass on import)
+    must not make a run saved without it unloadable."""
+    return saved_type in {cls.__name__ for cls in type(layer).__mro__}
+
+
 def restore_env(env: gym.Env, state: list[dict[str, Any]]) -> None:
     """Put back a state from :func:`capture_env` into a freshly made copy of the same env."""
     layers = _layers(env)
-    if [type(layer).__name__ for layer in layers] != [entry["type"] for entry in state]:
-        raise ValueError("the env's wrapper chain differs from the saved one")
+    saved = [entry["type"] for entry in state]
+    if len(layers) != len(saved) or not all(map(_is_kind, layers, saved)):
+        current = [type(layer).__name__ for layer in layers]
+        raise ValueError(f"the env's wrapper chain {current} differs from the saved one {saved}")
     restore = _Restore()
     for index, (layer, entry) in enumerate(zip(layers, state, strict=True)):
         path = f"{type(layer).__name__}[{index}]"
