@@ -2,6 +2,7 @@
 (learning, per-env reset, SB3-style predict state), bad config, loading a run's checkpoint with
 ModularAgent.load, and holding a cue after a short seeded T-maze run."""
 
+import gc
 import itertools
 import json
 
@@ -226,6 +227,21 @@ def test_memory_learns_and_resets_per_env():
     assert agent.memory.state[0].abs().sum() > 0  # env 0 goes on remembering ...
     assert agent.memory.state[1].abs().sum() == 0  # ... env 1's episode ended: fresh state
     assert agent.diagnostics()["memory/residual"] < 1e-5  # the free phase settled
+
+
+def test_a_memory_step_leaves_no_reference_cycle():
+    agent = build()
+    obs = torch.tensor([[1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]])
+    done = torch.tensor([False, False])
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            agent.act(obs)
+            agent.learn(torch.tensor([1.0, -1.0]), done, obs, done)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 def test_predict_carries_the_memory_state_like_sb3_recurrent_policies():

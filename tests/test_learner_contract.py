@@ -8,6 +8,8 @@ from their inputs alone (a refusal for the others), and a step of a native agent
 policy's for learners its signals reach, perception's for signal-free ones.
 """
 
+import gc
+
 import numpy as np
 import pytest
 import torch
@@ -85,6 +87,25 @@ def test_attach_forward_and_credit(label, name, options):
     grads = [p.grad for p in net.parameters_in_order()]
     assert all(g is not None and bool(g.isfinite().all()) for g in grads), label
     assert any(bool(g.abs().sum() > 0) for g in grads), label
+
+
+@pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)
+def test_a_step_leaves_no_reference_cycle(label, name, options):
+    """What a forward pass records is freed when its output is: a record that held the output
+    itself would make a cycle through the autograd node, kept until the garbage collector runs
+    (every forward's activations piling up, then reallocated from fresh pages)."""
+    net = network(name, options)
+    x = torch.randn(N_ENVS, SPEC.in_features)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            learn_step(net, x)
+            if isinstance(net.learner, ErrorDrivenLearner):
+                net(x)  # a forward whose output is dropped without a backward
+        assert gc.collect() == 0, label
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize(("label", "name", "options"), CONFIGURATIONS, ids=IDS)

@@ -87,17 +87,33 @@ def test_dfa_hidden_update_by_hand(batch):
     torch.testing.assert_close(grad_x, e @ D0)
 
 
-def test_kernels_match_their_formulas():
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_kernels_match_their_formulas(name):
     torch.manual_seed(2)
-    delta, B, fprime, e, D = (
+    activation = ACTIVATIONS[name]
+    delta, B, a, e, D = (
         torch.randn(4, 3),
         torch.randn(3, 6),
-        torch.rand(4, 6),
+        torch.randn(4, 6),
         torch.randn(4, 2),
         torch.randn(2, 6),
     )
-    torch.testing.assert_close(fa_delta(delta, B, fprime), (delta @ B) * fprime)
-    torch.testing.assert_close(dfa_delta(e, D, fprime), (e @ D) * fprime)
+    h = activation.fn(a)
+    fprime = activation.derivative(a, h)
+    torch.testing.assert_close(fa_delta(delta, B, activation, a, h), (delta @ B) * fprime)
+    torch.testing.assert_close(dfa_delta(e, D, activation, a, h), (e @ D) * fprime)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_the_gate_is_autograds_step_through_the_activation(name):
+    """``gate(g, a, h) = g * f'(a)``, the vector-Jacobian product autograd computes for f."""
+    torch.manual_seed(3)
+    activation = ACTIVATIONS[name]
+    a = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(5, 7, dtype=torch.float64)
+    h = activation.fn(a)
+    (want,) = torch.autograd.grad(h, a, g)
+    torch.testing.assert_close(activation.gate(g, a.detach(), h.detach()), want)
 
 
 def _transport_garbage(net: LocalNetwork, x: torch.Tensor) -> LocalNetwork:

@@ -233,7 +233,7 @@ class MemoryBoundary(torch.autograd.Function):
             free, memory.residual = memory.settle(memory.state, drive, lateral)
         ctx.memory, ctx.z, ctx.drive = memory, z, drive  # type: ignore[attr-defined]
         ctx.lateral, ctx.free = lateral, free  # type: ignore[attr-defined]
-        return free
+        return free.detach()  # a tensor of its own: returning ctx.free would be a reference cycle
 
     @staticmethod
     def backward(ctx: Any, error: Tensor) -> tuple[Tensor | None, ...]:

@@ -46,7 +46,10 @@ class CreditBoundary(torch.autograd.Function):
     def forward(ctx: FunctionCtx, network: LocalNetwork, x: Tensor, *params: Tensor) -> Tensor:
         y, cache = network.forward_pass(x, record=True)
         ctx.network, ctx.cache = network, cache  # type: ignore[attr-defined]
-        return y
+        # A new tensor on y's storage: the output becomes the node's own (its grad_fn), and a
+        # node whose record held that same tensor would be a reference cycle, freed only by the
+        # garbage collector (every forward's activations kept until then, then reallocated).
+        return y.detach()
 
     @staticmethod
     def backward(ctx: Any, error: Tensor) -> tuple[Tensor | None, ...]:

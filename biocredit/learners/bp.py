@@ -44,7 +44,7 @@ class Backprop(ConvLearner):
     ) -> tuple[Tensor | None, list[Tensor]]:
         assert self.activation is not None
         weights = [layer.weight for layer in layers]
-        return backward_chain(layers, cache, error, weights, self.activation.derivative, input_grad)
+        return backward_chain(layers, cache, error, weights, self.activation, input_grad)
 
     def assign_conv_credit(
         self,

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from biocredit.errors import unknown_name
+from biocredit.learners.activations import Activation
 from biocredit.learners.base import ForwardCache, linear_grads
 from biocredit.learners.conv import ConvCache, ConvLearner, layer_grads
 from biocredit.learners.conv_spec import ConvSpec
@@ -50,9 +51,12 @@ from biocredit.learners.spec import NetworkSpec
 FEEDBACK_FANS = ("output", "layer")
 
 
-def dfa_delta(error: Tensor, feedback: Tensor, fprime: Tensor) -> Tensor:
-    """Local error of hidden layer ``l``: ``delta_l = (e D_l) * f'(a_l)`` (``D_l``: n_out x n_l)."""
-    return error.mm(feedback).mul_(fprime)
+def dfa_delta(
+    error: Tensor, feedback: Tensor, activation: Activation, a: Tensor, h: Tensor
+) -> Tensor:
+    """Local error of hidden layer ``l``: ``delta_l = (e D_l) * f'(a_l)`` (``D_l``: n_out x n_l),
+    shaped like its pre-activation ``a`` (a conv layer's map)."""
+    return activation.gate(error.mm(feedback).view_as(a), a, h)
 
 
 @register
@@ -104,12 +108,11 @@ class DirectFeedbackAlignment(RandomFeedbackLearner, ConvLearner):
         self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
     ) -> tuple[Tensor | None, list[Tensor]]:
         assert self.activation is not None
-        derivative = self.activation.derivative
         feedback = self.feedback()
         grads = list(linear_grads(error, cache.inputs[-1]))
         for l in range(len(layers) - 1, 0, -1):
             a, h = cache.pre_activations[l - 1], cache.inputs[l]
-            delta = dfa_delta(error, feedback[l], derivative(a, h))
+            delta = dfa_delta(error, feedback[l], self.activation, a, h)
             grads[:0] = linear_grads(delta, cache.inputs[l - 1])
         grad_x = error.mm(feedback[0]) if input_grad else None
         return grad_x, grads
@@ -123,12 +126,11 @@ class DirectFeedbackAlignment(RandomFeedbackLearner, ConvLearner):
         input_grad: bool,
     ) -> tuple[Tensor | None, list[Tensor]]:
         assert self.activation is not None
-        derivative = self.activation.derivative
         feedback = self.feedback()
         grads = list(linear_grads(error, cache.inputs[-1]))
         for l in range(len(layers) - 1, 0, -1):  # hidden layer l - 1 is weight layer l's input
             a, h = cache.pre_activations[l - 1], cache.activities[l - 1]
-            delta = dfa_delta(error, feedback[l], derivative(a, h).flatten(1)).view_as(a)
+            delta = dfa_delta(error, feedback[l], self.activation, a, h)
             grads[:0] = layer_grads(layers[l - 1], delta, cache.inputs[l - 1])
         grad_x = error.mm(feedback[0]).view_as(cache.inputs[0]) if input_grad else None
         return grad_x, grads

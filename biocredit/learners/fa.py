@@ -12,11 +12,12 @@ weight (no weight transport). The forward weights come to align with ``B``:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from biocredit.learners.activations import Activation
 from biocredit.learners.base import ForwardCache, linear_grads
 from biocredit.learners.conv import ConvCache, ConvLearner, conv_backward_chain
 from biocredit.learners.conv_spec import ConvSpec
@@ -26,12 +27,15 @@ from biocredit.learners.registry import register
 from biocredit.learners.spec import NetworkSpec
 
 
-def fa_delta(delta_above: Tensor, feedback: Tensor, fprime: Tensor) -> Tensor:
+def fa_delta(
+    delta_above: Tensor, feedback: Tensor, activation: Activation, a: Tensor, h: Tensor
+) -> Tensor:
     """Local error of a hidden layer: ``delta_l = (delta_{l+1} B_{l+1}) * f'(a_l)``.
 
-    ``feedback`` has the shape of the forward weights above, ``(n_{l+1}, n_l)``.
+    ``feedback`` has the shape of the forward weights above, ``(n_{l+1}, n_l)``; ``a`` and ``h``
+    are the layer's pre-activation and activity.
     """
-    return delta_above.mm(feedback).mul_(fprime)
+    return activation.gate(delta_above.mm(feedback), a, h)
 
 
 def backward_chain(
@@ -39,7 +43,7 @@ def backward_chain(
     cache: ForwardCache,
     error: Tensor,
     feedback: Sequence[Tensor],
-    derivative: Callable[[Tensor, Tensor], Tensor],
+    activation: Activation,
     input_grad: bool,
 ) -> tuple[Tensor | None, list[Tensor]]:
     """Send ``error`` down the layers through ``feedback[l]`` (``W_l`` for BP, ``B_l`` for FA)."""
@@ -49,7 +53,7 @@ def backward_chain(
         grads[:0] = linear_grads(delta, cache.inputs[l])
         if l > 0:
             a, h = cache.pre_activations[l - 1], cache.inputs[l]
-            delta = fa_delta(delta, feedback[l], derivative(a, h))
+            delta = fa_delta(delta, feedback[l], activation, a, h)
     grad_x = delta.mm(feedback[0]) if input_grad else None
     return grad_x, grads
 
@@ -87,9 +91,7 @@ class FeedbackAlignment(RandomFeedbackLearner, ConvLearner):
         self, layers: Sequence[nn.Linear], cache: ForwardCache, error: Tensor, input_grad: bool
     ) -> tuple[Tensor | None, list[Tensor]]:
         assert self.activation is not None
-        return backward_chain(
-            layers, cache, error, self.feedback(), self.activation.derivative, input_grad
-        )
+        return backward_chain(layers, cache, error, self.feedback(), self.activation, input_grad)
 
     def assign_conv_credit(
         self,
