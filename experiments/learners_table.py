@@ -6,7 +6,7 @@ updates to backprop's gradient, and its plausibility flags; from the benchmark's
 
 writes ``docs/learners.md`` and replaces the table between the ``learners-table`` markers of the
 README, so a learner added to the spec (and run) adds a row. Cells of runs not finished yet read
-"pending"; a cell with fewer seeds than planned says so.
+"pending"; a cell with fewer seeds than planned says how many are still to run.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def task_cell(runs: list[dict], base: list[dict], threshold: float | None, plann
         return "pending"
     finals = np.array([run["final_return_mean"] for run in runs])
     solved = f"{int((finals >= threshold).sum())}/{len(runs)}" if threshold is not None else "-"
-    short = f", {len(runs)}/{planned} seeds" if len(runs) < planned else ""
+    short = f", {planned - len(runs)} seeds pending" if len(runs) < planned else ""
     wall = "-"
     if base:
         ratio = np.mean([r["wall_time_s"] for r in runs]) / np.mean(

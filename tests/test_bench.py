@@ -498,7 +498,8 @@ def test_runs_of_another_matrix_are_refused_and_unsaved_ones_start_again(tmp_pat
 
 def test_the_carried_part_of_a_run_folder_is_what_a_later_bench_needs(tmp_path):
     """experiments/carry_runs.py: a finished run copied with only the carried files is kept
-    by the next bench (``done``), and its newest checkpoint resumes."""
+    by the next bench (``done``); its checkpoint stays behind unless asked for, and then the
+    newest one only, which resumes."""
     spec = load_spec(
         write_spec(
             tmp_path,
@@ -510,7 +511,12 @@ def test_the_carried_part_of_a_run_folder_is_what_a_later_bench_needs(tmp_path):
     (_, bp), _ = plan_runs(spec, tmp_path / "out")
     SB3Run.start(bp).run(progress=False)
     bench, copy = tmp_path / "out", tmp_path / "copy"
-    carried = carry_runs.carried(bench)
+    assert not any(p.parent.name == "checkpoints" for p in carry_runs.carried(bench))
+    summary = Path(bp.out) / "summary.json"
+    summary.rename(tmp_path / "summary.json")  # without its summary, a run is in flight
+    assert [p.name for p in carry_runs.carried(bench) if p.parent.name == "checkpoints"]
+    (tmp_path / "summary.json").rename(summary)
+    carried = carry_runs.carried(bench, finished_checkpoints=True)
     assert not any("tfevents" in path.name for path in carried)
     assert len([p for p in carried if p.parent.name == "checkpoints"]) == 1  # the newest only
     for path in carried:
