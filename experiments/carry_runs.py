@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 from biocredit.checkpoints import newest_checkpoint
+from biocredit.training.bench import run_folders
 
 RUN_FILES = ("config.yaml", "summary.json", "progress.csv")
 BENCH_FILES = ("table.md", "results.json", "sessions.json", "curves.png")
@@ -28,7 +29,7 @@ BENCH_FILES = ("table.md", "results.json", "sessions.json", "curves.png")
 def carried(bench: Path, finished_checkpoints: bool = False) -> list[Path]:
     """The paths of ``bench`` (a results folder) that a later session needs."""
     paths = [bench / name for name in BENCH_FILES if (bench / name).is_file()]
-    for run in sorted(bench.glob("runs/*/*/seed*")):
+    for run in run_folders(bench):
         paths += [run / name for name in RUN_FILES if (run / name).is_file()]
         finished = (run / "summary.json").is_file()
         newest = newest_checkpoint(run)

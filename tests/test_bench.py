@@ -26,6 +26,8 @@ from biocredit.training.bench import (
     default_out,
     load_spec,
     plan_runs,
+    run_folders,
+    seeds_in,
 )
 from biocredit.training.bench_state import DONE, START, prepare_runs
 from biocredit.training.run_folder import create_run_dir
@@ -526,3 +528,15 @@ def test_the_carried_part_of_a_run_folder_is_what_a_later_bench_needs(tmp_path):
     (_, moved), _ = plan_runs(spec, copy)
     assert prepare_runs([moved]) == [DONE]
     assert SB3Run.resume(moved, Path(moved.out)).steps_done() == 64
+
+
+def test_run_folders_of_namespaced_env_ids_are_found_and_carried(tmp_path):
+    """``MinAtar/Breakout-v1`` puts its runs one folder deeper than ``CartPole-v1``."""
+    runs = [tmp_path / "runs/MinAtar/Breakout-v1/dfa/seed2", tmp_path / "runs/CartPole-v1/bp/seed0"]
+    for run in runs:
+        (run / "checkpoints" / "000001-step64").mkdir(parents=True)
+        (run / "config.yaml").write_text("seed: 0\n")
+    (tmp_path / "runs/CartPole-v1/bp/seeds.txt").write_text("not a run folder")
+    assert run_folders(tmp_path) == sorted(runs)
+    assert seeds_in(tmp_path) == {0, 2}
+    assert {p.parent for p in carry_runs.carried(tmp_path)} == set(runs)

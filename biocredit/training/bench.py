@@ -284,13 +284,17 @@ class Selection:
         )
 
 
+def run_folders(out_dir: Path) -> list[Path]:
+    """The run folders ``out_dir/runs/<env>/<row>/seed<n>``, whose ``<env>`` may hold a
+    namespace folder (``MinAtar/Breakout-v1``)."""
+    runs = out_dir / "runs"
+    found = runs.rglob("seed*") if runs.is_dir() else []
+    return sorted(p for p in found if p.is_dir() and p.name.removeprefix("seed").isdigit())
+
+
 def seeds_in(out_dir: Path) -> set[int]:
-    """The seeds of the run folders under ``out_dir/runs/<env>/<row>/seed<n>``."""
-    return {
-        int(run.name.removeprefix("seed"))
-        for run in out_dir.glob("runs/*/*/seed*")
-        if run.name.removeprefix("seed").isdigit()
-    }
+    """The seeds of :func:`run_folders`."""
+    return {int(run.name.removeprefix("seed")) for run in run_folders(out_dir)}
 
 
 def load_spec(path: str | Path) -> BenchSpec:
