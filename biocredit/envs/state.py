@@ -226,7 +226,11 @@ def capture_env(env: gym.Env) -> list[dict[str, Any]]:
                 encoded = capture.attribute(value, f"{path}.{name}", strict=False)
                 if encoded is not None:
                     attributes[name] = encoded
-        entry: dict[str, Any] = {"type": type(layer).__name__, "attributes": attributes}
+        entry: dict[str, Any] = {
+            "type": type(layer).__name__,
+            "kinds": _kinds(layer),
+            "attributes": attributes,
+        }
         if hasattr(layer, "data") and type(layer.data).__name__ == "MjData":
             import mujoco
 
@@ -238,18 +242,28 @@ def capture_env(env: gym.Env) -> list[dict[str, Any]]:
     return state
 
 
-def _is_kind(layer: Any, saved_type: str) -> bool:
-    """Whether ``layer`` is of the saved class or a subclass of it: a library that patches a
-    wrapper in place (the RL Zoo replaces Gymnasium's ``TimeLimit`` by a subclass on import)
-    must not make a run saved without it unloadable."""
-    return saved_type in {cls.__name__ for cls in type(layer).__mro__}
+# Modules of the generic bases every env or wrapper shares (Env, Wrapper, VectorWrapper ...).
+GENERIC_MODULES = ("builtins", "typing", gym.Env.__module__, gym.vector.VectorEnv.__module__)
+
+
+def _kinds(layer: Any) -> list[str]:
+    """The names of ``layer``'s class and of its bases down to the generic ones."""
+    return [cls.__name__ for cls in type(layer).__mro__ if cls.__module__ not in GENERIC_MODULES]
+
+
+def _is_kind(layer: Any, entry: dict[str, Any]) -> bool:
+    """Whether ``layer`` and the saved layer are one class or one subclasses the other: a library
+    that patches a wrapper in place (``import rl_zoo3`` replaces Gymnasium's ``TimeLimit`` by a
+    subclass) must not make a run saved with or without it unloadable by the other."""
+    saved_kinds = entry.get("kinds", [entry["type"]])
+    return entry["type"] in _kinds(layer) or type(layer).__name__ in saved_kinds
 
 
 def restore_env(env: gym.Env, state: list[dict[str, Any]]) -> None:
     """Put back a state from :func:`capture_env` into a freshly made copy of the same env."""
     layers = _layers(env)
     saved = [entry["type"] for entry in state]
-    if len(layers) != len(saved) or not all(map(_is_kind, layers, saved)):
+    if len(layers) != len(saved) or not all(map(_is_kind, layers, state)):
         current = [type(layer).__name__ for layer in layers]
         raise ValueError(f"the env's wrapper chain {current} differs from the saved one {saved}")
     restore = _Restore()
