@@ -16,6 +16,7 @@ Stop the bench first (files change under ``git add`` while it runs)::
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 from pathlib import Path
 
@@ -26,12 +27,19 @@ RUN_FILES = ("config.yaml", "summary.json", "progress.csv")
 BENCH_FILES = ("table.md", "results.json", "sessions.json", "curves.png")
 
 
+def is_done(run: Path) -> bool:
+    """Whether the run finished (a run stopped by a signal also writes a summary, ``status:
+    interrupted``, and resumes from its checkpoint)."""
+    summary = run / "summary.json"
+    return summary.is_file() and json.loads(summary.read_text())["status"] == "done"
+
+
 def carried(bench: Path, finished_checkpoints: bool = False) -> list[Path]:
     """The paths of ``bench`` (a results folder) that a later session needs."""
     paths = [bench / name for name in BENCH_FILES if (bench / name).is_file()]
     for run in run_folders(bench):
         paths += [run / name for name in RUN_FILES if (run / name).is_file()]
-        finished = (run / "summary.json").is_file()
+        finished = is_done(run)
         newest = newest_checkpoint(run)
         if newest is not None and (finished_checkpoints or not finished):
             paths.append(newest)

@@ -515,9 +515,12 @@ def test_the_carried_part_of_a_run_folder_is_what_a_later_bench_needs(tmp_path):
     bench, copy = tmp_path / "out", tmp_path / "copy"
     assert not any(p.parent.name == "checkpoints" for p in carry_runs.carried(bench))
     summary = Path(bp.out) / "summary.json"
-    summary.rename(tmp_path / "summary.json")  # without its summary, a run is in flight
+    done = summary.read_text()
+    summary.unlink()  # without its summary, a run is in flight
     assert [p.name for p in carry_runs.carried(bench) if p.parent.name == "checkpoints"]
-    (tmp_path / "summary.json").rename(summary)
+    summary.write_text(done.replace('"done"', '"interrupted"'))  # stopped by a signal
+    assert [p.name for p in carry_runs.carried(bench) if p.parent.name == "checkpoints"]
+    summary.write_text(done)
     carried = carry_runs.carried(bench, finished_checkpoints=True)
     assert not any("tfevents" in path.name for path in carried)
     assert len([p for p in carried if p.parent.name == "checkpoints"]) == 1  # the newest only
