@@ -122,3 +122,13 @@ def test_a_different_wrapper_chain_is_refused_by_name():
     saved = r"\['\w*TimeLimit', 'GameEnv'\]"  # \w*: the RL Zoo, if imported, patched it
     with pytest.raises(ValueError, match=rf"\['GameEnv'\] differs from the saved one {saved}"):
         restore_env(GameEnv(), state)
+
+
+def test_a_layer_of_a_generic_class_restores():
+    """A plain ``gym.Wrapper`` (its class among Gymnasium's generic bases) is still its kind."""
+    env = gym.Wrapper(gym.wrappers.TimeLimit(GameEnv(), max_episode_steps=50))
+    env.reset(seed=1)
+    played(env, steps=5)
+    restored = gym.Wrapper(gym.wrappers.TimeLimit(GameEnv(), max_episode_steps=50))
+    restore_env(restored, json.loads(json.dumps(capture_env(env))))
+    assert restored.env._elapsed_steps == 5

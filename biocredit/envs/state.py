@@ -247,8 +247,12 @@ GENERIC_MODULES = ("builtins", "typing", gym.Env.__module__, gym.vector.VectorEn
 
 
 def _kinds(layer: Any) -> list[str]:
-    """The names of ``layer``'s class and of its bases down to the generic ones."""
-    return [cls.__name__ for cls in type(layer).__mro__ if cls.__module__ not in GENERIC_MODULES]
+    """The names of ``layer``'s class (whatever its module) and of its bases down to the
+    generic ones."""
+    own = type(layer)
+    return [
+        cls.__name__ for cls in own.__mro__ if cls is own or cls.__module__ not in GENERIC_MODULES
+    ]
 
 
 def _is_kind(layer: Any, entry: dict[str, Any]) -> bool:
