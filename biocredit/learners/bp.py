@@ -57,8 +57,7 @@ class Backprop(ConvLearner):
         """On a conv layer the error crosses by the transposed convolution with ``W_l``."""
         assert self.activation is not None
         weights = [layer.weight for layer in layers]
-        derivative = self.activation.derivative
-        return conv_backward_chain(layers, spec, cache, error, weights, derivative, input_grad)
+        return conv_backward_chain(layers, spec, cache, error, weights, self.activation, input_grad)
 
     def differentiable_credit(
         self, layers: Sequence[nn.Linear], x: Tensor, error: Tensor, input_grad: bool

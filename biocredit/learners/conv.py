@@ -22,7 +22,7 @@ window, and a flatten only reshapes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -32,8 +32,6 @@ from torch import Tensor, nn
 from biocredit.learners.activations import Activation
 from biocredit.learners.base import ErrorDrivenLearner, ForwardCache, linear_grads
 from biocredit.learners.conv_spec import ConvSpec
-
-DerivativeFn = Callable[[Tensor, Tensor], Tensor]  # (a, h) -> f'(a)
 
 
 @dataclass(frozen=True)
@@ -157,7 +155,7 @@ def send_down(layer: nn.Module, delta: Tensor, feedback: Tensor, pre: Tensor) ->
 
 
 def hidden_error(
-    spec: ConvSpec, cache: ConvCache, l: int, message: Tensor, derivative: DerivativeFn
+    spec: ConvSpec, cache: ConvCache, l: int, message: Tensor, activation: Activation
 ) -> Tensor:
     """Hidden layer ``l``'s local error from the message that reached its (pooled, flattened)
     output: carried back through the pooling to the units, times their slope ``f'(a_l)``."""
@@ -167,7 +165,7 @@ def hidden_error(
         message = unpool(
             message.reshape(-1, *pooled), spec.convs[l].pool, cache.winners[l], a.shape
         )
-    return message * derivative(a, h)
+    return activation.gate(message, a, h)
 
 
 def conv_backward_chain(
@@ -176,7 +174,7 @@ def conv_backward_chain(
     cache: ConvCache,
     error: Tensor,
     feedback: Sequence[Tensor],
-    derivative: DerivativeFn,
+    activation: Activation,
     input_grad: bool,
 ) -> tuple[Tensor | None, list[Tensor]]:
     """Send ``error`` down the layers through ``feedback[l]`` (``W_l`` for BP, ``B_l`` for FA):
@@ -192,7 +190,7 @@ def conv_backward_chain(
         if l == 0:
             grad_x = message
         else:
-            delta = hidden_error(spec, cache, l - 1, message, derivative)
+            delta = hidden_error(spec, cache, l - 1, message, activation)
     return grad_x, grads
 
 

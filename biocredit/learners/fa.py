@@ -102,7 +102,7 @@ class FeedbackAlignment(RandomFeedbackLearner, ConvLearner):
         input_grad: bool,
     ) -> tuple[Tensor | None, list[Tensor]]:
         assert self.activation is not None
-        derivative = self.activation.derivative
+        feedback = self.feedback()
         return conv_backward_chain(
-            layers, spec, cache, error, self.feedback(), derivative, input_grad
+            layers, spec, cache, error, feedback, self.activation, input_grad
         )
