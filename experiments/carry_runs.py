@@ -16,22 +16,15 @@ Stop the bench first (files change under ``git add`` while it runs)::
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 from pathlib import Path
 
 from biocredit.checkpoints import newest_checkpoint
 from biocredit.training.bench import run_folders
+from biocredit.training.bench_state import is_done
 
 RUN_FILES = ("config.yaml", "summary.json", "progress.csv")
 BENCH_FILES = ("table.md", "results.json", "sessions.json", "curves.png")
-
-
-def is_done(run: Path) -> bool:
-    """Whether the run finished (a run stopped by a signal also writes a summary, ``status:
-    interrupted``, and resumes from its checkpoint)."""
-    summary = run / "summary.json"
-    return summary.is_file() and json.loads(summary.read_text())["status"] == "done"
 
 
 def carried(bench: Path, finished_checkpoints: bool = False) -> list[Path]:
@@ -39,10 +32,9 @@ def carried(bench: Path, finished_checkpoints: bool = False) -> list[Path]:
     paths = [bench / name for name in BENCH_FILES if (bench / name).is_file()]
     for run in run_folders(bench):
         paths += [run / name for name in RUN_FILES if (run / name).is_file()]
-        finished = is_done(run)
-        newest = newest_checkpoint(run)
-        if newest is not None and (finished_checkpoints or not finished):
-            paths.append(newest)
+        if finished_checkpoints or not is_done(run):
+            newest = newest_checkpoint(run)
+            paths += [newest] if newest is not None else []
     return paths
 
 

@@ -67,14 +67,20 @@ def resumable(config: RunConfig) -> bool:
     return True
 
 
+def is_done(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` finished (a run stopped by a signal also writes a summary,
+    ``status: interrupted``, and resumes from its checkpoint)."""
+    summary = run_dir / SUMMARY_FILE
+    return summary.is_file() and json.loads(summary.read_text())["status"] == "done"
+
+
 def run_state(config: RunConfig) -> str:
     """``done``, ``resume`` or ``start``, from what the run's folder holds."""
     run_dir = Path(config.out or ".")
     if not (run_dir / CONFIG_FILE).is_file():
         return START
     check_planned(config, run_dir)
-    summary = run_dir / SUMMARY_FILE
-    if summary.is_file() and json.loads(summary.read_text())["status"] == "done":
+    if is_done(run_dir):
         return DONE
     last = newest_checkpoint(run_dir)
     if last is not None and (last / RESUME_FILE).is_file() and resumable(config):
