@@ -198,3 +198,20 @@ class PoisonWeightOnce(BaseCallback):
             with torch.no_grad():
                 self.model.policy.mlp_extractor.policy_net.layers[0].weight[0, 0] = math.nan
         return True
+
+
+def test_weights_are_scanned_only_after_a_write(monkeypatch):
+    from biocredit.training import guard as guard_module
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+    guard = guard_module.DivergenceGuard({"net": net}, lambda: 5)
+    scans = []
+    norm = torch._foreach_norm
+    monkeypatch.setattr(guard_module.torch, "_foreach_norm", lambda ts: scans.append(1) or norm(ts))
+    guard.check_changed_weights()
+    guard.check_changed_weights()  # nothing written in between: no second scan
+    assert len(scans) == 1
+    with torch.no_grad():
+        net[1].weight[0, 0] = math.nan
+    with pytest.raises(DivergenceError, match=r"env step 5: the weight of '1\.weight'"):
+        guard.check_changed_weights()

@@ -169,8 +169,8 @@ class RolloutCheckpoint(BaseCallback):
 
 class DivergenceCallback(BaseCallback):
     """Runs a :class:`DivergenceGuard` on SB3's rollout: observations, rewards, the policy's
-    values and log-probabilities and its weights every env step, updates at every gradient
-    step."""
+    values and log-probabilities and its weights (when written) every env step, updates at every
+    gradient step."""
 
     def __init__(self, guard_modules: dict) -> None:
         super().__init__()
@@ -181,7 +181,7 @@ class DivergenceCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         local = self.locals
-        self.guard.check_parameters("weight")
+        self.guard.check_changed_weights()
         self.guard.check_values(
             observation=local.get("new_obs"),
             reward=local.get("rewards"),

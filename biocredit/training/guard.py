@@ -1,12 +1,13 @@
 """Divergence guard: stop a run at the step a NaN or inf first appears, and say where.
 
 Checked every env step: observations and rewards from the env, the network outputs the agent
-acted on, and the weights. Updates (``.grad``, the learner's output): in SB3 runs, hooks check
-them before every optimizer step and the weights after it; the online loop checks the weights
-once per step (a bad update always leaves a bad weight) and scans the updates only to name the
-cause. The run stops with a
-:class:`DivergenceError` naming the quantity, the module, its learner and the step; checkpoints
-written before that step are left as they were (the last good one).
+acted on, and the weights (scanned only when one was written since the last scan: every in-place
+write bumps a tensor's version counter). Updates (``.grad``, the learner's output): in SB3 runs,
+hooks check them before every optimizer step and the weights after it; the online loop checks the
+weights once per step (a bad update always leaves a bad weight) and scans the updates only to
+name the cause. The run stops with a :class:`DivergenceError` naming the quantity, the module,
+its learner and the step; checkpoints written before that step are left as they were (the last
+good one).
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ def _nonfinite(value: Any) -> bool:
     if isinstance(value, (list, tuple)):  # per-tensor norms: a NaN or inf anywhere shows there
         return not bool(torch.isfinite(torch.stack(value)).all())
     if isinstance(value, torch.Tensor):
-        return value.is_floating_point() and not bool(torch.isfinite(value).all())
+        if not value.is_floating_point():
+            return False
+        if value.device.type != "cpu" or value.dtype == torch.bfloat16:
+            return not bool(torch.isfinite(value).all())
+        value = value.detach().numpy()  # a view: NumPy checks small arrays in half torch's time
     array = np.asarray(value)
     if array.dtype.kind not in "fc":  # integers and booleans are always finite
         return False
@@ -51,6 +56,7 @@ class DivergenceGuard:
         self.modules = modules
         self.step = step
         self.params = [param for module in modules.values() for param in module.parameters()]
+        self.scanned_versions: list[int] = []
 
     def fail(self, what: str, module: str | None = None) -> None:
         where = ""
@@ -79,6 +85,8 @@ class DivergenceGuard:
             if (value := param.grad if kind == "update" else param) is not None
         ]
         if not tensors or not _nonfinite(torch._foreach_norm(tensors)):
+            if "weight" in kinds:
+                self.scanned_versions = self.weight_versions()
             return
         for kind in kinds:
             for module_name, module in self.modules.items():
@@ -86,6 +94,17 @@ class DivergenceGuard:
                     value = param.grad if kind == "update" else param
                     if value is not None and _nonfinite(value):
                         self.fail(f"the {kind} of '{name}'", module_name)
+
+    def weight_versions(self) -> list[int]:
+        """Each weight's version counter, which every in-place write bumps (an optimizer step, a
+        Polyak update, ``weight[i] = x`` under ``no_grad``; not a write through ``.data``)."""
+        return [param._version for param in self.params]
+
+    def check_changed_weights(self) -> None:
+        """Check the weights if any was written since they were last found finite: an unchanged
+        version counter means unchanged values, so a step that wrote nothing costs no scan."""
+        if self.weight_versions() != self.scanned_versions:
+            self.check_parameters("weight")
 
     def check_step(self) -> None:
         """After an optimizer step: a bad update always leaves a bad weight, so one fused check
