@@ -9,7 +9,8 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from biocredit.checkpoints import newest_checkpoint
-from biocredit.training.guard import DivergenceError
+from biocredit.training import guard as guard_module
+from biocredit.training.guard import DivergenceError, DivergenceGuard
 from biocredit.training.online import OnlineRun, train_online
 from biocredit.training.resolve import resolve_config
 from biocredit.training.run import run_with_recovery
@@ -201,10 +202,8 @@ class PoisonWeightOnce(BaseCallback):
 
 
 def test_weights_are_scanned_only_after_a_write(monkeypatch):
-    from biocredit.training import guard as guard_module
-
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
-    guard = guard_module.DivergenceGuard({"net": net}, lambda: 5)
+    guard = DivergenceGuard({"net": net}, lambda: 5)
     scans = []
     norm = torch._foreach_norm
     monkeypatch.setattr(guard_module.torch, "_foreach_norm", lambda ts: scans.append(1) or norm(ts))
