@@ -9,7 +9,6 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from biocredit.checkpoints import newest_checkpoint
-from biocredit.training import guard as guard_module
 from biocredit.training.guard import DivergenceError, DivergenceGuard
 from biocredit.training.online import OnlineRun, train_online
 from biocredit.training.resolve import resolve_config
@@ -206,7 +205,7 @@ def test_weights_are_scanned_only_after_a_write(monkeypatch):
     guard = DivergenceGuard({"net": net}, lambda: 5)
     scans = []
     norm = torch._foreach_norm
-    monkeypatch.setattr(guard_module.torch, "_foreach_norm", lambda ts: scans.append(1) or norm(ts))
+    monkeypatch.setattr(torch, "_foreach_norm", lambda ts: scans.append(1) or norm(ts))
     guard.check_changed_weights()
     guard.check_changed_weights()  # nothing written in between: no second scan
     assert len(scans) == 1

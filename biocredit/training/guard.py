@@ -23,6 +23,9 @@ from torch import nn
 from biocredit.errors import BiocreditError
 from biocredit.learners import LocalNetwork
 
+# Float dtypes NumPy has too (others, such as bfloat16, are checked by torch).
+NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
 
 class DivergenceError(BiocreditError):
     """A NaN or inf appeared in the run."""
@@ -34,7 +37,7 @@ def _nonfinite(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         if not value.is_floating_point():
             return False
-        if value.device.type != "cpu" or value.dtype == torch.bfloat16:
+        if value.device.type != "cpu" or value.dtype not in NUMPY_FLOATS:
             return not bool(torch.isfinite(value).all())
         value = value.detach().numpy()  # a view: NumPy checks small arrays in half torch's time
     array = np.asarray(value)
