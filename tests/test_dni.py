@@ -237,7 +237,7 @@ def test_modules_learn_the_gradient_on_a_fixed_batch(feedback):
     [
         ({"feedback": "transpose"}, "Unknown dni feedback 'transpose'"),
         ({"conditioned": "yes"}, "dni 'conditioned' must be true or false, got 'yes'"),
-        ({"scale": -1.0}, "Feedback scale must be > 0"),
+        ({"scale": -1.0}, "'scale' must be > 0"),
         ({"init": "normal"}, "Unknown feedback init 'normal'"),
     ],
 )

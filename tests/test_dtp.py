@@ -186,7 +186,7 @@ def test_forward_weights_only_carry_activity_forward_and_state_is_buffers():
         ({"inverse_rate": 1.5}, ConfigError, "dtp 'inverse_rate' must be in (0, 1], got 1.5"),
         ({"inverse_rate": 0}, ConfigError, "Try inverse_rate: 0.5"),
         ({"init": "normal"}, UnknownNameError, "Unknown feedback init 'normal'"),
-        ({"scale": -1}, ConfigError, "Feedback scale must be > 0"),
+        ({"scale": -1}, ConfigError, "'scale' must be > 0"),
         ({"nudge": 0}, ConfigError, "dtp 'nudge' must be > 0"),
         ({"inverse_lr": 0.1}, ConfigError, "does not accept these options"),
     ],

@@ -219,7 +219,7 @@ def test_squared_error_with_an_absolute_unit_nudge_regresses_every_readout_on_th
     [
         ({"readout": "random"}, "Unknown local readout 'random'"),
         ({"output": "last"}, "Unknown local output 'last'"),
-        ({"scale": 0.0}, "Feedback scale must be > 0"),
+        ({"scale": 0.0}, "'scale' must be > 0"),
         ({"init": "normal"}, "Unknown feedback init 'normal'"),
         ({"nudge": 0.0}, "local 'nudge' must be > 0"),
     ],

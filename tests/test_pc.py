@@ -267,7 +267,7 @@ def test_save_load_carries_learned_feedback(tmp_path, batch):
         ({"formulation": "iterativ"}, "Did you mean 'iterative'"),
         ({"feedback": "symetric"}, "Did you mean 'symmetric'"),
         ({"output": "clamp"}, "Did you mean 'clamped'"),
-        ({"steps": -1}, "'steps' must be >= 0"),
+        ({"steps": -1}, "'steps' must be an integer >= 0 or null, got -1"),
         ({"steps": 2.5}, "'steps' must be an integer"),
         ({"step_size": 0.0}, "'step_size' must be in (0, 1], got 0.0"),
         ({"step_size": 1.5}, "'step_size' must be in (0, 1], got 1.5"),

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from biocredit.errors import ConfigError
 from biocredit.learners.activations import Activation, get_activation
 from biocredit.learners.alignment import AlignmentMonitor
+from biocredit.learners.options import check_flag, check_number
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.spec import NetworkSpec
 
@@ -268,13 +269,8 @@ class TargetDrivenLearner(ErrorDrivenLearner):
         self, nudge: float = 0.1, relative_nudge: bool = True, seed: int | None = None
     ) -> None:
         super().__init__(seed)
-        if not nudge > 0:
-            raise ConfigError(f"{self.name} 'nudge' must be > 0, got {nudge!r}. Try nudge: 0.1.")
-        if not isinstance(relative_nudge, bool):
-            raise ConfigError(
-                f"{self.name} 'relative_nudge' must be true or false, got {relative_nudge!r}."
-            )
-        self.nudge, self.relative_nudge = float(nudge), relative_nudge
+        self.nudge = check_number(self.name, "nudge", nudge, hint=0.1)
+        self.relative_nudge = check_flag(self.name, "relative_nudge", relative_nudge)
 
     def output_nudge(self, error: Tensor) -> Tensor:
         """``beta``: ``nudge / rms(e)`` when relative, else ``nudge``."""

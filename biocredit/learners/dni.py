@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from biocredit.errors import ConfigError, unknown_name
+from biocredit.errors import unknown_name
 from biocredit.learners.base import (
     ErrorDrivenLearner,
     ForwardCache,
@@ -55,6 +55,7 @@ from biocredit.learners.base import (
     linear_grads,
 )
 from biocredit.learners.feedback import check_feedback_options, random_feedback
+from biocredit.learners.options import check_flag
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 from biocredit.learners.spec import NetworkSpec
@@ -119,9 +120,8 @@ class SyntheticGradients(ErrorDrivenLearner):
         super().__init__(seed)
         if feedback not in FEEDBACK_MODES:
             raise unknown_name("dni feedback", feedback, FEEDBACK_MODES)
-        if not isinstance(conditioned, bool):
-            raise ConfigError(f"dni 'conditioned' must be true or false, got {conditioned!r}.")
-        check_feedback_options(init, scale)
+        check_flag("dni", "conditioned", conditioned)
+        check_feedback_options(self.name, init, scale)
         self.feedback_mode, self.conditioned = feedback, conditioned
         self.init, self.scale = init, scale
         self._sg_modules: list[tuple[Tensor, Tensor, Tensor | None]] = []

@@ -88,9 +88,9 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
-from biocredit.errors import ConfigError
 from biocredit.learners.base import ForwardCache, TargetDrivenLearner
 from biocredit.learners.feedback import check_feedback_options, random_feedback
+from biocredit.learners.options import check_number
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 from biocredit.learners.spec import NetworkSpec
@@ -153,15 +153,11 @@ class DifferenceTargetPropagation(TargetDrivenLearner):
         seed: int | None = None,
     ) -> None:
         super().__init__(nudge, relative_nudge, seed)
-        if not noise > 0:
-            raise ConfigError(f"dtp 'noise' must be > 0, got {noise!r}. Try noise: 0.1.")
-        if not 0 < inverse_rate <= 1:
-            raise ConfigError(
-                f"dtp 'inverse_rate' must be in (0, 1], got {inverse_rate!r}. "
-                "Try inverse_rate: 0.5."
-            )
-        check_feedback_options(init, scale)
-        self.noise, self.inverse_rate = float(noise), float(inverse_rate)
+        self.noise = check_number("dtp", "noise", noise, hint=0.1)
+        self.inverse_rate = check_number(
+            "dtp", "inverse_rate", inverse_rate, 0, 1, closed="high", hint=0.5
+        )
+        check_feedback_options(self.name, init, scale)
         self.init, self.scale = init, scale
         self._inverses: list[tuple[Tensor, Tensor]] = []
 

@@ -87,8 +87,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from biocredit.errors import ConfigError
 from biocredit.learners.base import ForwardCache, linear_grads
+from biocredit.learners.options import check_flag
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 from biocredit.learners.settling import LayeredEnergyLearner, relative_contrastive_grads
@@ -145,9 +145,7 @@ class EquilibriumPropagation(LayeredEnergyLearner):
             free_steps, nudge_steps, nudge, relative_nudge, dt, units, coupling_gain,
             feedback_gain, seed,
         )  # fmt: skip
-        if not isinstance(symmetric, bool):
-            raise ConfigError(f"eqprop 'symmetric' must be true or false, got {symmetric!r}.")
-        self.symmetric = symmetric
+        self.symmetric = check_flag("eqprop", "symmetric", symmetric)
 
     @property
     def nudge_steps(self) -> int | None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from biocredit.errors import ConfigError, unknown_name
+from biocredit.errors import unknown_name
 from biocredit.learners.base import Learner
+from biocredit.learners.options import check_number
 
 FEEDBACK_INITS = ("uniform", "gaussian")
 
@@ -25,12 +26,11 @@ def random_feedback(
     return torch.randn(shape, generator=generator) * (bound / 3**0.5)
 
 
-def check_feedback_options(init: str, scale: float) -> None:
-    """Reject an unknown feedback ``init`` or a non-positive ``scale``."""
+def check_feedback_options(owner: str, init: str, scale: float) -> None:
+    """Reject an unknown feedback ``init`` or a non-positive ``scale`` of learner ``owner``."""
     if init not in FEEDBACK_INITS:
         raise unknown_name("feedback init", init, FEEDBACK_INITS)
-    if not scale > 0:
-        raise ConfigError(f"Feedback scale must be > 0, got {scale!r}. Try scale: 1.0.")
+    check_number(owner, "scale", scale, hint=1.0)
 
 
 class RandomFeedbackLearner(Learner):
@@ -44,7 +44,7 @@ class RandomFeedbackLearner(Learner):
 
     def __init__(self, init: str = "uniform", scale: float = 1.0, seed: int | None = None) -> None:
         super().__init__(seed)
-        check_feedback_options(init, scale)
+        check_feedback_options(self.name, init, scale)
         self.init, self.scale = init, scale
 
     def add_feedback(

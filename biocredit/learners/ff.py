@@ -38,8 +38,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from biocredit.errors import ConfigError
 from biocredit.learners.base import ForwardCache, SignalFreeLearner, linear_grads
+from biocredit.learners.options import check_count, check_number
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 from biocredit.learners.spec import NetworkSpec
@@ -74,20 +74,21 @@ class GoodnessLearner(SignalFreeLearner):
         self, threshold: float = 0.5, bank_size: int = 1024, seed: int | None = None
     ) -> None:
         super().__init__(seed)
-        name = self.name
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-            raise ConfigError(f"{name} 'threshold' must be a number, got {threshold!r}.")
-        if not 0 < threshold < float("inf"):
-            raise ConfigError(
-                f"{name} 'threshold' must be > 0 and finite, got {threshold!r}; it is the "
-                "goodness per unit above which data count as positive. Try threshold: 0.5."
-            )
-        if isinstance(bank_size, bool) or not isinstance(bank_size, int) or bank_size < 2:
-            raise ConfigError(
-                f"{name} 'bank_size' must be an integer >= 2, got {bank_size!r}: negatives mix "
-                "the features of that many recent observations. Try bank_size: 1024."
-            )
-        self.threshold, self.bank_size = float(threshold), bank_size
+        self.threshold = check_number(
+            self.name,
+            "threshold",
+            threshold,
+            why="the goodness per unit above which data count as positive",
+            hint=0.5,
+        )
+        self.bank_size = check_count(
+            self.name,
+            "bank_size",
+            bank_size,
+            2,
+            why="negatives mix the features of that many recent observations",
+            hint=1024,
+        )
 
     def build_state(self, spec: NetworkSpec, generator: torch.Generator) -> None:
         self.register_buffer("bank", torch.zeros(self.bank_size, spec.in_features))

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from biocredit.errors import ConfigError, unknown_name
 from biocredit.learners.base import ForwardCache, ModulatorDrivenLearner, linear_grads
 from biocredit.learners.feedback import RandomFeedbackLearner
+from biocredit.learners.options import check_number
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 from biocredit.learners.spec import NetworkSpec
@@ -101,8 +102,7 @@ class NeuromodulatedHebbian(RandomFeedbackLearner, ModulatorDrivenLearner):
         seed: int | None = None,
     ) -> None:
         super().__init__(init, scale, seed)
-        if not 0.0 <= lam <= 1.0:
-            raise ConfigError(f"hebbian3f 'lam' must be in [0, 1], got {lam!r}.")
+        lam = check_number("hebbian3f", "lam", lam, 0, 1, closed="both", hint=0.9)
         if feedback not in FEEDBACK_MODES:
             raise unknown_name("hebbian3f feedback", feedback, FEEDBACK_MODES)
         self.lam, self.feedback_mode = lam, feedback

@@ -135,7 +135,7 @@ class LocalLosses(TargetDrivenLearner):
             raise unknown_name("local readout", readout, READOUTS)
         if output not in OUTPUTS:
             raise unknown_name("local output", output, OUTPUTS)
-        check_feedback_options(init, scale)
+        check_feedback_options(self.name, init, scale)
         self.readout, self.output = readout, output
         self.init, self.scale = init, scale
         self._readouts: list[tuple[Tensor, Tensor | None]] = []

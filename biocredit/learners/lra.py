@@ -58,9 +58,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from biocredit.errors import ConfigError, unknown_name
+from biocredit.errors import unknown_name
 from biocredit.learners.base import ForwardCache, TargetDrivenLearner
 from biocredit.learners.feedback import check_feedback_options, random_feedback
+from biocredit.learners.options import check_number
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 from biocredit.learners.spec import NetworkSpec
@@ -129,17 +130,12 @@ class LocalRepresentationAlignment(TargetDrivenLearner):
         seed: int | None = None,
     ) -> None:
         super().__init__(nudge, relative_nudge, seed)
-        if not step > 0:
-            raise ConfigError(f"lra 'step' must be > 0, got {step!r}. Try step: 1.0.")
+        self.step = check_number("lra", "step", step, hint=1.0)
         if feedback not in FEEDBACK_MODES:
             raise unknown_name("lra feedback", feedback, FEEDBACK_MODES)
-        if not feedback_rate > 0:
-            raise ConfigError(
-                f"lra 'feedback_rate' must be > 0, got {feedback_rate!r}. Try feedback_rate: 1.0."
-            )
-        check_feedback_options(init, scale)
-        self.step, self.feedback_mode = float(step), feedback
-        self.feedback_rate = float(feedback_rate)
+        self.feedback_rate = check_number("lra", "feedback_rate", feedback_rate, hint=1.0)
+        check_feedback_options(self.name, init, scale)
+        self.feedback_mode = feedback
         self.init, self.scale = init, scale
 
     @property

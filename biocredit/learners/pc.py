@@ -81,9 +81,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from biocredit.errors import ConfigError, unknown_name
+from biocredit.errors import unknown_name
 from biocredit.learners.base import ForwardCache, TargetDrivenLearner
 from biocredit.learners.feedback import check_feedback_options, random_feedback
+from biocredit.learners.options import check_count, check_number
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 from biocredit.learners.spec import NetworkSpec
@@ -304,29 +305,18 @@ class PredictiveCoding(TargetDrivenLearner):
             raise unknown_name("pc output", output, OUTPUTS)
         if feedback not in FEEDBACK_MODES:
             raise unknown_name("pc feedback", feedback, FEEDBACK_MODES)
-        check_feedback_options(init, scale)
-        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool)):
-            raise ConfigError(f"pc 'steps' must be an integer >= 0 or null, got {steps!r}.")
-        if steps is not None and steps < 0:
-            raise ConfigError(f"pc 'steps' must be >= 0 (or null for the default), got {steps}.")
-        if step_size is None:
-            step_size = 1.0
-        if not 0.0 < step_size <= 1.0:
-            raise ConfigError(f"pc 'step_size' must be in (0, 1], got {step_size!r}. Try 0.5.")
-        if not feedback_decay >= 0:
-            raise ConfigError(f"pc 'feedback_decay' must be >= 0, got {feedback_decay!r}.")
-        if not 0.0 < mirror_rate <= 1.0:
-            raise ConfigError(f"pc 'mirror_rate' must be in (0, 1], got {mirror_rate!r}. Try 0.01.")
-        if not isinstance(mirror_init_samples, int) or mirror_init_samples < 0:
-            raise ConfigError(
-                f"pc 'mirror_init_samples' must be an integer >= 0, got {mirror_init_samples!r}. "
-                "Try 4096."
-            )
+        check_feedback_options(self.name, init, scale)
+        self.steps = check_count("pc", "steps", steps, 0, optional=True)
+        step_size = 1.0 if step_size is None else step_size
+        self.step_size = check_number("pc", "step_size", step_size, 0, 1, closed="high", hint=0.5)
+        self.feedback_decay = check_number("pc", "feedback_decay", feedback_decay, closed="low")
+        self.mirror_rate = check_number(
+            "pc", "mirror_rate", mirror_rate, 0, 1, closed="high", hint=0.01
+        )
+        self.mirror_init_samples = check_count(
+            "pc", "mirror_init_samples", mirror_init_samples, 0, hint=4096
+        )
         self.formulation, self.output, self.feedback_mode = formulation, output, feedback
-        self.steps = steps
-        self.step_size = step_size
-        self.feedback_decay, self.mirror_rate = feedback_decay, mirror_rate
-        self.mirror_init_samples = mirror_init_samples
         self.init, self.scale = init, scale
 
     @property

@@ -61,10 +61,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from biocredit.errors import ConfigError
 from biocredit.learners.base import ForwardCache, linear_grads
 from biocredit.learners.feedback import random_feedback
 from biocredit.learners.ff import GoodnessLearner, goodness_delta, rms_normalise
+from biocredit.learners.options import check_count, check_number
 from biocredit.learners.pc import pc_weight_grads, prediction_error
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
@@ -117,19 +117,24 @@ class PredictiveForwardForward(GoodnessLearner):
         seed: int | None = None,
     ) -> None:
         super().__init__(threshold, bank_size, seed)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ConfigError(
-                f"pff 'steps' must be an integer >= 1, got {steps!r}: the settling steps in "
-                "which each layer takes the context of the layer above. Try steps: 3."
-            )
-        if isinstance(damping, bool) or not isinstance(damping, int | float):
-            raise ConfigError(f"pff 'damping' must be a number, got {damping!r}.")
-        if not 0.0 <= damping < 1.0:
-            raise ConfigError(
-                f"pff 'damping' must be in [0, 1), got {damping!r}: the share of its previous "
-                "state a layer keeps per settling step (1 would never move). Try damping: 0.3."
-            )
-        self.steps, self.damping = steps, float(damping)
+        self.steps = check_count(
+            "pff",
+            "steps",
+            steps,
+            why="the settling steps in which each layer takes the context of the layer above",
+            hint=3,
+        )
+        self.damping = check_number(
+            "pff",
+            "damping",
+            damping,
+            0,
+            1,
+            closed="low",
+            why="the share of its previous state a layer keeps per settling step (1 would never "
+            "move)",
+            hint=0.3,
+        )
         self._context: list[Tensor] = []
         self._generative: list[tuple[Tensor, Tensor]] = []
 

@@ -48,8 +48,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from biocredit.errors import ConfigError, unknown_name
+from biocredit.errors import unknown_name
 from biocredit.learners.base import TargetDrivenLearner
+from biocredit.learners.options import check_count, check_number
 
 UNITS: dict[str, tuple[float, float]] = {"hard_sigmoid": (0.0, 1.0), "hard_tanh": (-1.0, 1.0)}
 
@@ -167,32 +168,26 @@ class LayeredEnergyLearner(TargetDrivenLearner):
         seed: int | None,
     ) -> None:
         super().__init__(nudge, relative_nudge, seed)
+        name = self.name
         for key, value in (("free_steps", free_steps), (self.phase_steps_key, phase_steps)):
-            if value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(
-                    f"{self.name} '{key}' must be an integer >= 1 or null (one sweep per "
-                    f"layer, at least 4), got {value!r}. Try {key}: 8, or leave it out."
-                )
-        if not 0 < dt <= 1:
-            raise ConfigError(f"{self.name} 'dt' must be in (0, 1], got {dt!r}. Try dt: 1.0.")
-        if not coupling_gain > 0:
-            raise ConfigError(
-                f"{self.name} 'coupling_gain' must be > 0, got {coupling_gain!r}. "
-                "Try coupling_gain: 1.0."
-            )
-        if not 0 < feedback_gain <= 1:
-            raise ConfigError(
-                f"{self.name} 'feedback_gain' must be in (0, 1], got {feedback_gain!r}. "
-                f"Try feedback_gain: {self.default_feedback_gain}."
-            )
+            why = "sweeps over the layers; null: one per layer, at least 4"
+            check_count(name, key, value, optional=True, why=why, hint=8)
+        self.dt = check_number(name, "dt", dt, 0, 1, closed="high", hint=1.0)
+        self.coupling_gain = check_number(name, "coupling_gain", coupling_gain, hint=1.0)
+        self.feedback_gain = check_number(
+            name,
+            "feedback_gain",
+            feedback_gain,
+            0,
+            1,
+            closed="high",
+            hint=self.default_feedback_gain,
+        )
         if units not in UNITS:
             raise unknown_name(f"{self.name} units", units, UNITS)
         self.free_steps, self.phase_steps = free_steps, phase_steps
-        self.dt, self.units = float(dt), units
+        self.units = units
         self.low, self.high = UNITS[units]
-        self.coupling_gain, self.feedback_gain = float(coupling_gain), float(feedback_gain)
 
     def init_weights(self, layers: Sequence[nn.Linear]) -> None:
         """Scale the hidden-to-hidden weights by ``coupling_gain``.

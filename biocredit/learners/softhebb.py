@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from biocredit.errors import ConfigError
 from biocredit.learners.hebbian import DecayingHebbianLearner
+from biocredit.learners.options import check_number
 from biocredit.learners.plausibility import Plausibility
 from biocredit.learners.registry import register
 
@@ -47,14 +47,7 @@ class SoftHebb(DecayingHebbianLearner):
 
     def __init__(self, temperature: float = 1.0, seed: int | None = None) -> None:
         super().__init__(seed)
-        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
-            raise ConfigError(f"softhebb 'temperature' must be a number, got {temperature!r}.")
-        if not 0 < temperature < float("inf"):
-            raise ConfigError(
-                f"softhebb 'temperature' must be > 0 and finite, got {temperature!r}. "
-                "Try temperature: 1.0."
-            )
-        self.temperature = float(temperature)
+        self.temperature = check_number("softhebb", "temperature", temperature, hint=1.0)
 
     @property
     def plausibility(self) -> Plausibility:
