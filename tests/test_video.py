@@ -6,12 +6,15 @@ import os
 import subprocess
 import sys
 
+import gymnasium as gym
+import mujoco
 import pytest
 
 from biocredit.training.evaluation import evaluate_run
 from biocredit.training.online import OnlineRun
 from biocredit.training.resolve import resolve_config
 from biocredit.training.sb3_runner import SB3Run
+from biocredit.training.video import render_env_kwargs
 
 PROBE = """
 from biocredit.training.video import choose_gl_backend
@@ -134,3 +137,21 @@ def test_video_without_a_renderer_names_the_fix(cartpole_run, tmp_path):
 def test_video_path_needs_video(cartpole_run, tmp_path):
     result = cli("eval", str(cartpole_run), "--video-path", str(tmp_path / "x.mp4"))
     assert result.returncode == 2 and "--video-path is only used with --video" in result.stderr
+
+
+def test_mujoco_videos_follow_the_robot_with_the_tracking_camera():
+    """Gymnasium's default free camera stays where HalfCheetah started; videos use the model's
+    tracking camera unless the run chose a camera, and other envs only get rgb_array."""
+    kwargs = render_env_kwargs("HalfCheetah-v5", {"ctrl_cost_weight": 0.1})
+    assert kwargs == {"ctrl_cost_weight": 0.1, "render_mode": "rgb_array", "camera_name": "track"}
+    env = gym.make("HalfCheetah-v5", **kwargs)
+    model = env.unwrapped.model
+    track = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "track")
+    assert track >= 0 and env.unwrapped.mujoco_renderer.camera_id == track
+    env.close()
+    assert render_env_kwargs("HalfCheetah-v5", {"camera_id": -1}) == {
+        "camera_id": -1,
+        "render_mode": "rgb_array",
+    }
+    assert render_env_kwargs("CartPole-v1", {}) == {"render_mode": "rgb_array"}
+    assert render_env_kwargs("NoSuchEnv-v0", {}) == {"render_mode": "rgb_array"}

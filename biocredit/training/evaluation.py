@@ -24,7 +24,12 @@ from biocredit.training.run import EVAL_SEED_OFFSET
 from biocredit.training.run_folder import read_run_config
 from biocredit.training.sb3_runner import policy_choice
 from biocredit.training.team_eval import evaluate_team, team_report
-from biocredit.training.video import FrameRecorder, choose_gl_backend, require_video_extra
+from biocredit.training.video import (
+    FrameRecorder,
+    choose_gl_backend,
+    render_env_kwargs,
+    require_video_extra,
+)
 
 
 def evaluate_multiagent_run(
@@ -109,7 +114,9 @@ def evaluate_run(
     backend = choose_gl_backend() if video is not None else None  # before MuJoCo loads GL
     policy, meta = load_run_policy(run_dir)
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
-    env_kwargs = dict(config.env_kwargs, **({"render_mode": "rgb_array"} if video else {}))
+    env_kwargs = dict(config.env_kwargs)
+    if video is not None:
+        env_kwargs = render_env_kwargs(config.env, env_kwargs)
     recorder = FrameRecorder(Path(video), config.env, backend) if video is not None else None
     try:
         with torch.no_grad():

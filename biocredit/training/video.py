@@ -6,6 +6,11 @@ MuJoCo renders through OpenGL. With a display, GLFW is used; without one, MuJoCo
 set and there is no display, :func:`choose_gl_backend` picks the first of the two whose library
 is installed; it must run before anything imports OpenGL. Classic-control envs render with
 pygame. Frames are encoded by imageio's ffmpeg plugin: ``pip install 'biocredit[video]'``.
+
+Gymnasium's MuJoCo envs render from a free camera by default, which stays where HalfCheetah,
+Ant or Swimmer started while the robot runs out of view; a video of them is rendered from the
+model's tracking camera (``camera_name="track"``, free camera where a model has none) unless the
+run's env kwargs choose a camera.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import gymnasium as gym
 
 from biocredit.errors import ConfigError
 
@@ -47,6 +54,23 @@ def choose_gl_backend() -> str | None:
             f"{type(exc).__name__}: {exc}. {GL_FIX}"
         ) from None
     return backend
+
+
+CAMERA_KWARGS = ("camera_id", "camera_name", "default_camera_config")
+
+
+def render_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``env_kwargs`` for rendering ``env_id`` into a video: ``render_mode="rgb_array"``, and for
+    Gymnasium's MuJoCo envs the tracking camera when ``env_kwargs`` choose none."""
+    kwargs = dict(env_kwargs, render_mode="rgb_array")
+    try:
+        entry_point = str(gym.spec(env_id).entry_point)
+    except gym.error.Error:  # not a registered Gymnasium id: nothing to add
+        return kwargs
+    camera_chosen = any(key in kwargs for key in CAMERA_KWARGS)
+    if entry_point.startswith("gymnasium.envs.mujoco") and not camera_chosen:
+        kwargs["camera_name"] = "track"
+    return kwargs
 
 
 def require_video_extra() -> None:
