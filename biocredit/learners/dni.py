@@ -120,7 +120,7 @@ class SyntheticGradients(ErrorDrivenLearner):
         super().__init__(seed)
         if feedback not in FEEDBACK_MODES:
             raise unknown_name("dni feedback", feedback, FEEDBACK_MODES)
-        check_flag("dni", "conditioned", conditioned)
+        check_flag(self.name, "conditioned", conditioned)
         check_feedback_options(self.name, init, scale)
         self.feedback_mode, self.conditioned = feedback, conditioned
         self.init, self.scale = init, scale

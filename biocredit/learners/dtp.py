@@ -153,9 +153,9 @@ class DifferenceTargetPropagation(TargetDrivenLearner):
         seed: int | None = None,
     ) -> None:
         super().__init__(nudge, relative_nudge, seed)
-        self.noise = check_number("dtp", "noise", noise, hint=0.1)
+        self.noise = check_number(self.name, "noise", noise, hint=0.1)
         self.inverse_rate = check_number(
-            "dtp", "inverse_rate", inverse_rate, 0, 1, closed="high", hint=0.5
+            self.name, "inverse_rate", inverse_rate, 0, 1, closed="high", hint=0.5
         )
         check_feedback_options(self.name, init, scale)
         self.init, self.scale = init, scale

@@ -145,7 +145,7 @@ class EquilibriumPropagation(LayeredEnergyLearner):
             free_steps, nudge_steps, nudge, relative_nudge, dt, units, coupling_gain,
             feedback_gain, seed,
         )  # fmt: skip
-        self.symmetric = check_flag("eqprop", "symmetric", symmetric)
+        self.symmetric = check_flag(self.name, "symmetric", symmetric)
 
     @property
     def nudge_steps(self) -> int | None:

@@ -102,7 +102,7 @@ class NeuromodulatedHebbian(RandomFeedbackLearner, ModulatorDrivenLearner):
         seed: int | None = None,
     ) -> None:
         super().__init__(init, scale, seed)
-        lam = check_number("hebbian3f", "lam", lam, 0, 1, closed="both", hint=0.9)
+        lam = check_number(self.name, "lam", lam, 0, 1, closed="both", hint=0.9)
         if feedback not in FEEDBACK_MODES:
             raise unknown_name("hebbian3f feedback", feedback, FEEDBACK_MODES)
         self.lam, self.feedback_mode = lam, feedback

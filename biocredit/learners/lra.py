@@ -130,10 +130,10 @@ class LocalRepresentationAlignment(TargetDrivenLearner):
         seed: int | None = None,
     ) -> None:
         super().__init__(nudge, relative_nudge, seed)
-        self.step = check_number("lra", "step", step, hint=1.0)
+        self.step = check_number(self.name, "step", step, hint=1.0)
         if feedback not in FEEDBACK_MODES:
             raise unknown_name("lra feedback", feedback, FEEDBACK_MODES)
-        self.feedback_rate = check_number("lra", "feedback_rate", feedback_rate, hint=1.0)
+        self.feedback_rate = check_number(self.name, "feedback_rate", feedback_rate, hint=1.0)
         check_feedback_options(self.name, init, scale)
         self.feedback_mode = feedback
         self.init, self.scale = init, scale

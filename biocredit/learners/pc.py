@@ -305,16 +305,17 @@ class PredictiveCoding(TargetDrivenLearner):
             raise unknown_name("pc output", output, OUTPUTS)
         if feedback not in FEEDBACK_MODES:
             raise unknown_name("pc feedback", feedback, FEEDBACK_MODES)
-        check_feedback_options(self.name, init, scale)
-        self.steps = check_count("pc", "steps", steps, 0, optional=True)
+        name = self.name
+        check_feedback_options(name, init, scale)
+        self.steps = check_count(name, "steps", steps, 0, optional=True)
         step_size = 1.0 if step_size is None else step_size
-        self.step_size = check_number("pc", "step_size", step_size, 0, 1, closed="high", hint=0.5)
-        self.feedback_decay = check_number("pc", "feedback_decay", feedback_decay, closed="low")
+        self.step_size = check_number(name, "step_size", step_size, 0, 1, closed="high", hint=0.5)
+        self.feedback_decay = check_number(name, "feedback_decay", feedback_decay, closed="low")
         self.mirror_rate = check_number(
-            "pc", "mirror_rate", mirror_rate, 0, 1, closed="high", hint=0.01
+            name, "mirror_rate", mirror_rate, 0, 1, closed="high", hint=0.01
         )
         self.mirror_init_samples = check_count(
-            "pc", "mirror_init_samples", mirror_init_samples, 0, hint=4096
+            name, "mirror_init_samples", mirror_init_samples, 0, hint=4096
         )
         self.formulation, self.output, self.feedback_mode = formulation, output, feedback
         self.init, self.scale = init, scale

@@ -118,14 +118,14 @@ class PredictiveForwardForward(GoodnessLearner):
     ) -> None:
         super().__init__(threshold, bank_size, seed)
         self.steps = check_count(
-            "pff",
+            self.name,
             "steps",
             steps,
             why="the settling steps in which each layer takes the context of the layer above",
             hint=3,
         )
         self.damping = check_number(
-            "pff",
+            self.name,
             "damping",
             damping,
             0,

@@ -169,8 +169,8 @@ class LayeredEnergyLearner(TargetDrivenLearner):
     ) -> None:
         super().__init__(nudge, relative_nudge, seed)
         name = self.name
+        why = "sweeps over the layers; null: one per layer, at least 4"
         for key, value in (("free_steps", free_steps), (self.phase_steps_key, phase_steps)):
-            why = "sweeps over the layers; null: one per layer, at least 4"
             check_count(name, key, value, optional=True, why=why, hint=8)
         self.dt = check_number(name, "dt", dt, 0, 1, closed="high", hint=1.0)
         self.coupling_gain = check_number(name, "coupling_gain", coupling_gain, hint=1.0)
@@ -184,7 +184,7 @@ class LayeredEnergyLearner(TargetDrivenLearner):
             hint=self.default_feedback_gain,
         )
         if units not in UNITS:
-            raise unknown_name(f"{self.name} units", units, UNITS)
+            raise unknown_name(f"{name} units", units, UNITS)
         self.free_steps, self.phase_steps = free_steps, phase_steps
         self.units = units
         self.low, self.high = UNITS[units]

@@ -47,7 +47,7 @@ class SoftHebb(DecayingHebbianLearner):
 
     def __init__(self, temperature: float = 1.0, seed: int | None = None) -> None:
         super().__init__(seed)
-        self.temperature = check_number("softhebb", "temperature", temperature, hint=1.0)
+        self.temperature = check_number(self.name, "temperature", temperature, hint=1.0)
 
     @property
     def plausibility(self) -> Plausibility:
