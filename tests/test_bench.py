@@ -23,13 +23,14 @@ from biocredit.errors import ConfigError
 from biocredit.training.bench import (
     Selection,
     check_overrides,
+    commands_note,
     default_out,
     load_spec,
     plan_runs,
     run_folders,
     seeds_in,
 )
-from biocredit.training.bench_state import DONE, START, prepare_runs
+from biocredit.training.bench_state import DONE, START, Invocation, Sessions, prepare_runs
 from biocredit.training.run_folder import create_run_dir
 from biocredit.training.sb3_runner import SB3Run
 
@@ -483,7 +484,33 @@ def test_a_stopped_bench_resumes_with_the_same_command(tmp_path, leftovers, stop
     assert results["fa"]["final_return_mean"] == summary["final_return_mean"]
     assert results["fa"]["steps"] == 1024 and results["fa"]["status"] == "done"
     assert "Partial" not in (out / "table.md").read_text()
-    assert len(json.loads((out / "sessions.json").read_text())["elapsed_s"]) == 2
+    sessions = json.loads((out / "sessions.json").read_text())
+    assert len(sessions["elapsed_s"]) == 2
+    assert sessions["commands"] == [" ".join(["biocredit", *command[3:]])] * 2
+
+
+def test_the_table_names_every_command_that_worked_on_it(tmp_path):
+    (tmp_path / "sessions.json").write_text(json.dumps({"elapsed_s": [600.0]}))  # an old folder
+    first = Sessions(tmp_path, fresh=False, command="biocredit bench s.yaml --envs A", workers="1")
+    assert first.record()[0] == Invocation(None, None, 600.0)
+    second = Sessions(tmp_path, fresh=False, command="biocredit bench s.yaml --envs B", workers="2")
+    second.record()
+    third = Sessions(tmp_path, fresh=False, command="biocredit bench s.yaml --envs B", workers="2")
+    invocations = third.record()
+    assert [i.command for i in invocations] == [
+        None,
+        "biocredit bench s.yaml --envs A",
+        "biocredit bench s.yaml --envs B",
+        "biocredit bench s.yaml --envs B",
+    ]
+    note = "\n".join(commands_note(invocations))
+    assert "an invocation whose command was not recorded (10.0 min)" in note
+    assert "- `biocredit bench s.yaml --envs A` (1, 0.0 min)" in note
+    assert "- `biocredit bench s.yaml --envs B` (2, 0.0 min over 2 sessions)" in note
+    assert commands_note(invocations[1:2]) == [
+        "Command: `biocredit bench s.yaml --envs A` (1, 0.0 min)."
+    ]
+    assert Sessions(tmp_path, fresh=True, command="c", workers="1").record(ran=False) == []
 
 
 def test_runs_of_another_matrix_are_refused_and_unsaved_ones_start_again(tmp_path):

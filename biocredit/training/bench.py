@@ -70,6 +70,7 @@ from biocredit.training.bench_state import (
     DONE,
     RESUME,
     START,
+    Invocation,
     Sessions,
     holding_folder,
     join_bench,
@@ -495,21 +496,17 @@ class Outputs:
     spec: BenchSpec
     plan: list[tuple[str, RunConfig]]
     out_dir: Path
-    command: str
-    workers: str
     sessions: Sessions
 
     def write(self, summaries: dict[int, dict[str, Any]], ran: bool = True) -> Path:
         """Write the outputs of ``summaries`` (by plan index); ``ran``: whether this session
         ran anything (else its time is not counted)."""
         finished = [summaries[index] for index in sorted(summaries)]
-        elapsed, sessions = self.sessions.record(ran)
+        invocations = self.sessions.record(ran)
         planned = Counter((config.env, label) for label, config in self.plan)
         (self.out_dir / "results.json").write_text(json.dumps(finished, indent=2) + "\n")
         randoms = random_team_returns(self.spec, finished)
-        table = render_table(
-            self.spec, finished, self.command, self.workers, elapsed, randoms, planned, sessions
-        )
+        table = render_table(self.spec, finished, invocations, randoms, planned)
         (self.out_dir / "table.md").write_text(table)
         if finished:
             self.plot(finished)
@@ -575,9 +572,8 @@ def run_benchmark(
     with holding_folder(out_dir, console) as lock_path:
         fresh = not (out_dir / "runs").exists()
         states = prepare_runs([config for _, config in plan])
-        outputs = Outputs(
-            spec, plan, out_dir, command, f"{workers} {where} worker(s)", Sessions(out_dir, fresh)
-        )
+        sessions = Sessions(out_dir, fresh, command, f"{workers} {where} worker(s)")
+        outputs = Outputs(spec, plan, out_dir, sessions)
         summaries = {
             index: {**read_summary(config), "label": label}
             for index, ((label, config), state) in enumerate(zip(plan, states, strict=True))
@@ -676,12 +672,9 @@ def subsets(spec: BenchSpec) -> str:
 def render_table(
     spec: BenchSpec,
     summaries: list[dict[str, Any]],
-    command: str,
-    workers: str,
-    elapsed: float,
+    invocations: list[Invocation],
     randoms: dict[str, float],
     planned: Counter[tuple[str, str]],
-    sessions: int = 1,
 ) -> str:
     """Markdown table: per env and learner, final return, solved seeds, steps to threshold,
     wall time, and ratios to the bp baseline of the same invocation; for multi-agent envs also
@@ -689,15 +682,14 @@ def render_table(
 
     ``planned``: the number of runs planned per ``(env, label)``. While fewer have finished
     the table is marked partial, and so is every row short of seeds."""
-    resumed = f" over {sessions} sessions of this command" if sessions > 1 else ""
     lines = [
         f"# Benchmark `{spec.name}`: {spec.agent or ', '.join(a.upper() for a in spec.algos)} x "
         f"{{{', '.join(spec.learner_labels)}}}",
         "",
         *partial_note(len(summaries), sum(planned.values())),
-        f"Command: `{command}` ({workers}, {elapsed / 60:.1f} min in all{resumed}). "
-        f"Seeds {spec.seeds}{subsets(spec)}; each learner ran in the same invocation as the bp "
-        "baseline.",
+        *commands_note(invocations),
+        f"Seeds {spec.seeds}{subsets(spec)}; each learner ran in the same matrix (spec, seeds, "
+        "steps) as the bp baseline.",
         "Final return: deterministic policy, mean over the run's evaluation episodes, then mean "
         "+/- std over seeds. Steps to threshold: first log row whose training return (SB3's "
         "100-episode mean) reaches it; median over the seeds that reached it. "
@@ -731,6 +723,28 @@ def render_table(
             ]
             per_seed.append(f"- {env} {label}: {', '.join(values) or 'pending'}")
     return "\n".join(lines + per_seed + learner_notes(spec, summaries)) + "\n"
+
+
+def commands_note(invocations: list[Invocation]) -> list[str]:
+    """The commands that made a table, each with its workers and minutes; sessions of one
+    command (resumed with the same command line) are added up."""
+    groups: dict[tuple[str | None, str | None], list[float]] = {}
+    for invocation in invocations:
+        groups.setdefault((invocation.command, invocation.workers), []).append(invocation.elapsed_s)
+    total = sum(invocation.elapsed_s for invocation in invocations) / 60
+
+    def said(command: str | None, workers: str | None, times: list[float]) -> str:
+        sessions = f" over {len(times)} sessions" if len(times) > 1 else ""
+        where = f"{workers}, " if workers else ""
+        what = f"`{command}`" if command else "an invocation whose command was not recorded"
+        return f"{what} ({where}{sum(times) / 60:.1f} min{sessions})"
+
+    if len(groups) == 1:
+        (command, workers), times = next(iter(groups.items()))
+        return [f"Command: {said(command, workers, times)}."]
+    lines = [f"Commands ({total:.1f} min in all), in the order they first ran:", ""]
+    lines += [f"- {said(command, workers, times)}" for (command, workers), times in groups.items()]
+    return [*lines, ""]
 
 
 def learner_notes(spec: BenchSpec, summaries: list[dict[str, Any]]) -> list[str]:

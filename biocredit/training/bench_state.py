@@ -10,7 +10,7 @@ On disk every run of the matrix is in one of three states:
 
 A run folder whose config is not the plan's (another spec, another ``--steps``) is an error: a
 table comes from one matrix. :func:`holding_folder` keeps a second invocation, and the workers
-of a killed one, off the folder; :class:`Sessions` adds up the invocations' wall times.
+of a killed one, off the folder; :class:`Sessions` records each invocation's command and wall time.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -181,23 +182,50 @@ def leave_if_orphaned() -> None:
         os._exit(INTERRUPTED_EXIT_CODE)
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """One invocation that worked on a matrix: its command line (``None`` in folders written
+    before commands were recorded), its workers and its wall time."""
+
+    command: str | None
+    workers: str | None
+    elapsed_s: float
+
+
 class Sessions:
-    """The wall time of every invocation that worked on a matrix, in ``<out>/sessions.json``.
+    """Every invocation that worked on a matrix, in ``<out>/sessions.json``: its command, its
+    workers and its wall time.
 
     Brought up to date whenever outputs are written, so a killed session counts up to its last
     finished run.
     """
 
-    def __init__(self, out_dir: Path, fresh: bool) -> None:
+    def __init__(self, out_dir: Path, fresh: bool, command: str, workers: str) -> None:
         self.path = out_dir / SESSIONS_FILE
-        self.earlier: list[float] = []
+        self.command, self.workers = command, workers
+        self.earlier: list[Invocation] = []
         if self.path.is_file() and not fresh:
-            self.earlier = json.loads(self.path.read_text())["elapsed_s"]
+            saved = json.loads(self.path.read_text())
+            count = len(saved["elapsed_s"])
+            self.earlier = [
+                Invocation(command, workers, elapsed)
+                for command, workers, elapsed in zip(
+                    saved.get("commands", [None] * count),
+                    saved.get("workers", [None] * count),
+                    saved["elapsed_s"],
+                    strict=True,
+                )
+            ]
         self.start = time.perf_counter()
 
-    def record(self, ran: bool = True) -> tuple[float, int]:
-        """Save this session's time so far (if it ran anything); return the total over sessions
-        and their number."""
-        elapsed = [*self.earlier, round(time.perf_counter() - self.start, 1)][: None if ran else -1]
-        self.path.write_text(json.dumps({"elapsed_s": elapsed}) + "\n")
-        return sum(elapsed), len(elapsed)
+    def record(self, ran: bool = True) -> list[Invocation]:
+        """Save this session's time so far (if it ran anything); return every session's."""
+        this = Invocation(self.command, self.workers, round(time.perf_counter() - self.start, 1))
+        invocations = [*self.earlier, this] if ran else self.earlier
+        saved = {
+            "elapsed_s": [i.elapsed_s for i in invocations],
+            "commands": [i.command for i in invocations],
+            "workers": [i.workers for i in invocations],
+        }
+        self.path.write_text(json.dumps(saved) + "\n")
+        return invocations
