@@ -76,9 +76,11 @@ def test_tmaze_cues_are_balanced():
     assert 70 < cues.count(1) < 130
 
 
-@pytest.mark.parametrize("delay", [0, 2.5, "20"])
+@pytest.mark.parametrize("delay", [0, 2.5, "20", True])
 def test_tmaze_bad_delay(delay):
-    with pytest.raises(ConfigError, match="delay"):
+    with pytest.raises(
+        ConfigError, match=r"CuedTMaze 'delay' must be an integer >= 1, got .*env_kwargs"
+    ):
         gym.make("CuedTMaze-v0", delay=delay)
 
 

@@ -11,6 +11,7 @@ from stable_baselines3 import DQN, SAC, TD3
 from stable_baselines3.common.utils import polyak_update
 
 from biocredit.cli import main
+from biocredit.errors import ConfigError
 from biocredit.learners import LocalNetwork
 from biocredit.sb3 import (
     BioCnnExtractor,
@@ -160,6 +161,12 @@ def test_perturbation_gives_a_dfa_critic_a_state_dependent_action_grad(tmp_path)
 def test_unknown_critic_action_grad_is_refused():
     with pytest.raises(ValueError, match="Unknown critic_action_grad 'finite'"):
         make("sac", critic_action_grad="finite")
+
+
+@pytest.mark.parametrize("delta", [0.0, -0.1, float("nan"), "much", True])
+def test_a_bad_critic_action_delta_is_refused_by_name(delta):
+    with pytest.raises(ConfigError, match=r"policy_kwargs 'critic_action_delta' must be .*\. Try"):
+        make("sac", critic_action_grad="perturbation", critic_action_delta=delta)
 
 
 def test_perturbation_under_the_min_of_two_critics_equals_every_row_perturbed():

@@ -105,7 +105,7 @@ def test_a2c_and_separate_extractors_learn():
     [
         (lambda: ppo(dict(learner="dfa")), "learns from an error signal, but the extractor"),
         (lambda: ppo(dict(optimizer="adagrad")), "Unknown features extractor optimizer 'adagrad'"),
-        (lambda: ppo(dict(lr=0.0)), "features_extractor_kwargs.lr must be > 0"),
+        (lambda: ppo(dict(lr=0.0)), "features_extractor_kwargs 'lr' must be > 0, got 0.0"),
         (lambda: ppo(dict(learner="ff", learner_kwargs={"bank_size": 1})), "'bank_size'"),
         (
             lambda: PPO(

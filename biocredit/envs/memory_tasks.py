@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
-from biocredit.errors import ConfigError
+from biocredit.learners.options import check_count
 
 MASKED = [0, 2]  # cart position, pole angle
 
@@ -55,12 +55,9 @@ class CuedTMazeEnv(gym.Env[np.ndarray, np.int64]):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, delay: int = 20) -> None:
-        if not isinstance(delay, int) or isinstance(delay, bool) or delay < 1:
-            raise ConfigError(
-                f"CuedTMaze 'delay' (corridor length) must be an integer >= 1, got {delay!r}. "
-                "Set it with env_kwargs: {delay: 20}."
-            )
-        self.delay = delay
+        self.delay = check_count(
+            "CuedTMaze", "delay", delay, why="the corridor's length (env_kwargs)", hint=20
+        )
         self.observation_space = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
         self.action_space = spaces.Discrete(2)
         self.position = 0

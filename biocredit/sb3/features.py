@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from biocredit.errors import ConfigError
 from biocredit.learners.base import SignalFreeLearner
 from biocredit.learners.network import LocalNetwork
+from biocredit.learners.options import check_number
 from biocredit.learners.registry import learner_class, learners_of_kind, learns_from
 from biocredit.learners.spec import NetworkSpec
 from biocredit.optimizers import optimizer_class
@@ -69,8 +70,7 @@ class BioFeaturesExtractor(BaseFeaturesExtractor):
                 "policy and value networks from the observation directly (net_arch)."
             )
         optimizer_type = optimizer_class(optimizer, "features extractor optimizer")
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
-            raise ConfigError(f"features_extractor_kwargs.lr must be > 0, got {lr!r}.")
+        lr = check_number("features_extractor_kwargs", "lr", lr, hint=1e-3)
         super().__init__(observation_space, features_dim)
         n_in = get_flattened_obs_dim(observation_space)
         spec = NetworkSpec(n_in, tuple(hidden), features_dim, activation)

@@ -40,6 +40,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from biocredit.errors import ConfigError, unknown_name
+from biocredit.learners.options import check_number
 from biocredit.learners.registry import DEFAULT_LEARNER
 from biocredit.sb3.common import LearnerChoice, activation_name, build_network
 from biocredit.sb3.conv_features import BioCnnExtractor, conv_extractor_defaults
@@ -267,8 +268,13 @@ class _BioActorCriticMixin:
         _no_sde(kwargs)
         if critic_action_grad not in ACTION_GRADS:
             raise unknown_name("critic_action_grad", critic_action_grad, ACTION_GRADS)
-        if not critic_action_delta > 0:
-            raise ConfigError(f"critic_action_delta must be > 0, got {critic_action_delta}.")
+        critic_action_delta = check_number(
+            "policy_kwargs",
+            "critic_action_delta",
+            critic_action_delta,
+            why="the size of the action perturbations that estimate dQ/da",
+            hint=0.05,
+        )
         self.choice = LearnerChoice(learner, learner_kwargs, critic_learner, critic_learner_kwargs)
         self.critic_action_grad, self.critic_action_delta = critic_action_grad, critic_action_delta
         default_extractor(observation_space, kwargs)

@@ -41,6 +41,7 @@ import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
 from biocredit.errors import ConfigError, check_keys
+from biocredit.learners.options import check_count
 from biocredit.learners.registry import learner_class
 from biocredit.mappings import merge
 from biocredit.training.config import read_yaml
@@ -75,8 +76,7 @@ class TuneSpec:
     def __post_init__(self) -> None:
         if self.algo == "online":
             raise ConfigError("tune runs SB3 algorithms; native agents cannot be tuned yet.")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ConfigError(f"A tune spec's 'steps' must be an integer >= 1, got {self.steps!r}.")
+        check_count("tune spec", "steps", self.steps)
         for learner in self.learners:
             learner_class(learner)  # unknown names raise with the closest valid one
         if BASELINE not in self.learners:
