@@ -185,6 +185,17 @@ def newest_checkpoint(run_dir: Path) -> Path | None:
     return _legacy(run_dir)
 
 
+def checkpoint_step(directory: Path) -> int | None:
+    """The env step a checkpoint folder was taken at: from its name, or for an earlier
+    version's ``checkpoint/`` from its metadata (``None`` if that does not say)."""
+    match = FOLDER_NAME.match(directory.name)
+    if match:
+        return int(match.group(2))
+    meta = read_meta(directory)
+    step = meta.get("num_timesteps", meta.get("steps"))
+    return int(step) if step is not None else None
+
+
 def require_checkpoint(run_dir: Path) -> Path:
     """:func:`newest_checkpoint`, or a :class:`RunDirError` saying what the folder holds."""
     found = newest_checkpoint(run_dir)

@@ -167,6 +167,13 @@ def _parser() -> argparse.ArgumentParser:
             help=f"run only these {what} of the spec now (bp always runs; the table stays "
             "partial until the rest is run)",
         )
+    bench.add_argument(
+        "--status",
+        action="store_true",
+        help="run nothing: show which runs of the matrix are done, started (steps logged, "
+        "newest checkpoint) or not started, and an estimate of the time left; safe while the "
+        "bench runs",
+    )
 
     tune = sub.add_parser(
         "tune", help="tune each learner's hyperparameters on Optuna, with bp's study beside"
@@ -452,6 +459,12 @@ def _cmd_tune(args: argparse.Namespace, console: Console) -> int:
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     from biocredit.training.bench import Selection, run_benchmark
 
+    selection = Selection(args.seeds, args.learners, args.envs, args.algos)
+    if args.status:
+        from biocredit.training.bench_status import bench_status
+
+        bench_status(args.spec, args.out, args.steps, selection, args.overrides, console)
+        return 0
     table_path = run_benchmark(
         args.spec,
         workers=args.workers,
@@ -460,7 +473,7 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
         backend=args.backend,
         ray_address=args.ray_address,
         steps=args.steps,
-        selection=Selection(args.seeds, args.learners, args.envs, args.algos),
+        selection=selection,
         overrides=args.overrides,
     )
     console.print(table_path.read_text())

@@ -3,6 +3,7 @@ and resuming a stopped bench."""
 
 import csv
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -16,9 +17,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from rich.console import Console
 from safetensors.torch import load_file
 
-from biocredit.checkpoints import newest_checkpoint
+from biocredit.checkpoints import checkpoint_step, newest_checkpoint
 from biocredit.errors import ConfigError
 from biocredit.training.bench import (
     Selection,
@@ -31,6 +33,7 @@ from biocredit.training.bench import (
     seeds_in,
 )
 from biocredit.training.bench_state import DONE, START, Invocation, Sessions, prepare_runs
+from biocredit.training.bench_status import RunStatus, bench_status, seconds_left
 from biocredit.training.run_folder import create_run_dir
 from biocredit.training.sb3_runner import SB3Run
 
@@ -464,6 +467,16 @@ def test_a_stopped_bench_resumes_with_the_same_command(tmp_path, leftovers, stop
     wait_until(lambda: not any(map(running, children)), timeout=60)
     if stop is stop_machine:
         assert not (in_flight / "summary.json").exists()  # killed between checkpoints
+    status = {run.label: run for run in bench_status(spec_path, str(out), console=quiet())}
+    assert status["bp"].state == "done"
+    assert (
+        status["bp"].final_return
+        == json.loads((done / "summary.json").read_text())["final_return_mean"]
+    )
+    assert status["fa"].state == "started"
+    assert status["fa"].checkpoint == checkpoint_step(newest_checkpoint(in_flight))
+    assert 0 < status["fa"].checkpoint < 1024 and 0 < status["fa"].logged < 1024
+    assert snapshot(done) == kept  # --status reads, it changes nothing
 
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -511,6 +524,50 @@ def test_the_table_names_every_command_that_worked_on_it(tmp_path):
         "Command: `biocredit bench s.yaml --envs A` (1, 0.0 min)."
     ]
     assert Sessions(tmp_path, fresh=True, command="c", workers="1").record(ran=False) == []
+
+
+def quiet():
+    return Console(file=io.StringIO(), width=200)
+
+
+def test_status_of_a_matrix_reads_its_folder_and_changes_nothing(tmp_path):
+    spec_path, out = write_spec(tmp_path, TINY), tmp_path / "out"
+    result = bench(spec_path, out, "--status")
+    assert result.returncode == 0, result.stderr
+    assert "0 of 4 runs finished; no bench is running on this folder" in " ".join(
+        result.stdout.split()
+    )
+    assert not out.exists()
+    assert bench(spec_path, out, "--learners", "bp", "--seeds", "0").returncode == 0
+    files = snapshot(out)
+    console = quiet()
+    status = bench_status(spec_path, str(out), console=console)
+    assert [(r.label, r.seed, r.state) for r in status] == [
+        ("bp", 0, "done"),
+        ("fa", 0, "pending"),
+        ("bp", 1, "pending"),
+        ("fa", 1, "pending"),
+    ]
+    summary = json.loads(
+        (out / "runs" / "CartPole-v1" / "bp" / "seed0" / "summary.json").read_text()
+    )
+    assert status[0].final_return == summary["final_return_mean"] and status[0].logged == 64
+    assert snapshot(out) == files
+    (out / ".bench.lock").write_text(f"{os.getpid()}\n")  # a live process holds the folder
+    bench_status(spec_path, str(out), selection=Selection(learners=["fa"]), console=console)
+    text = " ".join(console.file.getvalue().split())
+    assert "1 of 4 runs finished; no bench is running" in text
+    assert f"a bench (pid {os.getpid()}) is running on this folder" in text
+
+
+def test_status_estimates_the_time_left_from_the_rows_finished_runs():
+    row = [
+        RunStatus("E", "fa", 0, 100, "done", logged=100, wall_time_s=10.0),
+        RunStatus("E", "fa", 1, 100, "started", logged=50, checkpoint=40),
+        RunStatus("E", "fa", 2, 100, "pending"),
+    ]
+    assert seconds_left(row) == pytest.approx(0.1 * (60 + 100))
+    assert seconds_left(row[1:]) is None
 
 
 def test_runs_of_another_matrix_are_refused_and_unsaved_ones_start_again(tmp_path):

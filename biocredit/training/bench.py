@@ -477,15 +477,13 @@ def default_out(spec: BenchSpec, steps: int | None, overrides: list[str]) -> Pat
     return base.with_name("-".join([base.name, *changes]))
 
 
-def check_options(workers: int, backend: str, ray_address: str | None, steps: int | None) -> None:
+def check_options(workers: int, backend: str, ray_address: str | None) -> None:
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}.")
     if backend not in BACKENDS:
         raise unknown_name("bench backend", backend, BACKENDS)
     if ray_address is not None and backend != "ray":
         raise ConfigError("--ray-address is only used with --backend ray; add --backend ray.")
-    if steps is not None and steps < 1:
-        raise ConfigError(f"--steps must be >= 1, got {steps}.")
 
 
 @dataclass
@@ -537,6 +535,26 @@ class Outputs:
             )
 
 
+def plan_matrix(
+    spec_path: str | Path,
+    out: str | None,
+    steps: int | None,
+    selection: Selection,
+    overrides: list[str] | None,
+) -> tuple[BenchSpec, Path, list[tuple[str, RunConfig]]]:
+    """The spec (on every seed of its matrix), its results folder and its planned runs, all
+    checked; what :func:`run_benchmark` and ``--status`` share."""
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}.")
+    spec = load_spec(spec_path)
+    overrides = list(overrides or [])
+    check_overrides(overrides)
+    selection.check(spec)
+    out_dir = Path(out) if out else default_out(spec, steps, overrides)
+    spec = selection.matrix(spec, out_dir)
+    return spec, out_dir, plan_runs(spec, out_dir, steps, overrides)
+
+
 def run_benchmark(
     spec_path: str | Path,
     workers: int = 1,
@@ -558,15 +576,9 @@ def run_benchmark(
     written whenever a run finishes or the bench is stopped, the full one at the end.
     """
     console = console or Console()
-    spec = load_spec(spec_path)
-    check_options(workers, backend, ray_address, steps)
-    overrides = list(overrides or [])
-    check_overrides(overrides)
+    check_options(workers, backend, ray_address)
     selection = selection or Selection()
-    selection.check(spec)
-    out_dir = Path(out) if out else default_out(spec, steps, overrides)
-    spec = selection.matrix(spec, out_dir)
-    plan = plan_runs(spec, out_dir, steps, overrides)
+    spec, out_dir, plan = plan_matrix(spec_path, out, steps, selection, overrides)
     where = "Ray" if backend == "ray" else "process"
     command = "biocredit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     with holding_folder(out_dir, console) as lock_path:
