@@ -158,12 +158,18 @@ CASES: list[Case] = [
     Case("misspelt algorithm option", [*TRAIN, "--set", "algo_kwargs.n_step=10"],
          "Unknown key 'n_step' in algo_kwargs (for ppo). Did you mean 'n_steps'?"),
     Case("negative learning rate", [*TRAIN, "--set", "algo_kwargs.learning_rate=-0.001"],
-         "'learning_rate' must be > 0, got -0.001"),
+         "'learning_rate' must be a finite number > 0, got -0.001"),
     Case("bad schedule", [*TRAIN, "--set", "algo_kwargs.learning_rate=lin_fast"],
          "'learning_rate' must be a number or lin_<start>"),
     Case("dqn on a continuous action space", [*TRAIN, "--algo", "dqn", "--env", "Pendulum-v1"],
          "--algo dqn needs a discrete action space, but 'Pendulum-v1' has Box(-2.0, 2.0, (1,), "
          "float32). Use --algo sac, td3 or ppo"),
+    Case("perturbation size not a number",
+         [*TRAIN, "--algo", "sac", "--env", "Pendulum-v1", "--set",
+          "policy_kwargs.critic_action_grad=perturbation", "--set",
+          "policy_kwargs.critic_action_delta=much"],
+         "policy_kwargs 'critic_action_delta' must be a number > 0, got 'much': the size of the "
+         "action perturbations that estimate dQ/da. Try critic_action_delta: 0.05."),
     Case("sac on a discrete action space", [*TRAIN, "--algo", "sac"],
          "--algo sac needs a continuous (Box) action space, but 'CartPole-v1' has Discrete(2). "
          "Use --algo dqn, ppo or a2c"),

@@ -47,8 +47,9 @@ def test_linear_schedule():
     assert schedule(3e-4, "learning_rate") == 3e-4
     with pytest.raises(ConfigError, match="lin_<start>"):
         schedule("lin_fast", "learning_rate")
-    with pytest.raises(ConfigError, match="must be > 0"):
-        schedule(-1e-3, "learning_rate")
+    for bad in (-1e-3, 0, float("nan"), float("inf"), "lin_inf", "lin_nan", "lin_-1"):
+        with pytest.raises(ConfigError, match="'learning_rate' must be a finite number > 0"):
+            schedule(bad, "learning_rate")
     assert schedule(None, "clip_range_vf") is None
 
 

@@ -9,6 +9,7 @@ for TD3). They are translated to :class:`RunConfig` keys here.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ def zoo_entry(algo: str, env_id: str, kwargs_key: str = "algo_kwargs") -> dict[s
 def schedule(value: Any, key: str) -> float | Callable[[float], float] | None:
     """A constant, or ``"lin_<x>"``: SB3's progress-remaining schedule from ``x`` down to 0.
 
-    The value (or ``x``) must be > 0; ``None`` passes through (SB3's "off", e.g. clip_range_vf).
+    The value (or ``x``) must be finite and > 0; ``None`` passes through (SB3's "off", e.g.
+    clip_range_vf).
     """
     if value is None:
         return None
@@ -70,8 +72,8 @@ def schedule(value: Any, key: str) -> float | Callable[[float], float] | None:
         raise ConfigError(
             f"'{key}' must be a number or lin_<start> (e.g. lin_1e-3), got {value!r}."
         )
-    if not start > 0:
-        raise ConfigError(f"'{key}' must be > 0, got {value!r}.")
+    if not (start > 0 and math.isfinite(start)):
+        raise ConfigError(f"'{key}' must be a finite number > 0, got {value!r}.")
     return LinearSchedule(start) if isinstance(value, str) else start
 
 
