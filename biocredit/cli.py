@@ -457,7 +457,8 @@ def _cmd_tune(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
-    from biocredit.training.bench import Selection, run_benchmark
+    from biocredit.training.bench import run_benchmark
+    from biocredit.training.bench_plan import Selection
 
     selection = Selection(args.seeds, args.learners, args.envs, args.algos)
     if args.status:

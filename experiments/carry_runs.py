@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 from biocredit.checkpoints import newest_checkpoint
-from biocredit.training.bench import run_folders
+from biocredit.training.bench_plan import run_folders
 from biocredit.training.bench_state import is_done
 
 RUN_FILES = ("config.yaml", "summary.json", "progress.csv")

@@ -20,7 +20,8 @@ import numpy as np
 
 from biocredit.learners import make_learner
 from biocredit.learners.plausibility import Plausibility
-from biocredit.training.bench import BASELINE, BenchSpec, load_spec, plan_runs
+from biocredit.training.bench_plan import plan_runs
+from biocredit.training.bench_spec import BASELINE, BenchSpec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- learners-table:start -->", "<!-- learners-table:end -->"

@@ -11,7 +11,8 @@ import torch
 
 from biocredit.checkpoints import newest_checkpoint
 from biocredit.errors import ConfigError
-from biocredit.training.bench import BenchSpec, plan_runs
+from biocredit.training.bench_plan import plan_runs
+from biocredit.training.bench_spec import BenchSpec
 from biocredit.training.resolve import resolve_config
 from biocredit.training.sb3_runner import policy_kwargs
 

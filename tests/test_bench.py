@@ -22,18 +22,18 @@ from safetensors.torch import load_file
 
 from biocredit.checkpoints import checkpoint_step, newest_checkpoint
 from biocredit.errors import ConfigError
-from biocredit.training.bench import (
+from biocredit.training.bench_plan import (
     Selection,
     check_overrides,
-    commands_note,
     default_out,
-    load_spec,
     plan_runs,
     run_folders,
     seeds_in,
 )
+from biocredit.training.bench_spec import load_spec
 from biocredit.training.bench_state import DONE, START, Invocation, Sessions, prepare_runs
 from biocredit.training.bench_status import RunStatus, bench_status, seconds_left
+from biocredit.training.bench_table import commands_note
 from biocredit.training.run_folder import create_run_dir
 from biocredit.training.sb3_runner import SB3Run
 

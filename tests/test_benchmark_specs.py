@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from biocredit.training.bench import load_spec, plan_runs
+from biocredit.training.bench_plan import plan_runs
+from biocredit.training.bench_spec import load_spec
 
 SPECS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "benchmarks").glob("*.yaml"))
 

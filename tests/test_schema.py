@@ -160,7 +160,7 @@ def test_every_project_config_describes_itself():
     from biocredit.agents.active_inference_config import ActiveInferenceConfig
     from biocredit.agents.config import AgentConfig
     from biocredit.agents.team import MultiAgentConfig
-    from biocredit.training.bench import BenchSpec
+    from biocredit.training.bench_spec import BenchSpec
     from biocredit.training.config import RunConfig
 
     for cls in (RunConfig, AgentConfig, ActiveInferenceConfig, MultiAgentConfig, BenchSpec):

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from biocredit.checkpoints import checkpoint_step, newest_checkpoint
-from biocredit.training.bench import Selection, plan_matrix
+from biocredit.training.bench_plan import Selection, plan_matrix
 from biocredit.training.bench_state import (
     LOCK_FILE,
     check_planned,
