@@ -235,6 +235,36 @@ def test_sigint_checkpoints_a_ppo_run_that_resumes(tmp_path):
     _interrupt_and_resume(tmp_path, ["--learner", "dfa", "--set", "eval_episodes=1"])
 
 
+STOP_AS_THE_LOG_APPEARS = """
+import os, signal, sys
+import biocredit.training.{module} as runner
+configure = runner.configure
+def configure_then_stop(*args, **kwargs):
+    made = configure(*args, **kwargs)  # progress.csv exists from here on
+    os.kill(os.getpid(), signal.SIGTERM)
+    return made
+runner.configure = configure_then_stop
+from biocredit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "args"),
+    [("sb3_runner", ["--learner", "dfa"]), ("stepped", ["--agent", "neuromodulated-ac"])],
+)
+def test_a_stop_as_soon_as_progress_csv_exists_is_caught(tmp_path, module, args):
+    """A stop watching for ``progress.csv`` (as a bench's tests and scripts do) meets a run
+    whose signal handlers are already in place: it checkpoints instead of dying."""
+    out = tmp_path / "run"
+    code = STOP_AS_THE_LOG_APPEARS.format(module=module)
+    command = [sys.executable, "-c", code, "train", *args, "--out", str(out), "--no-progress"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 130, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and newest_checkpoint(out) is not None
+
+
 @pytest.mark.slow
 def test_resume_refuses_other_changes(tmp_path):
     result = subprocess.run(

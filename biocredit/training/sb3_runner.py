@@ -500,9 +500,9 @@ class SB3Run(TrainingRun):
         ``callbacks`` (SB3 callbacks) run first at every step, before biocredit's own.
         """
         config, algo = self.config, self.algo
-        algo.set_logger(configure(str(self.run_dir), ["csv", "tensorboard"]))
-        start = time.perf_counter()
-        with catch_signals() as stop:
+        with catch_signals() as stop:  # before progress.csv exists: a stop seen then is caught
+            algo.set_logger(configure(str(self.run_dir), ["csv", "tensorboard"]))
+            start = time.perf_counter()
             checkpoints = RolloutCheckpoint(
                 config.checkpoint_freq,
                 lambda: self.save(self.elapsed + time.perf_counter() - start),

@@ -60,17 +60,17 @@ class SteppedRun(TrainingRun):
         ``callback(learning, steps)`` is called after every step's update.
         """
         config = self.config
-        logger = configure(str(self.run_dir), ["csv", "tensorboard"])
         display = RunProgress(
             config.steps, f"{config.agent} {config.env} seed {config.seed}", console
         )
         every = config.checkpoint_freq
         next_checkpoint = self.steps + every if every else None
         saved_at = None  # the step of this session's last checkpoint
-        if progress:
-            display.start()
-        start = time.perf_counter()
-        with catch_signals() as stop:
+        with catch_signals() as stop:  # before progress.csv exists: a stop seen then is caught
+            logger = configure(str(self.run_dir), ["csv", "tensorboard"])
+            if progress:
+                display.start()
+            start = time.perf_counter()
             while self.steps < config.steps and not stop:
                 self.step()
                 if callback is not None:
