@@ -2,7 +2,8 @@
 matrix survives a machine restart in git without its bulk: per run, ``config.yaml``,
 ``summary.json`` and ``progress.csv`` (enough for the next bench to keep a finished run), and
 for a run in flight its newest complete checkpoint (to resume it); per benchmark, its table,
-results and curves. TensorBoard events, older checkpoints and the checkpoints of finished runs
+results and curves; tracked files that are gone (a checkpoint a resumed run replaced) are staged
+as removed. TensorBoard events, older checkpoints and the checkpoints of finished runs
 stay behind (an off-policy one holds its replay buffer: 3 MB for DQN on CartPole-v1 at 50k
 steps); ``--with-finished-checkpoints`` carries those too, for evaluating or rendering the
 policies on the next machine.
@@ -49,7 +50,9 @@ def main() -> None:
     args = parser.parse_args()
     paths = [p for bench in args.benches for p in carried(bench, args.with_finished_checkpoints)]
     subprocess.run(["git", "add", "-f", "--", *map(str, paths)], check=True)
-    print(f"staged {len(paths)} paths")
+    # tracked files a run has since removed (a checkpoint it replaced, an older layout's folder)
+    subprocess.run(["git", "add", "--update", "--", *map(str, args.benches)], check=True)
+    print(f"staged {len(paths)} paths, and the removal of tracked files no longer there")
 
 
 if __name__ == "__main__":
