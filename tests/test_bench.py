@@ -534,9 +534,9 @@ def test_status_of_a_matrix_reads_its_folder_and_changes_nothing(tmp_path):
     spec_path, out = write_spec(tmp_path, TINY), tmp_path / "out"
     result = bench(spec_path, out, "--status")
     assert result.returncode == 0, result.stderr
-    assert "0 of 4 runs finished; no bench is running on this folder" in " ".join(
-        result.stdout.split()
-    )
+    said = " ".join(result.stdout.split())
+    assert "0 of 4 runs finished; no bench is running on this folder" in said
+    assert "No estimate of the time left: no row with runs left has finished one." in said
     assert not out.exists()
     assert bench(spec_path, out, "--learners", "bp", "--seeds", "0").returncode == 0
     files = snapshot(out)
@@ -558,6 +558,7 @@ def test_status_of_a_matrix_reads_its_folder_and_changes_nothing(tmp_path):
     text = " ".join(console.file.getvalue().split())
     assert "1 of 4 runs finished; no bench is running" in text
     assert f"a bench (pid {os.getpid()}) is running on this folder" in text
+    assert "run time left (not counting 1 row(s) with no finished run yet)" in text
 
 
 def test_status_estimates_the_time_left_from_the_rows_finished_runs():

@@ -113,12 +113,13 @@ def render_status(name: str, out_dir: Path, runs: list[RunStatus], console: Cons
     table = Table(title=f"benchmark '{name}' in {out_dir}")
     for column in ("env", "learner", "done", "mean final return", "started", "not started", "left"):
         table.add_column(column)
-    total_left, unknown = 0.0, 0
+    total_left, estimated, unknown = 0.0, 0, 0
     for (env, label), row in rows.items():
         done = [run for run in row if run.state == DONE]
         returns = [run.final_return for run in done if run.final_return is not None]
         left = seconds_left(row) if len(done) < len(row) else 0.0
         total_left += left or 0.0
+        estimated += bool(left)
         unknown += left is None
         table.add_row(
             env,
@@ -137,13 +138,15 @@ def render_status(name: str, out_dir: Path, runs: list[RunStatus], console: Cons
         if pid
         else "no bench is running on this folder: the command that made it resumes it"
     )
-    estimate = f"about {_hours(total_left)} of run time left" + (
-        f" (and {unknown} rows with no finished run to estimate from)" if unknown else ""
-    )
-    console.print(
-        f"{finished} of {len(runs)} runs finished; {running}; {estimate}, to divide by the "
-        "workers. Estimates use the finished runs' wall times, which depend on what else ran."
-    )
+    console.print(f"{finished} of {len(runs)} runs finished; {running}.")
+    if estimated:
+        rest = f" (not counting {unknown} row(s) with no finished run yet)" if unknown else ""
+        console.print(
+            f"About {_hours(total_left)} of run time left{rest}, to divide by the workers "
+            "(from the finished runs' wall times, which depend on what else ran)."
+        )
+    elif unknown:
+        console.print("No estimate of the time left: no row with runs left has finished one.")
 
 
 def bench_status(
