@@ -249,6 +249,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("module", "args"),
     [("sb3_runner", ["--learner", "dfa"]), ("stepped", ["--agent", "neuromodulated-ac"])],
