@@ -518,6 +518,10 @@ def test_the_table_names_every_command_that_worked_on_it(tmp_path):
     ]
     note = "\n".join(commands_note(invocations))
     assert "an invocation whose command was not recorded (10.0 min)" in note
+    older = [Invocation(None, None, 60.0), Invocation(None, None, 120.0), *invocations[1:]]
+    assert "invocations whose commands were not recorded (3.0 min over 2 sessions)" in "\n".join(
+        commands_note(older)
+    )
     assert "- `biocredit bench s.yaml --envs A` (1, 0.0 min)" in note
     assert "- `biocredit bench s.yaml --envs B` (2, 0.0 min over 2 sessions)" in note
     assert commands_note(invocations[1:2]) == [

@@ -174,7 +174,12 @@ def commands_note(invocations: list[Invocation]) -> list[str]:
     def said(command: str | None, workers: str | None, times: list[float]) -> str:
         sessions = f" over {len(times)} sessions" if len(times) > 1 else ""
         where = f"{workers}, " if workers else ""
-        what = f"`{command}`" if command else "an invocation whose command was not recorded"
+        unrecorded = (
+            "invocations whose commands were not recorded"
+            if len(times) > 1
+            else "an invocation whose command was not recorded"
+        )
+        what = f"`{command}`" if command else unrecorded
         return f"{what} ({where}{sum(times) / 60:.1f} min{sessions})"
 
     if len(groups) == 1:
