@@ -33,7 +33,7 @@ from biocredit.training.bench_plan import (
 from biocredit.training.bench_spec import load_spec
 from biocredit.training.bench_state import DONE, START, Invocation, Sessions, prepare_runs
 from biocredit.training.bench_status import RunStatus, bench_status, seconds_left
-from biocredit.training.bench_table import commands_note
+from biocredit.training.bench_table import commands_note, curve_panels
 from biocredit.training.run_folder import create_run_dir
 from biocredit.training.sb3_runner import SB3Run
 
@@ -245,6 +245,18 @@ def test_a_selection_names_rows_of_the_spec(tmp_path):
     ):
         with pytest.raises(ConfigError, match=match):
             bad.check(spec)
+
+
+def test_the_curves_of_a_partial_matrix_leave_out_the_envs_without_a_finished_run(tmp_path):
+    envs = {"CartPole-v1": {"steps": 64}, "Acrobot-v1": {"steps": 64}}
+    spec = load_spec(write_spec(tmp_path, dict(TINY, envs=envs)))
+    finished = [
+        {"env": "Acrobot-v1", "label": "bp", "run_dir": "runs/bp0"},
+        {"env": "Acrobot-v1", "label": "bp", "run_dir": "runs/bp1"},
+    ]
+    assert curve_panels(spec, finished) == {
+        "Acrobot-v1": {"bp": [Path("runs/bp0"), Path("runs/bp1")], "fa": []}
+    }
 
 
 @pytest.mark.slow

@@ -49,17 +49,7 @@ class Outputs:
         return self.out_dir / "table.md"
 
     def plot(self, summaries: list[dict[str, Any]]) -> None:
-        groups = {
-            env: {
-                learner: [
-                    Path(s["run_dir"])
-                    for s in summaries
-                    if s["env"] == env and s["label"] == learner
-                ]
-                for learner in self.spec.labels(env)
-            }
-            for env in self.spec.envs
-        }
+        groups = curve_panels(self.spec, summaries)
         plot_curves(groups, self.out_dir / "curves.png")
         team_groups: dict[str, set[str]] = {}  # group -> the envs whose teams have it
         for summary in summaries:
@@ -71,6 +61,21 @@ class Outputs:
                 self.out_dir / f"curves_{group}.png",
                 column=f"groups/{group}",
             )
+
+
+def curve_panels(
+    spec: BenchSpec, summaries: list[dict[str, Any]]
+) -> dict[str, dict[str, list[Path]]]:
+    """``{env: {learner row: [run folders]}}`` of the finished runs, one panel per env that has
+    one: a partial matrix's figure leaves out the envs it has not reached."""
+    panels = {
+        env: {
+            label: [Path(s["run_dir"]) for s in summaries if (s["env"], s["label"]) == (env, label)]
+            for label in spec.labels(env)
+        }
+        for env in spec.envs
+    }
+    return {env: rows for env, rows in panels.items() if any(rows.values())}
 
 
 def random_team_returns(spec: BenchSpec, summaries: list[dict[str, Any]]) -> dict[str, float]:
