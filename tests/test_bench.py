@@ -34,6 +34,7 @@ from biocredit.training.bench_spec import load_spec
 from biocredit.training.bench_state import DONE, START, Invocation, Sessions, prepare_runs
 from biocredit.training.bench_status import RunStatus, bench_status, seconds_left
 from biocredit.training.bench_table import commands_note, curve_panels
+from biocredit.training.plots import plot_curves
 from biocredit.training.run_folder import create_run_dir
 from biocredit.training.sb3_runner import SB3Run
 
@@ -257,6 +258,27 @@ def test_the_curves_of_a_partial_matrix_leave_out_the_envs_without_a_finished_ru
     assert curve_panels(spec, finished) == {
         "Acrobot-v1": {"bp": [Path("runs/bp0"), Path("runs/bp1")], "fa": []}
     }
+
+
+def test_a_learner_keeps_its_colour_in_every_panel(tmp_path):
+    runs = {}
+    for name in ("bp", "fa", "dfa"):
+        runs[name] = tmp_path / name
+        runs[name].mkdir()
+        (runs[name] / "progress.csv").write_text(
+            "time/total_timesteps,rollout/ep_rew_mean\n100,1.0\n200,2.0\n"
+        )
+    panels = {
+        "A": {"bp": [runs["bp"]], "fa": [runs["fa"]]},
+        "B": {"bp": [runs["bp"]], "dfa": [runs["dfa"]], "fa": [runs["fa"]]},
+    }
+    figure = plot_curves(panels, tmp_path / "curves.png")
+    colours = [
+        {line.get_label().split(" ")[0]: line.get_color() for line in ax.lines}
+        for ax in figure.axes
+    ]
+    assert colours[0] == {name: colours[1][name] for name in ("bp", "fa")}
+    assert len(set(colours[1].values())) == 3
 
 
 @pytest.mark.slow

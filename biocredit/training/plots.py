@@ -5,10 +5,14 @@ from __future__ import annotations
 import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from biocredit.training.run_folder import PROGRESS_FILE, STEP_COLUMN
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 RETURN_COLUMN = "rollout/ep_rew_mean"
 
@@ -37,14 +41,18 @@ def plot_curves(
     path: Path,
     grid_points: int = 200,
     column: str = RETURN_COLUMN,
-) -> None:
+) -> Figure:
     """One panel per key of ``groups`` (e.g. env), one line per inner key (e.g. learner):
-    the mean over its runs with a min-max band, on a common step grid."""
+    the mean over its runs with a min-max band, on a common step grid; a learner keeps its colour
+    in every panel. Writes ``path`` and returns the (closed) figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    labels = list(dict.fromkeys(label for lines in groups.values() for label in lines))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = {label: colours[i % len(colours)] for i, label in enumerate(labels)}
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
     for ax, (panel, lines) in zip(axes[0], groups.items(), strict=True):
         for label, run_dirs in lines.items():
@@ -54,8 +62,8 @@ def plot_curves(
                 continue
             grid = np.linspace(0, min(s[-1] for s, _ in curves), grid_points)
             values = np.stack([np.interp(grid, s, r) for s, r in curves])
-            ax.plot(grid, values.mean(0), label=f"{label} (n={len(curves)})")
-            ax.fill_between(grid, values.min(0), values.max(0), alpha=0.2)
+            ax.plot(grid, values.mean(0), color=colour[label], label=f"{label} (n={len(curves)})")
+            ax.fill_between(grid, values.min(0), values.max(0), color=colour[label], alpha=0.2)
         ax.set_title(panel if column == RETURN_COLUMN else f"{panel}: {column}")
         ax.set_xlabel("env steps")
         ax.set_ylabel("training episode return")
@@ -65,6 +73,7 @@ def plot_curves(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return fig
 
 
 def alignment_columns(run_dir: Path) -> dict[str, list[str]]:
