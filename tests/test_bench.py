@@ -657,6 +657,20 @@ def test_the_carried_part_of_a_run_folder_is_what_a_later_bench_needs(tmp_path):
     assert SB3Run.resume(moved, Path(moved.out)).steps_done() == 64
 
 
+def test_checkpoints_over_the_size_limit_are_left_behind(tmp_path):
+    """An off-policy checkpoint holds its replay buffer; carry_runs names and skips the ones
+    over ``--max-checkpoint-mb`` (logs and small checkpoints still go)."""
+    small, large = tmp_path / "checkpoints/000001-step64", tmp_path / "checkpoints/000002-step128"
+    for folder, megabytes in ((small, 1), (large, 3)):
+        folder.mkdir(parents=True)
+        (folder / "model.zip").write_bytes(b"\0" * (megabytes * 2**20))
+    progress = tmp_path / "progress.csv"
+    progress.write_bytes(b"\0" * 3 * 2**20)
+    assert carry_runs.size_mb(large) == pytest.approx(3.0)
+    assert carry_runs.too_large([progress, small, large], max_checkpoint_mb=2) == [large]
+    assert carry_runs.too_large([small, large], max_checkpoint_mb=10) == []
+
+
 def test_run_folders_of_namespaced_env_ids_are_found_and_carried(tmp_path):
     """``MinAtar/Breakout-v1`` puts its runs one folder deeper than ``CartPole-v1``."""
     runs = [tmp_path / "runs/MinAtar/Breakout-v1/dfa/seed2", tmp_path / "runs/CartPole-v1/bp/seed0"]
