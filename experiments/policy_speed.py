@@ -202,9 +202,10 @@ def time_cell(seconds: np.ndarray) -> str:
 
 
 def ratio_cell(ratios: np.ndarray) -> str:
-    """Median ratio to SB3 with its quartiles over the repeats."""
+    """Median ratio to SB3 with its quartiles over the repeats and their spread (interquartile
+    range as a share of the median)."""
     median, q1, q3 = quartiles(ratios)
-    return f"{median:.3f} [{q1:.3f}, {q3:.3f}]"
+    return f"{median:.3f} [{q1:.3f}, {q3:.3f}] ({(q3 - q1) / median:.1%})"
 
 
 def table_rows(case: Case, times: dict[str, np.ndarray]) -> list[str]:
@@ -238,7 +239,7 @@ def table(cases: list[Case], results: list[dict[str, np.ndarray]], args: argpars
     command = shlex.join(["python", "experiments/policy_speed.py", *sys.argv[1:]])
     header = ["algo", "env", "policy"]
     for column in COLUMNS:
-        header += [f"ms / {column} (IQR)", f"{column} / SB3 [quartiles]"]
+        header += [f"ms / {column} (IQR)", f"{column} / SB3 [quartiles] (IQR)"]
     header.append("target (median)")
     lines = [
         "# Speed of the policy path: biocredit policies against SB3's MlpPolicy",
@@ -250,8 +251,9 @@ def table(cases: list[Case], results: list[dict[str, np.ndarray]], args: argpars
         f"seed {args.seed}, "
         "RL Zoo settings from `experiments/hyperparams/`. Times: median over repeats, "
         "interquartile range as a share of the median. Ratios: variant / SB3 within each "
-        "repeat, median and quartiles. A gradient step is one optimizer step of every network "
-        "`train` updates (PPO: one minibatch); `acting` is the rest of `learn` per env step "
+        "repeat, median, quartiles and their spread (IQR / median). A gradient step is one "
+        "optimizer step of every network `train` updates (PPO: one minibatch); `acting` is the "
+        "rest of `learn` per env step "
         "(policy forward, env, buffer); `all in` is the block's wall time per env step.",
         "",
         "| " + " | ".join(header) + " |",
