@@ -10,7 +10,7 @@ C B A, ...), so the slow phases of a shared machine fall on every variant alike.
 the acting time (policy forward, env, replay buffer). Ratios to SB3 are taken within each
 repeat and summarised by their median and quartiles over the repeats.
 
-    python experiments/policy_speed.py --repeats 7 --rounds 8 --threads 1
+    python experiments/policy_speed.py --repeats 7 --rounds 16 --threads 1
 
 writes ``experiments/results/policy_speed/table.md`` (the command at its top).
 """
@@ -268,7 +268,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--algos", default=",".join(CASES), help="comma-separated subset")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--rounds", type=int, default=8, help="interleaved blocks per repeat")
+    parser.add_argument("--rounds", type=int, default=16, help="interleaved blocks per repeat")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, for all policies")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
