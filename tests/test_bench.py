@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -279,6 +280,9 @@ def test_a_learner_keeps_its_colour_in_every_panel(tmp_path):
     ]
     assert colours[0] == {name: colours[1][name] for name in ("bp", "fa")}
     assert len(set(colours[1].values())) == 3
+    pending_first = plot_curves({"A": {"pending": [], "bp": [runs["bp"]]}}, tmp_path / "c.png")
+    first_colour = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"][0]
+    assert pending_first.axes[0].lines[0].get_color() == first_colour
 
 
 @pytest.mark.slow

@@ -44,13 +44,15 @@ def plot_curves(
 ) -> Figure:
     """One panel per key of ``groups`` (e.g. env), one line per inner key (e.g. learner):
     the mean over its runs with a min-max band, on a common step grid; a learner keeps its colour
-    in every panel. Writes ``path`` and returns the (closed) figure."""
+    in every panel, and a learner with no runs (a pending row) takes none, so the first learner
+    drawn is the first colour. Writes ``path`` and returns the (closed) figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = list(dict.fromkeys(label for lines in groups.values() for label in lines))
+    drawn = (label for lines in groups.values() for label, runs in lines.items() if runs)
+    labels = list(dict.fromkeys(drawn))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colour = {label: colours[i % len(colours)] for i, label in enumerate(labels)}
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
