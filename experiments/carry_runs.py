@@ -48,9 +48,10 @@ def size_mb(path: Path) -> float:
     return sum(file.stat().st_size for file in files if file.is_file()) / 2**20
 
 
-def too_large(paths: list[Path], max_checkpoint_mb: float) -> list[Path]:
-    """The checkpoints among ``paths`` larger than ``max_checkpoint_mb``."""
-    return [p for p in paths if p.parent.name == "checkpoints" and size_mb(p) > max_checkpoint_mb]
+def too_large(paths: list[Path], max_checkpoint_mb: float) -> dict[Path, float]:
+    """The checkpoints among ``paths`` larger than ``max_checkpoint_mb``, with their sizes."""
+    sizes = {p: size_mb(p) for p in paths if p.parent.name == "checkpoints"}
+    return {p: size for p, size in sizes.items() if size > max_checkpoint_mb}
 
 
 def main() -> None:
@@ -69,10 +70,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     paths = [p for bench in args.benches for p in carried(bench, args.with_finished_checkpoints)]
-    for large in too_large(paths, args.max_checkpoint_mb):
+    for large, size in too_large(paths, args.max_checkpoint_mb).items():
         paths.remove(large)
         print(
-            f"left behind {large} ({size_mb(large):.0f} MB > --max-checkpoint-mb "
+            f"left behind {large} ({size:.0f} MB > --max-checkpoint-mb "
             f"{args.max_checkpoint_mb:g}): on another machine its run resumes from an older "
             "carried checkpoint if one is tracked, else starts again"
         )

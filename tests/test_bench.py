@@ -671,8 +671,10 @@ def test_checkpoints_over_the_size_limit_are_left_behind(tmp_path):
     progress = tmp_path / "progress.csv"
     progress.write_bytes(b"\0" * 3 * 2**20)
     assert carry_runs.size_mb(large) == pytest.approx(3.0)
-    assert carry_runs.too_large([progress, small, large], max_checkpoint_mb=2) == [large]
-    assert carry_runs.too_large([small, large], max_checkpoint_mb=10) == []
+    assert carry_runs.too_large([progress, small, large], max_checkpoint_mb=2) == {
+        large: pytest.approx(3.0)
+    }
+    assert carry_runs.too_large([small, large], max_checkpoint_mb=10) == {}
 
 
 def test_run_folders_of_namespaced_env_ids_are_found_and_carried(tmp_path):
